@@ -1,0 +1,115 @@
+"""Least squares and gradient descent, for notebook 01 (input normalization).
+
+For a linear model w on inputs X (n, d) with targets Y (n,) or (n, k), the loss
+L(w) = ||X w - Y||^2 / (2n) is a quadratic bowl whose Hessian H = X^T X / n does not depend
+on w or Y. Gradient descent with learning rate lr shrinks the error along eigenvector i of H
+by a factor (1 - lr * lambda_i) per step, so it is stable only for lr < 2 / lambda_max and
+its slowest direction converges like (1 - lambda_min / lambda_max)^t at lr = 1 / lambda_max:
+the condition number lambda_max / lambda_min sets the number of steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MIN_EIGENVALUE = 1e-12  # directions with less curvature than this count as flat (constant features)
+
+
+def hessian(X: np.ndarray) -> np.ndarray:
+    """H = X^T X / n for inputs X (n, d); returns (d, d)."""
+    X = _as_matrix(X)
+    return X.T @ X / len(X)
+
+
+def condition_number(X: np.ndarray) -> float:
+    """lambda_max / lambda_min of the least-squares Hessian of X (n, d)."""
+    eigenvalues = np.linalg.eigvalsh(hessian(X))
+    if eigenvalues[0] < MIN_EIGENVALUE * max(eigenvalues[-1], 1.0):
+        raise ValueError("the Hessian is singular (a feature is constant or a copy of others); "
+                         "drop such features before computing a condition number")
+    return float(eigenvalues[-1] / eigenvalues[0])
+
+
+def center(X_train: np.ndarray, X_test: np.ndarray | None = None):
+    """Subtract the training mean. Returns the centered train array (and test array if given)."""
+    mean = X_train.mean(axis=0)
+    return (X_train - mean) if X_test is None else (X_train - mean, X_test - mean)
+
+
+def min_max_scale(X: np.ndarray) -> np.ndarray:
+    """Map every feature of X (n, d) to [0, 1] (constant features become 0)."""
+    low, high = X.min(axis=0), X.max(axis=0)
+    return (X - low) / np.where(high > low, high - low, 1.0)
+
+
+def whiten(X: np.ndarray) -> np.ndarray:
+    """ZCA whitening: centered X (n, d) times Cov^(-1/2), so the result has identity covariance.
+
+    Cov^(-1/2) = V diag(1 / sqrt(lambda)) V^T from the eigendecomposition Cov = V diag(lambda) V^T.
+    """
+    X = _as_matrix(X)
+    centered = X - X.mean(axis=0)
+    covariance = centered.T @ centered / len(X)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    if eigenvalues[0] <= MIN_EIGENVALUE * max(eigenvalues[-1], 1.0):
+        raise ValueError("the covariance is singular (fewer examples than features, or a constant "
+                         "feature), so it has no inverse square root")
+    inverse_sqrt = eigenvectors @ np.diag(eigenvalues ** -0.5) @ eigenvectors.T
+    return centered @ inverse_sqrt
+
+
+def descent_path(X: np.ndarray, y: np.ndarray, lr: float, steps: int,
+                 w0: np.ndarray | None = None) -> np.ndarray:
+    """Weights visited by full-batch gradient descent on L(w) = ||X w - y||^2 / (2n).
+
+    X (n, d), y (n,). Returns (steps + 1, d), starting at w0 (default: zeros). Stops early,
+    with the path cut short, once the weights are no longer finite.
+    """
+    X = _as_matrix(X)
+    if not lr > 0:
+        raise ValueError(f"learning rate must be positive, got {lr}")
+    H, Xty = hessian(X), X.T @ y / len(X)
+    w = np.zeros(X.shape[1]) if w0 is None else np.asarray(w0, dtype=float)
+    path = [w]
+    for _ in range(steps):
+        w = w - lr * (H @ w - Xty)  # gradient of the quadratic: H w - X^T y / n
+        if not np.all(np.isfinite(w)) or np.abs(w).max() > 1e150:
+            break
+        path.append(w)
+    return np.array(path)
+
+
+def excess_loss_curve(X: np.ndarray, Y: np.ndarray, lr: float, steps: int) -> np.ndarray:
+    """L(w_t) - L(w*) for t = 0..steps of gradient descent from w = 0, in closed form.
+
+    In H's eigenbasis each coordinate of the error w_t - w* is multiplied by (1 - lr lambda_i)
+    every step, so no loop over steps is needed. X (n, d), Y (n,) or (n, k). Returns (steps + 1,).
+    """
+    X = _as_matrix(X)
+    Y = np.asarray(Y, dtype=float).reshape(len(X), -1)
+    eigenvalues, eigenvectors = np.linalg.eigh(hessian(X))
+    w_star = np.linalg.lstsq(X, Y, rcond=None)[0]            # (d, k)
+    error0 = eigenvectors.T @ (0.0 - w_star)                  # initial error in the eigenbasis
+    weight = 0.5 * eigenvalues[:, None] * error0**2           # each direction's share of the excess loss
+    t = np.arange(steps + 1)[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        factors = np.abs(1.0 - lr * eigenvalues)[None, :] ** (2 * t)  # (steps + 1, d)
+        return factors @ weight.sum(axis=1)
+
+
+def steps_to_converge(X: np.ndarray, Y: np.ndarray, lr: float, tolerance: float = 1e-3,
+                      max_steps: int = 100_000) -> int | None:
+    """First step at which the excess loss falls below ``tolerance`` times its starting value.
+
+    Returns None if that does not happen within ``max_steps`` (too slow, or divergent).
+    """
+    curve = excess_loss_curve(X, Y, lr, max_steps)
+    below = np.flatnonzero(curve <= tolerance * curve[0])
+    return int(below[0]) if below.size else None
+
+
+def _as_matrix(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or len(X) == 0:
+        raise ValueError(f"expected a 2-D array of shape (n_examples, n_features), got shape {X.shape}")
+    return X

@@ -1,0 +1,281 @@
+"""The course's one training loop: ``train`` runs mini-batch SGD and returns a ``History``.
+
+At step 0 and every ``record_every`` steps it records, in eval mode on fixed data:
+the training-set loss, the test loss and accuracy, the 15/50/85th percentiles of every
+hidden unit's pre-activation (the input of each activation layer, over the test set), the
+norm of every parameter, and gamma/beta of every normalization layer. A run that diverges
+(a non-finite loss or activation, or a parameter norm past ``max_param_norm``) stops there
+and says where; ``train`` never raises because a run diverged.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .batchnorm import NonFiniteInputError
+from .config import torch_generator
+from .data import Split
+from .models import activation_layers, norm_layers
+
+PERCENTILES = (15, 50, 85)
+PROGRESS_AFTER_SECONDS = 2.0
+PROGRESS_VARIABLE = "BNLAB_PROGRESS"  # "0" turns progress bars off (tests and notebook builds)
+
+
+@dataclass
+class History:
+    """What ``train`` recorded. Arrays are indexed by record (one row per entry of ``steps``).
+
+    steps:           (R,) the optimizer step of each record; 0 is the initial model
+    train_loss:      (R,) loss over the whole training set
+    test_loss:       (R,) loss over the test set
+    test_accuracy:   (R,) fraction correct on the test set (NaN for a regression target)
+    batch_loss:      (S,) the loss of every mini-batch the optimizer saw
+    preact_percentiles: layer name -> (R, len(percentiles), width) percentiles of each unit's
+                     pre-activation over the test set
+    param_norms:     parameter name -> (R,) Euclidean norm
+    gamma, beta:     normalization layer name -> (R, width)
+    diverged_at:     the step where the run diverged, or None
+    divergence:      what went wrong there, in words ("" when the run finished)
+    """
+
+    settings: dict
+    percentiles: tuple[int, ...] = PERCENTILES
+    steps: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+    batch_loss: list[float] = field(default_factory=list)
+    preact_percentiles: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    param_norms: dict[str, list[float]] = field(default_factory=dict)
+    gamma: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    beta: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    diverged_at: int | None = None
+    divergence: str = ""
+    seconds: float = 0.0
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at is not None
+
+    @property
+    def final_accuracy(self) -> float:
+        """Test accuracy at the last record (NaN if nothing was recorded)."""
+        return self.test_accuracy[-1] if self.test_accuracy else math.nan
+
+    def percentile_array(self, layer: str) -> np.ndarray:
+        """(R, len(percentiles), width) array of a layer's pre-activation percentiles."""
+        return np.stack(self.preact_percentiles[layer])
+
+    def summary(self) -> str:
+        """One line a learner can read: accuracy reached, or where and why the run diverged."""
+        label = ", ".join(f"{k}={v}" for k, v in self.settings.items())
+        if self.diverged:
+            return f"{label}: diverged at step {self.diverged_at} ({self.divergence})"
+        return f"{label}: test accuracy {self.final_accuracy:.1%} after {self.steps[-1]} steps"
+
+
+def _loss_function(target: torch.Tensor) -> nn.Module:
+    return nn.MSELoss() if target.is_floating_point() else nn.CrossEntropyLoss()
+
+
+class _PreactivationRecorder:
+    """Forward pre-hooks that keep the latest input of each activation layer."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.latest: dict[str, torch.Tensor] = {}
+        self.enabled = False
+        self._handles = [layer.register_forward_pre_hook(self._hook(name))
+                         for name, layer in activation_layers(model).items()]
+
+    def _hook(self, name: str):
+        def keep_input(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            if self.enabled:
+                self.latest[name] = inputs[0].detach()
+        return keep_input
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+class _Progress:
+    """A progress bar that appears only once a run has taken longer than two seconds,
+    and only inside a Jupyter kernel. It replaces itself with nothing when the run ends."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        wanted = enabled and os.environ.get(PROGRESS_VARIABLE, "1") != "0"
+        self.total, self.enabled = total, wanted and _in_kernel()
+        self.start = time.perf_counter()
+        self.bar = self.handle = None
+
+    def update(self, step: int) -> None:
+        if not self.enabled or step % 50:
+            return
+        if self.bar is None:
+            if time.perf_counter() - self.start < PROGRESS_AFTER_SECONDS:
+                return
+            import ipywidgets
+            from IPython.display import display
+            self.bar = ipywidgets.IntProgress(max=self.total, description="training")
+            self.handle = display(self.bar, display_id=True)
+        self.bar.value = step
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.handle.update({"text/plain": ""}, raw=True)
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def _check_settings(data: Split, steps: int, lr: float, batch_size: int, record_every: int) -> None:
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not lr > 0 or not math.isfinite(lr):
+        raise ValueError(f"learning rate must be a positive number, got {lr!r}")
+    n_train = len(data.X_train)
+    if not isinstance(batch_size, int) or not 1 <= batch_size <= n_train:
+        raise ValueError(f"batch_size must be an integer from 1 to the training-set size {n_train}, "
+                         f"got {batch_size!r}")
+    if not isinstance(record_every, int) or record_every < 1:
+        raise ValueError(f"record_every must be a positive integer, got {record_every!r}")
+
+
+def train(model: nn.Module, data: Split, *, steps: int, lr: float, batch_size: int = 60,
+          record_every: int = 100, momentum: float = 0.0, max_param_norm: float = 1e6,
+          percentiles: Sequence[int] = PERCENTILES, seed: int | None = None,
+          progress: bool = True) -> History:
+    """Train ``model`` in place with mini-batch SGD for ``steps`` steps; return its History.
+
+    data: a Split; integer labels train with cross-entropy, float targets with mean squared error.
+    lr, momentum: SGD's learning rate and momentum.
+    batch_size: examples per step, drawn without replacement, reshuffled every epoch.
+    record_every: record the history every this many steps (and at step 0 and the last step).
+    max_param_norm: a parameter whose norm passes this counts as diverged.
+    seed: the mini-batch order is a function of this seed (default: the course seed).
+    progress: show a progress bar in Jupyter for runs longer than about two seconds.
+    """
+    _check_settings(data, steps, lr, batch_size, record_every)
+    settings = {"lr": lr, "batch_size": batch_size}
+    history = History(settings=settings, percentiles=tuple(percentiles))
+    loss_fn = _loss_function(data.y_train)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    recorder = _PreactivationRecorder(model)
+    batches = _batch_indices(len(data.X_train), batch_size, torch_generator(seed, stream=4))
+    bar = _Progress(steps, enabled=progress)
+    started = time.perf_counter()
+    try:
+        _record(history, model, data, loss_fn, recorder, step=0, max_param_norm=max_param_norm)
+        for step in range(1, steps + 1):
+            if not _sgd_step(history, model, data, loss_fn, optimizer, next(batches), step):
+                break
+            if step % record_every == 0 or step == steps:
+                if not _record(history, model, data, loss_fn, recorder, step, max_param_norm):
+                    break
+            bar.update(step)
+    finally:
+        recorder.remove()
+        bar.close()
+        model.train()
+    history.seconds = time.perf_counter() - started
+    return history
+
+
+def _batch_indices(n: int, batch_size: int, generator: torch.Generator):
+    """Endless mini-batches of indices: each epoch a fresh permutation, cut into full batches."""
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield order[start:start + batch_size]
+
+
+def _sgd_step(history: History, model: nn.Module, data: Split, loss_fn: nn.Module,
+              optimizer: torch.optim.Optimizer, batch: torch.Tensor, step: int) -> bool:
+    """One SGD step on ``batch``. Returns False (and marks the history) if the run diverged."""
+    model.train()
+    try:
+        loss = loss_fn(model(data.X_train[batch]), data.y_train[batch])
+    except NonFiniteInputError:
+        _mark_diverged(history, step, "activations became NaN or infinite")
+        return False
+    if not torch.isfinite(loss):
+        _mark_diverged(history, step, f"the loss became {loss.item()}")
+        return False
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    history.batch_loss.append(loss.item())
+    return True
+
+
+def _mark_diverged(history: History, step: int, reason: str) -> None:
+    history.diverged_at, history.divergence = step, reason
+
+
+@torch.no_grad()
+def _record(history: History, model: nn.Module, data: Split, loss_fn: nn.Module,
+            recorder: _PreactivationRecorder, step: int, max_param_norm: float) -> bool:
+    """Append one record. Returns False (and marks the history) if the model has diverged."""
+    norms = {name: p.norm().item() for name, p in model.named_parameters()}
+    too_large = [name for name, value in norms.items() if not value <= max_param_norm]
+    if too_large:
+        _mark_diverged(history, step, f"the norm of {too_large[0]} reached {norms[too_large[0]]:.3g}")
+        return False
+    model.eval()
+    try:
+        train_loss = loss_fn(model(data.X_train), data.y_train).item()
+        recorder.enabled = True
+        test_out = model(data.X_test)
+    except NonFiniteInputError:
+        _mark_diverged(history, step, "activations became NaN or infinite")
+        return False
+    finally:
+        recorder.enabled = False
+    history.steps.append(step)
+    history.train_loss.append(train_loss)
+    history.test_loss.append(loss_fn(test_out, data.y_test).item())
+    history.test_accuracy.append(_accuracy(test_out, data.y_test))
+    for name, value in norms.items():
+        history.param_norms.setdefault(name, []).append(value)
+    q = torch.tensor(history.percentiles, dtype=torch.float32) / 100
+    for name, preact in recorder.latest.items():
+        history.preact_percentiles.setdefault(name, []).append(torch.quantile(preact, q, dim=0).numpy())
+    for name, layer in norm_layers(model).items():
+        gamma, beta = _affine_parameters(layer)
+        if gamma is not None:
+            history.gamma.setdefault(name, []).append(gamma.detach().numpy().copy())
+            history.beta.setdefault(name, []).append(beta.detach().numpy().copy())
+    return True
+
+
+def _affine_parameters(layer: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """gamma and beta of a normalization layer, whatever it calls them (torch: weight/bias)."""
+    gamma = getattr(layer, "gamma", None)
+    if gamma is None:
+        gamma = getattr(layer, "weight", None)
+    beta = getattr(layer, "beta", None)
+    if beta is None:
+        beta = getattr(layer, "bias", None)
+    return gamma, beta
+
+
+def _accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
+    if target.is_floating_point():
+        return math.nan
+    return (logits.argmax(dim=1) == target).float().mean().item()

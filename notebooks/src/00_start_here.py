@@ -1,0 +1,152 @@
+# %% [markdown]
+# # 00 · Start here
+#
+# Welcome to **bnlab**, a hands-on course on **Batch Normalization** (BN), the layer Ioffe and
+# Szegedy introduced in 2015 and that sits in most deep networks since. You will not just read
+# about it: you will rebuild it, break it, and measure what it does, on a laptop CPU.
+#
+# **In this notebook you will**
+# 1. check that your Python environment has everything the course needs;
+# 2. see the map of the course;
+# 3. learn the two interactive tools the course uses everywhere: slider panels and checked exercises.
+
+# %%
+import numpy as np
+
+import bnlab
+from bnlab.checks import check_mean, show_solution
+from bnlab.conditioning import descent_path
+from bnlab.environment import check_environment
+from bnlab.figures import add_line, hide_marker, mark_diverged, new_figure, show_diverged
+from bnlab.widgets import SliderPanel, log_slider
+
+SEED = bnlab.setup()
+print(f"Course seed: {SEED} (set the BNLAB_SEED environment variable before starting Jupyter to change it)")
+
+# %% [markdown]
+# ## 1. Environment check
+# Run the next cell. It compares what is installed with the versions the course was tested with
+# and says in plain words what, if anything, is missing.
+
+# %%
+environment_ok = check_environment()
+
+# %% [markdown]
+# ## 2. The map
+#
+# Work through the notebooks in order; each one answers one question and ends with a summary.
+#
+# | # | notebook | the question it answers |
+# |---|---|---|
+# | 00 | start here | How do I use this course? |
+# | 01 | [input normalization](01_input_normalization.ipynb) | Why do we center, scale and decorrelate inputs before training? |
+# | 02 | covariate shift | What is covariate shift, and what is *internal* covariate shift? |
+# | 03 | normalizing outside the gradient | Why can't we simply normalize activations between gradient steps? |
+# | 04 | batch norm from scratch | What exactly does BN compute, forward and backward, in training and at test time? |
+# | 05 | training with BN | What does BN buy in practice: higher learning rates, any initialization, sigmoid nets that train? |
+# | 06 | why BN works, and when it fails | Is "internal covariate shift" the real reason? Which pitfalls bite, and what are the alternatives? |
+#
+# Notebooks 02 to 06 are being written; their names will turn into links as they arrive.
+#
+# Every number a notebook states is computed in a cell, and the cell **asserts** it: if a future
+# library version changed the result, the notebook would stop with an error instead of telling
+# you something that is no longer true.
+
+# %% [markdown]
+# ## 3. Slider panels
+#
+# Many figures come with sliders. Drag one and the figure redraws at once; nothing else in the
+# notebook changes. Try it below: gradient descent on the parabola $f(w) = w^2 / 2$, starting at
+# $w = 3$. Each step moves $w \leftarrow w - \eta\, f'(w) = (1 - \eta)\, w$.
+#
+# **Predict before you drag:** for which learning rates $\eta$ does $w$ reach 0 without
+# overshooting? For which does it bounce from side to side? For which does it fly off?
+#
+# (The panel needs a live kernel. On GitHub you see a still picture of its first state.)
+
+# %%
+STEPS = 12
+
+
+def draw_parabola_descent(fig, lr):
+    """Redraw the descent path for learning rate lr (the panel calls this on every drag)."""
+    path = descent_path(np.ones((1, 1)), np.zeros(1), lr=lr, steps=STEPS, w0=[3.0])[:, 0]
+    fig.data[1].x, fig.data[1].y = path, path**2 / 2
+    farther = np.flatnonzero(np.abs(path) > np.abs(path[0]))  # steps that ended farther out than the start
+    if farther.size:
+        k = farther[0]
+        show_diverged(fig.data[2], path[k], path[k] ** 2 / 2, k, "gradient descent")
+        fig.layout.title.text = f"η = {lr:.3g}: every step overshoots further: diverged at step {k}"
+    else:
+        hide_marker(fig.data[2])
+        how = "overshoots the minimum, but by less each time" if lr > 1 else "moves straight towards the minimum"
+        fig.layout.title.text = f"η = {lr:.3g}: each step {how}"
+
+
+w_grid = np.linspace(-6, 6, 121)
+parabola = new_figure("", "w (weight)", "f(w) = w² / 2 (loss)")
+add_line(parabola, w_grid, w_grid**2 / 2, "f(w)", 7)
+add_line(parabola, [], [], "gradient descent", 1, mode="lines+markers")
+mark_diverged(parabola, None, None, 0)
+parabola.update_yaxes(range=[-1, 20])
+parabola.update_xaxes(range=[-6, 6])
+
+demo_panel = SliderPanel(parabola, {"lr": log_slider("learning rate η", 0.3, 0.05, 3.0)},
+                         draw_parabola_descent,
+                         caption="Drag the learning rate: below 1, between 1 and 2, above 2.")
+demo_panel
+
+# %% [markdown]
+# What you should have seen: for $\eta < 1$ the steps approach 0 from one side; for
+# $1 < \eta < 2$ they jump across the minimum but still shrink; for $\eta > 2$ each jump is
+# longer than the last. Each step multiplies $w$ by $(1 - \eta)$, so the run converges exactly
+# when $|1 - \eta| < 1$. The next cell checks that claim on the panel itself.
+
+# %%
+for lr, converges in [(0.5, True), (1.5, True), (2.5, False)]:
+    demo_panel.set(lr=lr)
+    final_w = demo_panel.figure.data[1].x[-1]
+    assert (abs(final_w) < 0.1) == converges, (lr, final_w)
+    print(f"η = {lr}: w after {STEPS} steps = {final_w:+.4f}  ->  {'converges' if converges else 'diverges'}")
+demo_panel.set(lr=0.3)
+
+# %% [markdown]
+# A panel that trains networks would take seconds per setting, which is too slow for a drag. So the
+# course's panels precompute the settings on a grid, or cache them, and a drag only looks up results.
+# When a setting diverges, the figure says **diverged at step k**, as you saw above, instead of
+# showing an error.
+#
+# ## 4. Exercises
+#
+# Exercises look like the cell below: a function with `raise NotImplementedError` for you to
+# replace, and a `check_...` call that tells you what is right, what differs and what to try.
+# Run the two cells as they are first, to see what an unfinished exercise looks like.
+#
+# **Warm-up exercise.** Write `mean(values)`, the average of a list of numbers.
+
+# %%
+def mean(values):
+    """The average of a non-empty list of numbers."""
+    raise NotImplementedError  # replace this line with your code
+
+
+check_mean(mean)
+
+# %% [markdown]
+# Stuck? Each exercise has a solution, hidden until you ask for it. Uncomment the line below and run it.
+
+# %%
+# show_solution("mean")
+
+# %% [markdown]
+# ## Summary
+# * `bnlab.setup()` in the first cell of each notebook seeds every random number from `BNLAB_SEED`,
+#   so everybody who runs a notebook sees the same numbers.
+# * Slider panels redraw one figure in place; a diverging setting is labelled as diverged.
+# * Exercises come with a `check_...` function and a `show_solution(...)` for when you are stuck.
+#
+# Next: [01 · Input normalization](01_input_normalization.ipynb).
+#
+# ## References
+# * S. Ioffe and C. Szegedy (2015). *Batch Normalization: Accelerating Deep Network Training by
+#   Reducing Internal Covariate Shift.* ICML. [arXiv:1502.03167](https://arxiv.org/abs/1502.03167)
