@@ -22,6 +22,9 @@ import torch
 from .config import numpy_rng
 
 DIGITS_FILE = Path("datasets") / "data" / "digits.csv.gz"
+# weights of the synthetic regression; not along an eigenvector of any of its Hessians, so
+# gradient descent from w = 0 has to travel along both directions of the bowl
+TRUE_WEIGHTS = np.array([2.0, -1.0])
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ def load_digits(test_fraction: float = 0.25, standardized: bool = True,
 def make_regression_2d(n: int = 200, scale: float = 1.0, offset: float = 0.0,
                        correlation: float = 0.0, noise: float = 0.1,
                        seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A two-feature least-squares problem y = X @ [1, 1] + noise.
+    """A two-feature least-squares problem y = X @ TRUE_WEIGHTS + noise.
 
     Feature 0 has std 1, feature 1 has std ``scale``; both are shifted by ``offset`` and
     have correlation ``correlation``. Returns X (n, 2) and y (n,) as float64 arrays.
@@ -137,7 +140,7 @@ def make_regression_2d(n: int = 200, scale: float = 1.0, offset: float = 0.0,
     feature_0 = z[:, 0]
     feature_1 = correlation * z[:, 0] + np.sqrt(1.0 - correlation**2) * z[:, 1]
     X = np.column_stack([feature_0, scale * feature_1]) + offset
-    y = X @ np.ones(2) + noise * rng.standard_normal(n)
+    y = X @ TRUE_WEIGHTS + noise * rng.standard_normal(n)
     return X, y
 
 

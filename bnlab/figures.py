@@ -33,6 +33,7 @@ def _template() -> go.layout.Template:
     template.layout.width, template.layout.height = WIDTH, HEIGHT
     template.layout.margin = dict(l=70, r=30, t=70, b=60)
     template.layout.legend = dict(bgcolor="rgba(255,255,255,0.7)")
+    template.layout.xaxis.exponentformat = template.layout.yaxis.exponentformat = "power"  # 10⁻⁶, not 1µ
     return template
 
 
@@ -100,11 +101,11 @@ def add_band(fig: go.Figure, x: Sequence[float], low: Sequence[float], high: Seq
 
 
 def mark_diverged(fig: go.Figure, x: float, y: float, step: int, name: str = "",
-                  **position) -> go.Figure:
-    """Draw an X where a run diverged, labelled "<name> diverged at step k"."""
+                  row: int | None = None, col: int | None = None) -> go.Figure:
+    """Draw an X where a run diverged, labelled "<name> diverged at step k" (in subplot row, col)."""
     fig.add_trace(go.Scatter(mode="markers+text", textposition="top right", showlegend=False,
                              marker=dict(symbol="x", size=14, color=DIVERGED_COLOR),
-                             textfont=dict(color=DIVERGED_COLOR), **position))
+                             textfont=dict(color=DIVERGED_COLOR)), row=row, col=col)
     show_diverged(fig.data[-1], x, y, step, name)
     return fig
 

@@ -181,8 +181,8 @@ def train(model: nn.Module, data: Split, *, steps: int, lr: float, batch_size: i
     bar = _Progress(steps, enabled=progress)
     started = time.perf_counter()
     try:
-        _record(history, model, data, loss_fn, recorder, step=0, max_param_norm=max_param_norm)
-        for step in range(1, steps + 1):
+        healthy = _record(history, model, data, loss_fn, recorder, step=0, max_param_norm=max_param_norm)
+        for step in range(1, steps + 1 if healthy else 1):
             if not _sgd_step(history, model, data, loss_fn, optimizer, next(batches), step):
                 break
             if step % record_every == 0 or step == steps:

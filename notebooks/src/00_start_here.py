@@ -11,14 +11,10 @@
 # 3. learn the two interactive tools the course uses everywhere: slider panels and checked exercises.
 
 # %%
-import numpy as np
-
 import bnlab
 from bnlab.checks import check_mean, show_solution
-from bnlab.conditioning import descent_path
 from bnlab.environment import check_environment
-from bnlab.figures import add_line, hide_marker, mark_diverged, new_figure, show_diverged
-from bnlab.widgets import SliderPanel, log_slider
+from bnlab.panels import PARABOLA_STEPS, parabola_panel
 
 SEED = bnlab.setup()
 print(f"Course seed: {SEED} (set the BNLAB_SEED environment variable before starting Jupyter to change it)")
@@ -65,35 +61,7 @@ environment_ok = check_environment()
 # (The panel needs a live kernel. On GitHub you see a still picture of its first state.)
 
 # %%
-STEPS = 12
-
-
-def draw_parabola_descent(fig, lr):
-    """Redraw the descent path for learning rate lr (the panel calls this on every drag)."""
-    path = descent_path(np.ones((1, 1)), np.zeros(1), lr=lr, steps=STEPS, w0=[3.0])[:, 0]
-    fig.data[1].x, fig.data[1].y = path, path**2 / 2
-    farther = np.flatnonzero(np.abs(path) > np.abs(path[0]))  # steps that ended farther out than the start
-    if farther.size:
-        k = farther[0]
-        show_diverged(fig.data[2], path[k], path[k] ** 2 / 2, k, "gradient descent")
-        fig.layout.title.text = f"η = {lr:.3g}: every step overshoots further: diverged at step {k}"
-    else:
-        hide_marker(fig.data[2])
-        how = "overshoots the minimum, but by less each time" if lr > 1 else "moves straight towards the minimum"
-        fig.layout.title.text = f"η = {lr:.3g}: each step {how}"
-
-
-w_grid = np.linspace(-6, 6, 121)
-parabola = new_figure("", "w (weight)", "f(w) = w² / 2 (loss)")
-add_line(parabola, w_grid, w_grid**2 / 2, "f(w)", 7)
-add_line(parabola, [], [], "gradient descent", 1, mode="lines+markers")
-mark_diverged(parabola, None, None, 0)
-parabola.update_yaxes(range=[-1, 20])
-parabola.update_xaxes(range=[-6, 6])
-
-demo_panel = SliderPanel(parabola, {"lr": log_slider("learning rate η", 0.3, 0.05, 3.0)},
-                         draw_parabola_descent,
-                         caption="Drag the learning rate: below 1, between 1 and 2, above 2.")
+demo_panel = parabola_panel()
 demo_panel
 
 # %% [markdown]
@@ -107,7 +75,7 @@ for lr, converges in [(0.5, True), (1.5, True), (2.5, False)]:
     demo_panel.set(lr=lr)
     final_w = demo_panel.figure.data[1].x[-1]
     assert (abs(final_w) < 0.1) == converges, (lr, final_w)
-    print(f"η = {lr}: w after {STEPS} steps = {final_w:+.4f}  ->  {'converges' if converges else 'diverges'}")
+    print(f"η = {lr}: w after {PARABOLA_STEPS} steps = {final_w:+.4f}  ->  {'converges' if converges else 'diverges'}")
 demo_panel.set(lr=0.3)
 
 # %% [markdown]

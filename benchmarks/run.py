@@ -1,0 +1,99 @@
+"""Benchmarks: how long each notebook takes from a fresh kernel, its kernel's peak memory, and how
+fast every slider redraws its figure. Prints a table with the targets beside the measurements.
+
+    python benchmarks/run.py                 # everything
+    python benchmarks/run.py --sliders-only  # just the slider latencies (seconds, not minutes)
+
+Targets (2-core CPU): notebook <= 30 s, peak memory <= 1 GB, slider median <= 100 ms, p95 <= 300 ms.
+Slider latency is the time of one redraw in the kernel (the update function and the figure
+widget's batch update), for each value a control sweeps in bnlab.panels.PANELS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_TARGET_S, MEMORY_TARGET_MB = 30.0, 1024.0
+MEDIAN_TARGET_MS, P95_TARGET_MS = 100.0, 300.0
+PEAK_MEMORY_CELL = """
+import resource, sys
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(peak / 2**20 if sys.platform == "darwin" else peak / 2**10)  # MB
+"""
+
+
+def run_notebook(path: Path) -> tuple[float, float]:
+    """(seconds from kernel start to the last cell, the kernel's peak resident memory in MB)."""
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(PEAK_MEMORY_CELL))
+    os.environ["BNLAB_PROGRESS"] = "0"
+    os.environ.pop("BNLAB_STATIC_IMAGES", None)
+    start = time.perf_counter()
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    seconds = time.perf_counter() - start
+    return seconds, float(notebook.cells[-1].outputs[0]["text"])
+
+
+def slider_latencies() -> list[dict]:
+    """Median and 95th percentile redraw time of every control of every panel."""
+    from bnlab.panels import PANELS
+
+    rows = []
+    for name, (make, sweeps) in PANELS.items():
+        panel = make()
+        for control, values in sweeps.items():
+            panel.time_updates(control, values[:2])  # warm-up
+            milliseconds = 1000 * panel.time_updates(control, values)
+            rows.append({"panel": name, "control": control, "values": len(values),
+                         "median_ms": float(np.median(milliseconds)),
+                         "p95_ms": float(np.percentile(milliseconds, 95))})
+            panel.set(**{control: make().controls[control].value})  # back to the default
+    return rows
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "OVER"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sliders-only", action="store_true")
+    args = parser.parse_args()
+    print(f"# bnlab benchmarks: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}")
+    results: dict = {"notebooks": [], "sliders": slider_latencies()}
+    if not args.sliders_only:
+        print("\n| notebook | run time (s) | target | peak memory (MB) | target | |")
+        print("|---|---:|---:|---:|---:|---|")
+        for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+            seconds, megabytes = run_notebook(path)
+            ok = seconds <= NOTEBOOK_TARGET_S and megabytes <= MEMORY_TARGET_MB
+            results["notebooks"].append({"notebook": path.stem, "seconds": seconds, "peak_mb": megabytes})
+            print(f"| {path.stem} | {seconds:.1f} | {NOTEBOOK_TARGET_S:.0f} | {megabytes:.0f} | "
+                  f"{MEMORY_TARGET_MB:.0f} | {verdict(ok)} |", flush=True)
+    print("\n| panel | control | values swept | median (ms) | p95 (ms) | targets | |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for row in results["sliders"]:
+        ok = row["median_ms"] <= MEDIAN_TARGET_MS and row["p95_ms"] <= P95_TARGET_MS
+        print(f"| {row['panel']} | {row['control']} | {row['values']} | {row['median_ms']:.1f} | "
+              f"{row['p95_ms']:.1f} | {MEDIAN_TARGET_MS:.0f} / {P95_TARGET_MS:.0f} | {verdict(ok)} |")
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    print(f"\n(raw numbers: {(out / 'latest.json').relative_to(ROOT)})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The course's ready-made slider panels, one function per panel, all built on SliderPanel.
+
+Each builder returns a SliderPanel; ``PANELS`` lists them with the values each control
+sweeps in the benchmarks and tests, so every slider of the course is exercised.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from . import conditioning
+from .data import make_regression_2d, standardize
+from .figures import add_line, color, hide_marker, mark_diverged, new_figure, show_diverged
+from .widgets import SliderPanel, float_slider, log_slider
+
+# ---- notebook 00: gradient descent on a parabola ------------------------------------------
+
+PARABOLA_STEPS = 12
+
+
+def parabola_path(lr: float, steps: int = PARABOLA_STEPS, start: float = 3.0) -> np.ndarray:
+    """Iterates of gradient descent on f(w) = w^2 / 2 from ``start``: (steps + 1,)."""
+    return conditioning.descent_path(np.ones((1, 1)), np.zeros(1), lr=lr, steps=steps, w0=[start])[:, 0]
+
+
+def _draw_parabola(fig: go.FigureWidget, lr: float) -> None:
+    path = parabola_path(lr)
+    fig.data[1].x, fig.data[1].y = path, path**2 / 2
+    farther = np.flatnonzero(np.abs(path) > np.abs(path[0]))  # steps that ended farther out than the start
+    if farther.size:
+        k = int(farther[0])
+        show_diverged(fig.data[2], path[k], path[k] ** 2 / 2, k, "gradient descent")
+        fig.layout.title.text = f"η = {lr:.3g}: every step overshoots further: diverged at step {k}"
+    else:
+        hide_marker(fig.data[2])
+        how = "overshoots the minimum, but by less each time" if lr > 1 else "moves straight to the minimum"
+        fig.layout.title.text = f"η = {lr:.3g}: each step {how}"
+
+
+def parabola_panel(lr: float = 0.3) -> SliderPanel:
+    """Notebook 00: one learning-rate slider over gradient descent on w^2 / 2."""
+    w = np.linspace(-6, 6, 121)
+    fig = new_figure("", "w (weight)", "f(w) = w² / 2 (loss)")
+    add_line(fig, w, w**2 / 2, "f(w)", 7)
+    add_line(fig, [], [], "gradient descent", 1, mode="lines+markers")
+    mark_diverged(fig, None, None, 0)
+    fig.update_yaxes(range=[-1, 20])
+    fig.update_xaxes(range=[-6, 6])
+    return SliderPanel(fig, {"lr": log_slider("learning rate η", lr, 0.05, 3.0)}, _draw_parabola,
+                       caption="Drag the learning rate: below 1, between 1 and 2, above 2.")
+
+
+# ---- notebook 01: the same descent on raw, standardized and whitened inputs ----------------
+
+INPUT_VARIANTS = ("raw", "standardized", "whitened")
+DESCENT_STEPS_SHOWN = 60
+MAX_STEPS = 100_000
+CONVERGED_AT = 1e-2  # converged: the distance to the minimum is below 1% of the starting distance
+GRID_POINTS = 45
+
+
+def input_variants(X: np.ndarray) -> dict[str, np.ndarray]:
+    """The same inputs X (n, d) raw, z-scored, and ZCA-whitened."""
+    return {"raw": X, "standardized": standardize(X, X)[0], "whitened": conditioning.whiten(X)}
+
+
+def describe_descent(X: np.ndarray, y: np.ndarray, lr: float) -> tuple[str, int | None]:
+    """("converged" | "diverged" | "too slow", step) for gradient descent from w = 0."""
+    diverged = conditioning.divergence_step(X, y, lr)
+    if diverged is not None:
+        return "diverged", diverged
+    steps = conditioning.steps_to_converge(X, y, lr, tolerance=CONVERGED_AT, max_steps=MAX_STEPS,
+                                           measure="distance")
+    return ("converged", steps) if steps is not None else ("too slow", None)
+
+
+def _descent_title(name: str, kappa: float, lr: float, outcome: tuple[str, int | None]) -> str:
+    status, step = outcome
+    result = {"converged": f"at the minimum in {step:,} step{'s' if step != 1 else ''}", "diverged": f"diverged at step {step}",
+              "too slow": f"not at the minimum in {MAX_STEPS:,} steps"}[status]
+    return f"<b>{name}</b>  κ = {kappa:.3g}, η = {lr:.3g}<br>{result}"
+
+
+def _draw_descents(fig: go.FigureWidget, lr_times_lambda_max: float, scale: float, offset: float,
+                   correlation: float = 0.5) -> None:
+    X, y = make_regression_2d(scale=scale, offset=offset, correlation=correlation)
+    for i, (name, inputs) in enumerate(input_variants(X).items()):
+        contour, path, marker = fig.data[3 * i: 3 * i + 3]
+        w_star = np.linalg.lstsq(inputs, y, rcond=None)[0]
+        radius = 1.3 * max(np.abs(w_star).max(), 0.5)  # the view holds the start (0, 0) and the optimum
+        w0_values = np.linspace(w_star[0] - radius, w_star[0] + radius, GRID_POINTS)
+        w1_values = np.linspace(w_star[1] - radius, w_star[1] + radius, GRID_POINTS)
+        contour.x, contour.y = w0_values, w1_values
+        contour.z = np.log10(conditioning.loss_surface(inputs, y, w0_values, w1_values))
+        lr = lr_times_lambda_max / np.linalg.eigvalsh(conditioning.hessian(inputs))[-1]
+        trail = conditioning.descent_path(inputs, y, lr, DESCENT_STEPS_SHOWN)
+        path.x, path.y = trail[:, 0], trail[:, 1]
+        outcome = describe_descent(inputs, y, lr)
+        if outcome[0] == "diverged":
+            k = min(outcome[1], len(trail) - 1)
+            shown = np.clip(trail[k], [w0_values[0], w1_values[0]], [w0_values[-1], w1_values[-1]])
+            show_diverged(marker, shown[0], shown[1], outcome[1])
+        else:
+            hide_marker(marker)
+        fig.update_xaxes(range=[w0_values[0], w0_values[-1]], row=1, col=i + 1)
+        fig.update_yaxes(range=[w1_values[0], w1_values[-1]], row=1, col=i + 1)
+        kappa = conditioning.condition_number(inputs)
+        fig.layout.annotations[i].text = _descent_title(name, kappa, lr, outcome)
+    fig.layout.title.text = (f"Gradient descent with η = {lr_times_lambda_max:.3g} / λ_max: "
+                             "the steps needed grow with the condition number κ")
+
+
+def descent_comparison_panel(lr_times_lambda_max: float = 1.0, scale: float = 6.0,
+                             offset: float = 1.0) -> SliderPanel:
+    """Notebook 01: loss contours and descent paths for raw, standardized and whitened inputs."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=INPUT_VARIANTS, horizontal_spacing=0.08)
+    for i in range(3):
+        fig.add_trace(go.Contour(colorscale="Blues", reversescale=True, showscale=False, ncontours=18,
+                                 contours=dict(coloring="lines"), name="log10 loss", hoverinfo="skip"),
+                      row=1, col=i + 1)
+        fig.add_trace(go.Scatter(mode="lines+markers", line=dict(color=color(1)), marker=dict(size=4),
+                                 name="gradient descent", showlegend=i == 0), row=1, col=i + 1)
+        mark_diverged(fig, None, None, 0, row=1, col=i + 1)
+        fig.update_xaxes(title_text="weight 1", row=1, col=i + 1)
+        fig.update_yaxes(title_text="weight 2" if i == 0 else None, row=1, col=i + 1,
+                         scaleanchor=f"x{i + 1 if i else ''}", scaleratio=1)  # round bowls look round
+    fig.update_layout(width=980, height=430, margin=dict(t=110), legend=dict(orientation="h", y=-0.2))
+    controls = {"lr_times_lambda_max": log_slider("η · λ_max", lr_times_lambda_max, 0.05, 3.0),
+                "scale": float_slider("feature 2 scale", scale, 1.0, 10.0, 0.5),
+                "offset": float_slider("input offset", offset, 0.0, 5.0, 0.25)}
+    return SliderPanel(fig, controls, _draw_descents,
+                       caption="Contours of the loss (log scale) over two weights; orange: 60 steps of "
+                               "gradient descent from (0, 0). Each panel's learning rate is the slider value "
+                               "divided by that panel's largest curvature λ_max; past 2 / λ_max it diverges.")
+
+
+# ---- the registry: every panel and the values its controls sweep ---------------------------
+
+PANELS: dict[str, tuple[Callable[[], SliderPanel], dict[str, np.ndarray]]] = {
+    "00 parabola": (parabola_panel, {"lr": np.geomspace(0.05, 3.0, 25)}),
+    "01 descent comparison": (descent_comparison_panel, {
+        "lr_times_lambda_max": np.geomspace(0.05, 3.0, 25),
+        "scale": np.arange(1.0, 10.01, 0.5),
+        "offset": np.arange(0.0, 5.01, 0.25),
+    }),
+}

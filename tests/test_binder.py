@@ -1,0 +1,29 @@
+"""Binder installs the same versions as requirements.txt (torch as its CPU build)."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pins(path):
+    pins = {}
+    for line in path.read_text().splitlines():
+        if "==" in line and not line.lstrip().startswith("#"):
+            name, version = line.strip().split("==")
+            pins[name] = version
+    return pins
+
+
+def test_binder_pins_agree_with_requirements():
+    top, binder = _pins(ROOT / "requirements.txt"), _pins(ROOT / "binder" / "requirements.txt")
+    assert binder.pop("torch") == top.pop("torch") + "+cpu"
+    for name, version in binder.items():
+        assert top[name] == version, name
+    runtime = set(top) - {"pytest", "pytest-xdist", "nbval", "nbclient", "nbformat", "hypothesis"}
+    assert runtime <= set(binder), runtime - set(binder)
+
+
+def test_binder_installs_bnlab_and_uses_the_cpu_index():
+    assert "pip install --no-deps -e ." in (ROOT / "binder" / "postBuild").read_text()
+    assert "download.pytorch.org/whl/cpu" in (ROOT / "binder" / "requirements.txt").read_text()
+    assert (ROOT / "binder" / "runtime.txt").read_text().strip() == "python-3.11"

@@ -1,0 +1,89 @@
+"""The committed notebooks: built from their sources, executed clean, readable without a kernel,
+deterministic, offline, and true for other seeds. (nbval, run from the same pytest command,
+re-executes each one and compares its outputs with the committed ones.)"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import nbformat
+import pytest
+
+from notebook_tools import (IGNORE_TAG, NOTEBOOK_DIR, NOTEBOOKS, PLOT_MIME, ROOT, WIDGET_MIME,
+                            compared_outputs, execute_offline)
+
+sys.path.insert(0, str(ROOT / "tools"))
+from build_notebooks import SOURCES, parse_source  # noqa: E402
+
+MAX_BYTES = 2_000_000
+OTHER_SEEDS = [1, 2, 3, 4]
+ids = [path.stem for path in NOTEBOOKS]
+
+
+def test_the_series_starts_with_00_and_01():
+    assert [p.stem[:2] for p in NOTEBOOKS][:2] == ["00", "01"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_committed_notebook_matches_its_source(path):
+    """Edit notebooks/src/NN_*.py, then run `python tools/build_notebooks.py NN`."""
+    source_cells = parse_source((SOURCES / f"{path.stem}.py").read_text())
+    committed = nbformat.read(path, as_version=4).cells
+    assert [(c.cell_type, c.source) for c in committed] == [(c.cell_type, c.source) for c in source_cells]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_committed_notebook_was_run_top_to_bottom_and_is_small(path):
+    raw = path.read_text()
+    notebook = nbformat.reads(raw, as_version=4)
+    counts = [c.execution_count for c in notebook.cells if c.cell_type == "code" and c.source.strip()]
+    assert counts == list(range(1, len(counts) + 1))
+    assert not [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert "widgets" not in notebook.metadata, "widget state must not be saved (megabytes per figure)"
+    assert len(raw.encode()) < MAX_BYTES
+    assert "plotly.js" not in raw and "cdn.plot.ly" not in raw
+    assert not re.search(r"(?<![\w:/.])/(home|root|tmp|Users|mnt|work)/[\w.-]+", raw), "absolute path"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_every_figure_has_a_static_image_for_github_and_nbviewer(path):
+    notebook = nbformat.read(path, as_version=4)
+    for index, cell in enumerate(notebook.cells):
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if PLOT_MIME in data or WIDGET_MIME in data:
+                assert "image/png" in data, f"cell {index} shows a figure without a PNG"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_only_figure_cells_are_excluded_from_nbval(path):
+    notebook = nbformat.read(path, as_version=4)
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        mimes = {key for out in cell.outputs for key in out.get("data", {})}
+        figure = bool(mimes & {PLOT_MIME, WIDGET_MIME})
+        assert (IGNORE_TAG in cell.metadata.get("tags", [])) == figure, f"cell {index}"
+        if figure:
+            assert not any(out.output_type == "stream" for out in cell.outputs), f"cell {index} prints and plots"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_notebook_is_deterministic_and_offline(path, tmp_path, monkeypatch):
+    """Two fresh kernels, no network, any working directory: identical compared outputs, equal to
+    the committed ones."""
+    first = execute_offline(path, 0, tmp_path, monkeypatch)
+    second = execute_offline(path, 0, tmp_path, monkeypatch)
+    assert compared_outputs(first) == compared_outputs(second)
+    assert compared_outputs(first) == compared_outputs(nbformat.read(path, as_version=4))
+
+
+@pytest.mark.parametrize("seed", OTHER_SEEDS)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_notebook_claims_hold_for_other_seeds(path, seed, tmp_path, monkeypatch):
+    """Every assert in the notebook passes with BNLAB_SEED = 1..4 too (execution stops at a failure)."""
+    notebook = execute_offline(path, seed, tmp_path, monkeypatch)
+    first_output = json.dumps(compared_outputs(notebook)[0])
+    assert f"seed: {seed}" in first_output

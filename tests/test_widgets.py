@@ -1,0 +1,99 @@
+"""Slider panels driven in the kernel: move a control, check that the figure changed."""
+
+import copy
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from bnlab.panels import PANELS, descent_comparison_panel, parabola_panel
+from bnlab.widgets import SliderPanel, choice, float_slider, int_slider, log_slider
+
+
+def _snapshot(panel):
+    return copy.deepcopy(panel.figure.to_plotly_json())
+
+
+def _simple_panel(update):
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 0]))
+    return SliderPanel(fig, {"a": float_slider("a", 1.0, 0.0, 2.0, 0.1)}, update, caption="try a")
+
+
+def test_moving_a_slider_updates_the_figure_in_place():
+    def update(fig, a):
+        fig.data[0].y = [0, a]
+    panel = _simple_panel(update)
+    figure_before = panel.figure
+    assert panel.figure.data[0].y == (0, 1.0)
+    panel.controls["a"].value = 1.5  # exactly what a drag does
+    assert panel.figure.data[0].y == (0, 1.5) and panel.figure is figure_before
+    panel.set(a=0.5)
+    assert panel.values == {"a": 0.5} and panel.figure.data[0].y == (0, 0.5)
+
+
+def test_an_error_in_an_update_is_shown_in_words_not_raised():
+    def update(fig, a):
+        if a > 1.5:
+            raise ValueError("too large for this demo")
+        fig.data[0].y = [0, a]
+    panel = _simple_panel(update)
+    panel.set(a=1.8)
+    assert "too large for this demo" in panel.status.value
+    assert panel.figure.data[0].y == (0, 1.0)  # the last good state stays
+    panel.set(a=0.2)
+    assert panel.status.value == ""
+
+
+def test_unknown_control_is_a_clear_error():
+    with pytest.raises(ValueError, match="this panel has a"):
+        _simple_panel(lambda fig, a: None).set(b=1)
+
+
+def test_panel_display_is_a_widget_with_a_stable_text_and_png_only_when_building(monkeypatch):
+    panel = parabola_panel()
+    monkeypatch.delenv("BNLAB_STATIC_IMAGES", raising=False)
+    bundle = panel._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "image/png" not in bundle
+    assert bundle["text/plain"].startswith("SliderPanel(lr)")
+
+
+@pytest.mark.parametrize("name", list(PANELS))
+def test_every_control_of_every_panel_changes_its_figure(name):
+    make, sweeps = PANELS[name]
+    panel = make()
+    for control, values in sweeps.items():
+        assert control in panel.controls
+        panel.set(**{control: values[0]})
+        before = _snapshot(panel)
+        panel.set(**{control: values[-1]})
+        assert _snapshot(panel) != before, f"moving {control} did not change the figure"
+        assert panel.status.value == "", panel.status.value
+
+
+def test_parabola_panel_says_diverged_with_the_step():
+    panel = parabola_panel()
+    panel.set(lr=2.5)
+    assert "diverged at step 1" in panel.figure.layout.title.text
+    assert panel.figure.data[2].text == ("gradient descent diverged at step 1",)
+    panel.set(lr=0.5)
+    assert panel.figure.data[2].x == ()
+
+
+def test_descent_panel_shows_divergence_in_every_subplot_past_the_limit():
+    panel = descent_comparison_panel()
+    panel.set(lr_times_lambda_max=2.5)
+    titles = [annotation.text for annotation in panel.figure.layout.annotations]
+    assert all("diverged at step" in title for title in titles)
+    assert all(panel.figure.data[3 * i + 2].x for i in range(3))
+
+
+def test_slider_factories():
+    lr = log_slider("lr", 0.1, 0.001, 10.0)
+    assert np.isclose(lr.value, 0.1) and lr.min == -3 and lr.max == 1
+    assert int_slider("m", 8, 2, 64).max == 64
+    assert choice("mode", ["a", "b"]).value == "a"
+
+
+def test_time_updates_returns_one_time_per_value():
+    seconds = parabola_panel().time_updates("lr", [0.1, 0.2, 0.3])
+    assert seconds.shape == (3,) and np.all(seconds > 0)
