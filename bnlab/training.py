@@ -14,7 +14,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from .data import Split
 from .models import activation_layers, norm_layers
 
 PERCENTILES = (15, 50, 85)
+Probe = Callable[[nn.Module, Split], Any]  # probe(model, data) -> anything worth recording
 PROGRESS_AFTER_SECONDS = 2.0
 PROGRESS_VARIABLE = "BNLAB_PROGRESS"  # "0" turns progress bars off (tests and notebook builds)
 
@@ -43,6 +44,7 @@ class History:
                      pre-activation over the test set
     param_norms:     parameter name -> (R,) Euclidean norm
     gamma, beta:     normalization layer name -> (R, width)
+    probes:          probe name -> one value per record, from the ``probes`` given to ``train``
     diverged_at:     the step where the run diverged, or None
     divergence:      what went wrong there, in words ("" when the run finished)
     """
@@ -58,6 +60,7 @@ class History:
     param_norms: dict[str, list[float]] = field(default_factory=dict)
     gamma: dict[str, list[np.ndarray]] = field(default_factory=dict)
     beta: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    probes: dict[str, list[Any]] = field(default_factory=dict)
     diverged_at: int | None = None
     divergence: str = ""
     seconds: float = 0.0
@@ -159,8 +162,8 @@ def _check_settings(data: Split, steps: int, lr: float, batch_size: int, record_
 
 def train(model: nn.Module, data: Split, *, steps: int, lr: float, batch_size: int = 60,
           record_every: int = 100, momentum: float = 0.0, max_param_norm: float = 1e6,
-          percentiles: Sequence[int] = PERCENTILES, seed: int | None = None,
-          progress: bool = True) -> History:
+          percentiles: Sequence[int] = PERCENTILES, probes: Mapping[str, Probe] | None = None,
+          seed: int | None = None, progress: bool = True) -> History:
     """Train ``model`` in place with mini-batch SGD for ``steps`` steps; return its History.
 
     data: a Split; integer labels train with cross-entropy, float targets with mean squared error.
@@ -168,6 +171,8 @@ def train(model: nn.Module, data: Split, *, steps: int, lr: float, batch_size: i
     batch_size: examples per step, drawn without replacement, reshuffled every epoch.
     record_every: record the history every this many steps (and at step 0 and the last step).
     max_param_norm: a parameter whose norm passes this counts as diverged.
+    probes: name -> probe(model, data), called at every record (model in eval mode, gradients
+        enabled) to record anything else; a probe must leave the model as it found it.
     seed: the mini-batch order is a function of this seed (default: the course seed).
     progress: show a progress bar in Jupyter for runs longer than about two seconds.
     """
@@ -181,12 +186,12 @@ def train(model: nn.Module, data: Split, *, steps: int, lr: float, batch_size: i
     bar = _Progress(steps, enabled=progress)
     started = time.perf_counter()
     try:
-        healthy = _record(history, model, data, loss_fn, recorder, step=0, max_param_norm=max_param_norm)
+        healthy = _record(history, model, data, loss_fn, recorder, 0, max_param_norm, probes or {})
         for step in range(1, steps + 1 if healthy else 1):
             if not _sgd_step(history, model, data, loss_fn, optimizer, next(batches), step):
                 break
             if step % record_every == 0 or step == steps:
-                if not _record(history, model, data, loss_fn, recorder, step, max_param_norm):
+                if not _record(history, model, data, loss_fn, recorder, step, max_param_norm, probes or {}):
                     break
             bar.update(step)
     finally:
@@ -228,10 +233,21 @@ def _mark_diverged(history: History, step: int, reason: str) -> None:
     history.diverged_at, history.divergence = step, reason
 
 
-@torch.no_grad()
 def _record(history: History, model: nn.Module, data: Split, loss_fn: nn.Module,
-            recorder: _PreactivationRecorder, step: int, max_param_norm: float) -> bool:
+            recorder: _PreactivationRecorder, step: int, max_param_norm: float,
+            probes: Mapping[str, Probe]) -> bool:
     """Append one record. Returns False (and marks the history) if the model has diverged."""
+    with torch.no_grad():
+        healthy = _record_standard(history, model, data, loss_fn, recorder, step, max_param_norm)
+    if healthy:
+        model.eval()
+        for name, probe in probes.items():
+            history.probes.setdefault(name, []).append(probe(model, data))
+    return healthy
+
+
+def _record_standard(history: History, model: nn.Module, data: Split, loss_fn: nn.Module,
+                     recorder: _PreactivationRecorder, step: int, max_param_norm: float) -> bool:
     norms = {name: p.norm().item() for name, p in model.named_parameters()}
     too_large = [name for name, value in norms.items() if not value <= max_param_norm]
     if too_large:

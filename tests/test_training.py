@@ -99,3 +99,20 @@ def test_batch_of_one_with_batchnorm_is_a_clear_error(digits):
 
 def test_empty_history_has_nan_accuracy():
     assert math.isnan(History(settings={}).final_accuracy)
+
+
+def test_probes_record_anything_at_every_record(digits):
+    def first_weight(model, data):
+        return model.linear1.weight.norm().item()
+
+    def gradient_norm(model, data):  # probes may use autograd
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(data.X_test), data.y_test).backward()
+        norm = model.linear1.weight.grad.norm().item()
+        model.zero_grad()
+        return norm
+
+    history = train(make_mlp(hidden=(16,)), digits, steps=40, lr=0.5, record_every=20,
+                    probes={"w00": first_weight, "grad": gradient_norm})
+    assert len(history.probes["w00"]) == len(history.probes["grad"]) == 3
+    assert history.probes["w00"][0] != history.probes["w00"][-1] and history.probes["grad"][0] > 0

@@ -1,21 +1,15 @@
-"""The course's ready-made slider panels, one function per panel, all built on SliderPanel.
-
-Each builder returns a SliderPanel; ``PANELS`` lists them with the values each control
-sweeps in the benchmarks and tests, so every slider of the course is exercised.
-"""
+"""Panels of notebooks 00 (gradient descent on a parabola) and 01 (input normalization)."""
 
 from __future__ import annotations
-
-from typing import Callable
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import conditioning
-from .data import make_regression_2d, standardize
-from .figures import add_line, color, hide_marker, mark_diverged, new_figure, show_diverged
-from .widgets import SliderPanel, float_slider, log_slider
+from .. import conditioning
+from ..data import make_regression_2d, standardize
+from ..figures import add_line, color, hide_marker, mark_diverged, new_figure, show_diverged
+from ..widgets import SliderPanel, float_slider, log_slider
 
 # ---- notebook 00: gradient descent on a parabola ------------------------------------------
 
@@ -136,15 +130,3 @@ def descent_comparison_panel(lr_times_lambda_max: float = 1.0, scale: float = 6.
                        caption="Contours of the loss (log scale) over two weights; orange: 60 steps of "
                                "gradient descent from (0, 0). Each panel's learning rate is the slider value "
                                "divided by that panel's largest curvature λ_max; past 2 / λ_max it diverges.")
-
-
-# ---- the registry: every panel and the values its controls sweep ---------------------------
-
-PANELS: dict[str, tuple[Callable[[], SliderPanel], dict[str, np.ndarray]]] = {
-    "00 parabola": (parabola_panel, {"lr": np.geomspace(0.05, 3.0, 25)}),
-    "01 descent comparison": (descent_comparison_panel, {
-        "lr_times_lambda_max": np.geomspace(0.05, 3.0, 25),
-        "scale": np.arange(1.0, 10.01, 0.5),
-        "offset": np.arange(0.0, 5.01, 0.25),
-    }),
-}
