@@ -9,6 +9,7 @@ built (``BNLAB_STATIC_IMAGES=1``), also as a PNG so GitHub and nbviewer show eve
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
@@ -51,7 +52,10 @@ def use_notebook_renderer() -> str:
 
     Returns the renderer name in use.
     """
-    name = "plotly_mimetype+png" if static_images_enabled() else "plotly_mimetype"
+    if "google.colab" in sys.modules:
+        name = "colab"  # Colab does not render the plotly mimetype
+    else:
+        name = "plotly_mimetype+png" if static_images_enabled() else "plotly_mimetype"
     pio.renderers["png"].width, pio.renderers["png"].height = WIDTH, HEIGHT
     pio.renderers.default = name
     return name

@@ -43,7 +43,8 @@ class SliderPanel:
         self.status = widgets.HTML()
         for control in self.controls.values():
             control.observe(self._on_change, names="value")
-        self.view = widgets.VBox([widgets.HBox(list(self.controls.values())), self.figure,
+        controls_row = widgets.HBox(list(self.controls.values()), layout=widgets.Layout(flex_flow="row wrap"))
+        self.view = widgets.VBox([controls_row, self.figure,
                                   widgets.HTML(f"<small>{html.escape(caption)}</small>"), self.status])
         self.refresh()
 

@@ -76,3 +76,17 @@ def test_load_by_name_and_clear_errors_for_typos():
         data.load("digitz")
     with pytest.raises(ValueError, match="valid options: test_fraction, standardized, seed"):
         data.load("digits", standardise=True)
+
+
+def test_digits_load_without_network(monkeypatch):
+    """Loading data never opens a connection (the notebooks are also run offline in test_notebooks)."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    data._digits_arrays.cache_clear()
+    assert data.load_digits().n_classes == 10
+    assert data.make_regression_2d(n=5)[0].shape == (5, 2)

@@ -22,6 +22,8 @@ def test_requirements_pin_exact_versions_and_install_bnlab():
         assert line == "-e ." or re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][\w.]*", line), line
     names = {line.split("==")[0] for line in lines if "==" in line}
     assert {"jupyterlab", "numpy", "torch", "ipywidgets", "plotly", "nbval", "anywidget"} <= names
+    for line in _requirement_lines("requirements-dev.txt"):
+        assert line == "-r requirements.txt" or re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][\w.]*", line), line
 
 
 def test_readme_gives_exactly_two_commands_that_set_up_start_and_test():
@@ -29,7 +31,9 @@ def test_readme_gives_exactly_two_commands_that_set_up_start_and_test():
     assert len(re.findall(r"```bash\n", text)) == 2
     start, test = readme_command("start", text), readme_command("test", text)
     for command in (start, test):
-        assert "python3 -m venv .venv" in command and "pip install -r requirements.txt" in command
+        assert "python3 -m venv .venv" in command
+    assert "pip install -r requirements.txt" in start and "pip install -r requirements-dev.txt" in test
+    assert "-r requirements.txt" in _requirement_lines("requirements-dev.txt")
     assert "jupyter lab notebooks/00_start_here.ipynb" in start
     assert "pytest" in test
 

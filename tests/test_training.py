@@ -116,3 +116,24 @@ def test_probes_record_anything_at_every_record(digits):
                     probes={"w00": first_weight, "grad": gradient_norm})
     assert len(history.probes["w00"]) == len(history.probes["grad"]) == 3
     assert history.probes["w00"][0] != history.probes["w00"][-1] and history.probes["grad"][0] > 0
+
+
+def test_progress_bar_appears_after_the_threshold_and_disappears(monkeypatch, digits):
+    """In a kernel, a run longer than PROGRESS_AFTER_SECONDS shows a bar, closed at the end."""
+    from bnlab import training
+
+    shown = []
+    monkeypatch.setattr(training, "_in_kernel", lambda: True)
+    monkeypatch.setattr(training, "PROGRESS_AFTER_SECONDS", 0.0)
+    monkeypatch.setenv("BNLAB_PROGRESS", "1")
+    monkeypatch.setattr("IPython.display.display", lambda obj, display_id=None: shown.append(obj) or _Handle())
+    train(make_mlp(hidden=(8,)), digits, steps=120, lr=0.1)
+    assert len(shown) == 1 and shown[0].max == 120 and shown[0].value >= 100
+    monkeypatch.setenv("BNLAB_PROGRESS", "0")
+    train(make_mlp(hidden=(8,)), digits, steps=120, lr=0.1)
+    assert len(shown) == 1
+
+
+class _Handle:
+    def update(self, *args, **kwargs):
+        self.updated = True

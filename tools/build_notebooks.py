@@ -73,9 +73,10 @@ def tidy(notebook: nbformat.NotebookNode) -> None:
             continue
         mimes = {key for out in cell.outputs for key in out.get("data", {})}
         if mimes & set(RICH_OUTPUTS):
-            if any(out.output_type == "stream" for out in cell.outputs):
+            printed = [out.text for out in cell.outputs if out.output_type == "stream"]
+            if printed:
                 raise SystemExit(f"cell {index} shows a figure AND prints text: split it, so nbval "
-                                 "can compare the printed numbers")
+                                 f"can compare the printed numbers. It printed: {printed}")
             cell.metadata["tags"] = sorted(set(cell.metadata.get("tags", [])) | {IGNORE_TAG})
         for out in cell.outputs:
             if out.output_type == "error":

@@ -11,6 +11,18 @@
 # 3. learn the two interactive tools the course uses everywhere: slider panels and checked exercises.
 
 # %%
+# bnlab: Colab set-up (does nothing elsewhere): install bnlab if it is missing, enable widgets.
+import importlib.util
+import sys
+
+if importlib.util.find_spec("bnlab") is None:
+    get_ipython().run_line_magic("pip", "install -q git+https://github.com/bnlab-course/bnlab")
+if "google.colab" in sys.modules:
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+# %%
 import bnlab
 from bnlab.checks import check_mean, show_solution
 from bnlab.environment import check_environment

@@ -14,6 +14,18 @@
 #    which is why Batch Normalization normalizes each unit separately.
 
 # %%
+# bnlab: Colab set-up (does nothing elsewhere): install bnlab if it is missing, enable widgets.
+import importlib.util
+import sys
+
+if importlib.util.find_spec("bnlab") is None:
+    get_ipython().run_line_magic("pip", "install -q git+https://github.com/bnlab-course/bnlab")
+if "google.colab" in sys.modules:
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+# %%
 import time
 
 import numpy as np

@@ -1,0 +1,123 @@
+"""A real JupyterLab in a real (headless) Chromium: start the server, open a notebook, run it,
+move its sliders. Used by tests/test_browser.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# JupyterLab settings for a test run: render every cell (no windowing), no news prompt.
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                       "checkForUpdates": False},
+}
+
+
+def find_chromium() -> str | None:
+    for name in CHROMIUM_CANDIDATES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def jupyter_lab(root: Path, settings_dir: Path, log: Path):
+    """Run `jupyter lab` on 127.0.0.1 with a random token, serving ``root``; yields the base URL."""
+    for name, values in LAB_SETTINGS.items():
+        target = settings_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(values))
+    port, token = _free_port(), secrets.token_hex(16)
+    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+               f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
+               f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
+               f"--LabApp.user_settings_dir={settings_dir}", "--allow-root"]
+    env = dict(os.environ, BNLAB_PROGRESS="0")
+    with open(log, "w") as log_file:
+        server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_for(f"{base}/api/status?token={token}", server, log)
+            yield base, token
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def _wait_for(url: str, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited early:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"jupyter lab did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+# JavaScript run in the page (window.jupyterapp exists because of expose_app_in_browser).
+NOTEBOOK_READY = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  return !!(w && w.content && w.sessionContext && w.sessionContext.session
+            && w.sessionContext.session.kernel && w.sessionContext.session.kernel.status === 'idle');
+}"""
+
+# Clear the committed outputs (and execution counts) first, so "every cell has run" means this run.
+RUN_ALL = """async () => {
+  await window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs');
+  window.jupyterapp.commands.execute('notebook:run-all-cells');
+}"""
+
+RUN_STATE = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const kernel = w.sessionContext.session.kernel;
+  const cells = w.content.model.cells;
+  let pending = 0, errors = [];
+  for (let i = 0; i < cells.length; i++) {
+    const cell = cells.get(i);
+    if (cell.type !== 'code' || !cell.sharedModel.getSource().trim()) continue;
+    if (cell.executionCount === null) pending += 1;
+    for (const out of cell.outputs.toJSON()) {
+      if (out.output_type === 'error') errors.push(`cell ${i}: ${out.ename}: ${out.evalue}`);
+    }
+  }
+  return {status: kernel.status, pending: pending, errors: errors};
+}"""
+
+# Every slider and toggle inside a slider panel, and a fingerprint of the panel's plotly figure.
+PANEL_FINGERPRINTS = """() => {
+  const panels = [...document.querySelectorAll('.jp-Notebook .widget-vbox')]
+    .filter(box => box.querySelector('.js-plotly-plot') && box.querySelector('.widget-hbox'));
+  return panels.map(box => {
+    const plot = box.querySelector('.js-plotly-plot');
+    const data = (plot.data || []).map(t => [t.x, t.y, t.z, t.text]);
+    const title = plot.layout && plot.layout.title ? plot.layout.title.text : '';
+    const notes = ((plot.layout && plot.layout.annotations) || []).map(a => a.text);
+    return JSON.stringify([title, notes, data]);
+  });
+}"""

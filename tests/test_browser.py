@@ -1,0 +1,115 @@
+"""Every notebook in a real JupyterLab, in headless Chromium: run all cells, no cell shows an error,
+and every slider and toggle of every panel, moved with the keyboard or a click, changes its figure
+in the page. Screenshots of each notebook are written to a folder printed at the end.
+
+Needs Debian's `chromium` (or any Chromium/Chrome on PATH); skipped with a message otherwise.
+.ci/run installs it, so CI always runs this test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from browser_tools import (CHROMIUM_FLAGS, NOTEBOOK_READY, PANEL_FINGERPRINTS, RUN_ALL, RUN_STATE,
+                           find_chromium, jupyter_lab)
+from notebook_tools import NOTEBOOKS, ROOT
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+CHROMIUM = find_chromium()
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on PATH: install Debian's `chromium` "
+                                "package (apt-get install chromium) to run the real-browser test")
+SCREENSHOTS = ROOT / "screenshots"
+RUN_TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab serving a copy of the notebooks (the committed files are never touched)."""
+    root = tmp_path_factory.mktemp("course")
+    for path in NOTEBOOKS:
+        shutil.copy(path, root / path.name)
+    with jupyter_lab(root, tmp_path_factory.mktemp("settings"), root / "jupyter.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def _run_all_cells(page) -> dict:
+    page.wait_for_function(NOTEBOOK_READY, timeout=60_000, polling=500)
+    page.evaluate(RUN_ALL)
+    deadline, settled = time.monotonic() + RUN_TIMEOUT_S, 0
+    state = page.evaluate(RUN_STATE)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        state = page.evaluate(RUN_STATE)
+        done = state["status"] == "idle" and state["pending"] == 0
+        settled = settled + 1 if done else 0
+        if settled >= 3 or state["errors"]:
+            return state
+    raise AssertionError(f"the notebook did not finish within {RUN_TIMEOUT_S} s: {state}")
+
+
+def _wait_for_change(page, index: int, before: str, timeout_s: float = 10) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if page.evaluate(PANEL_FINGERPRINTS)[index] != before:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _move_every_control(page, notebook: str) -> list[str]:
+    """Move each slider (keyboard) and toggle (click) of each panel; return what did not change."""
+    failures = []
+    panels = page.locator(".jp-Notebook .widget-vbox").filter(has=page.locator(".js-plotly-plot"))
+    for index in range(panels.count()):
+        panel = panels.nth(index)
+        panel.scroll_into_view_if_needed()
+        handles = panel.locator(".widget-slider .noUi-handle")
+        for i in range(handles.count()):
+            before = page.evaluate(PANEL_FINGERPRINTS)[index]
+            handles.nth(i).focus()
+            for key in ("ArrowRight", "ArrowLeft"):
+                for _ in range(3):
+                    handles.nth(i).press(key)
+                if _wait_for_change(page, index, before):
+                    break
+            else:
+                failures.append(f"{notebook}: panel {index}, slider {i} did not change its figure")
+        toggles = panel.locator(".widget-toggle-buttons button:not(.mod-active)")
+        for i in range(toggles.count()):
+            before = page.evaluate(PANEL_FINGERPRINTS)[index]
+            toggles.nth(0).click()
+            if not _wait_for_change(page, index, before):
+                failures.append(f"{notebook}: panel {index}, toggle {i} did not change its figure")
+        page.screenshot(path=str(SCREENSHOTS / f"{notebook}-panel{index}.png"))
+    return failures
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_in_a_real_browser_and_every_slider_moves_its_figure(lab, browser, path):
+    base, token = lab
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    started = time.monotonic()
+    try:
+        page.goto(f"{base}/lab/tree/{path.name}?token={token}", timeout=60_000)
+        state = _run_all_cells(page)
+        assert not state["errors"], state["errors"]
+        page.screenshot(path=str(SCREENSHOTS / f"{path.stem}.png"))
+        failures = _move_every_control(page, path.stem)
+        assert not failures, failures
+    finally:
+        page.close()
+    print(f"\n{path.stem}: {time.monotonic() - started:.0f} s in the browser; screenshots in {SCREENSHOTS}")
