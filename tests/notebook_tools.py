@@ -63,20 +63,23 @@ def sanitizers() -> list[tuple[re.Pattern, str]]:
 
 
 def compared_outputs(notebook: nbformat.NotebookNode) -> list[list[str]]:
-    """What nbval compares, per code cell not tagged to be ignored: stream text and text/plain."""
+    """What nbval compares, per code cell not tagged to be ignored: the printed text (streams
+    joined, since how a kernel splits them into chunks varies) and each result's text/plain."""
     rules = sanitizers()
+
+    def clean(text: str) -> str:
+        for pattern, replacement in rules:
+            text = pattern.sub(replacement, text)
+        return text
+
     result = []
     for cell in notebook.cells:
         if cell.cell_type != "code" or IGNORE_TAG in cell.metadata.get("tags", []):
             continue
-        texts = []
-        for out in cell.outputs:
-            text = out.get("text") if out.output_type == "stream" else out.get("data", {}).get("text/plain")
-            if text is not None:
-                for pattern, replacement in rules:
-                    text = pattern.sub(replacement, text)
-                texts.append(text)
-        result.append(texts)
+        streams = {name: "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == name)
+                   for name in ("stdout", "stderr")}
+        results = [o.data["text/plain"] for o in cell.outputs if "text/plain" in o.get("data", {})]
+        result.append([clean(text) for text in [*streams.values(), *results] if text])
     return result
 
 
