@@ -67,6 +67,16 @@ def jupyter_lab(root: Path, settings_dir: Path, log: Path):
                 server.kill()
 
 
+def shut_down_kernels(base: str, token: str) -> None:
+    """Stop every kernel of the server, so one notebook's kernel does not outlive its test."""
+    headers = {"Authorization": f"token {token}"}
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/api/kernels", headers=headers)) as response:
+        kernels = json.load(response)
+    for kernel in kernels:
+        request = urllib.request.Request(f"{base}/api/kernels/{kernel['id']}", headers=headers, method="DELETE")
+        urllib.request.urlopen(request).close()
+
+
 def _wait_for(url: str, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -109,9 +119,15 @@ RUN_STATE = """() => {
   return {status: kernel.status, pending: pending, errors: errors};
 }"""
 
-# Every slider and toggle inside a slider panel, and a fingerprint of the panel's plotly figure.
+# The notebook on screen. The page is opened with a fresh workspace, and only the current notebook's
+# panels are searched: a notebook left open in a background tab (whose kernel still holds live
+# widgets) must not be mistaken for this one.
+CURRENT_NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"
+
+# A fingerprint of each slider panel's plotly figure (panels: a VBox with a plot and a controls row).
 PANEL_FINGERPRINTS = """() => {
-  const panels = [...document.querySelectorAll('.jp-Notebook .widget-vbox')]
+  const notebook = window.jupyterapp.shell.currentWidget.content.node;
+  const panels = [...notebook.querySelectorAll('.widget-vbox')]
     .filter(box => box.querySelector('.js-plotly-plot') && box.querySelector('.widget-hbox'));
   return panels.map(box => {
     const plot = box.querySelector('.js-plotly-plot');

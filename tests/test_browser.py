@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
 
 import pytest
-
-from browser_tools import (CHROMIUM_FLAGS, NOTEBOOK_READY, PANEL_FINGERPRINTS, RUN_ALL, RUN_STATE,
-                           find_chromium, jupyter_lab)
+from browser_tools import (CHROMIUM_FLAGS, CURRENT_NOTEBOOK, NOTEBOOK_READY, PANEL_FINGERPRINTS, RUN_ALL,
+                           RUN_STATE, find_chromium, jupyter_lab, shut_down_kernels)
 from notebook_tools import NOTEBOOKS, ROOT
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -71,7 +69,8 @@ def _wait_for_change(page, index: int, before: str, timeout_s: float = 10) -> bo
 def _move_every_control(page, notebook: str) -> list[str]:
     """Move each slider (keyboard) and toggle (click) of each panel; return what did not change."""
     failures = []
-    panels = page.locator(".jp-Notebook .widget-vbox").filter(has=page.locator(".js-plotly-plot"))
+    panels = (page.locator(f"{CURRENT_NOTEBOOK} .widget-vbox").filter(has=page.locator(".js-plotly-plot"))
+              .filter(has=page.locator(".widget-hbox")))
     for index in range(panels.count()):
         panel = panels.nth(index)
         panel.scroll_into_view_if_needed()
@@ -104,7 +103,8 @@ def test_notebook_runs_in_a_real_browser_and_every_slider_moves_its_figure(lab, 
     page.set_default_timeout(30_000)
     started = time.monotonic()
     try:
-        page.goto(f"{base}/lab/tree/{path.name}?token={token}", timeout=60_000)
+        # a workspace of its own, reset: no tab of an earlier notebook is restored beside this one
+        page.goto(f"{base}/lab/workspaces/{path.stem}/tree/{path.name}?reset&token={token}", timeout=60_000)
         state = _run_all_cells(page)
         assert not state["errors"], state["errors"]
         page.screenshot(path=str(SCREENSHOTS / f"{path.stem}.png"))
@@ -112,4 +112,5 @@ def test_notebook_runs_in_a_real_browser_and_every_slider_moves_its_figure(lab, 
         assert not failures, failures
     finally:
         page.close()
+        shut_down_kernels(base, token)
     print(f"\n{path.stem}: {time.monotonic() - started:.0f} s in the browser; screenshots in {SCREENSHOTS}")
