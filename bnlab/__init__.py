@@ -9,18 +9,26 @@ Modules, one per concern:
     figures    plotly figure builders with one theme
     widgets    SliderPanel, the one way to build a slider panel
     checks     exercise checkers and their hidden solutions
+    panels     the slider panels of every notebook (one module per notebook)
+    gradcheck  compare gradients: exact, allclose, largest difference
+Notebook machinery: conditioning (01), covariate_shift (02), outside_gradient (03),
+batchnorm's functional forms (04), bn_training (05).
 """
 
 __version__ = "0.1.0"
 
 
 def setup() -> int:
-    """Prepare a notebook: seed every generator from BNLAB_SEED, set the figure theme and renderer.
-
-    Returns the course seed. Every notebook calls this in its first code cell.
+    """Prepare a notebook: seed every generator from BNLAB_SEED, use one CPU thread, set the figure
+    theme and renderer. Returns the course seed. Every notebook calls this in its first cell.
     """
+    import torch
+
     from .config import seed_everything
     from .figures import use_notebook_renderer
 
+    # One thread: the course's small networks run as fast, and the printed numbers then do not
+    # depend on how many cores a machine has (summation order changes the last bits).
+    torch.set_num_threads(1)
     use_notebook_renderer()
     return seed_everything()

@@ -19,6 +19,7 @@ import plotly.io as pio
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 DIVERGED_COLOR = "#D55E00"
+NET_COLORS = {"without BN": 0, "with BN": 1}  # palette index of each network, in every figure
 WIDTH, HEIGHT = 760, 420
 STATIC_IMAGES_VARIABLE = "BNLAB_STATIC_IMAGES"
 
@@ -56,7 +57,7 @@ def use_notebook_renderer() -> str:
         name = "colab"  # Colab does not render the plotly mimetype
     else:
         name = "plotly_mimetype+png" if static_images_enabled() else "plotly_mimetype"
-    pio.renderers["png"].width, pio.renderers["png"].height = WIDTH, HEIGHT
+    pio.renderers["png"].width = pio.renderers["png"].height = None  # each figure's own size
     pio.renderers.default = name
     return name
 
@@ -85,22 +86,25 @@ def new_figure(title: str, x_title: str, y_title: str, *, log_x: bool = False,
 
 
 def add_line(fig: go.Figure, x: Sequence[float], y: Sequence[float], name: str, index: int = 0,
-             *, dash: str | None = None, mode: str = "lines", **trace) -> go.Figure:
-    """Add one line in palette colour ``index``."""
+             *, dash: str | None = None, mode: str = "lines", row: int | None = None,
+             col: int | None = None, **trace) -> go.Figure:
+    """Add one line in palette colour ``index`` (in subplot row, col of a make_subplots figure)."""
     fig.add_trace(go.Scatter(x=np.asarray(x), y=np.asarray(y), name=name, mode=mode,
                              line=dict(color=color(index), dash=dash),
-                             marker=dict(color=color(index)), **trace))
+                             marker=dict(color=color(index)), **trace), row=row, col=col)
     return fig
 
 
 def add_band(fig: go.Figure, x: Sequence[float], low: Sequence[float], high: Sequence[float],
-             name: str, index: int = 0, **trace) -> go.Figure:
-    """Add a shaded band between ``low`` and ``high`` (e.g. the 15th and 85th percentiles)."""
+             name: str, index: int = 0, row: int | None = None, col: int | None = None,
+             **trace) -> go.Figure:
+    """Add a shaded band between ``low`` and ``high`` (e.g. the 15th and 85th percentiles),
+    in subplot (row, col) when given."""
     x = np.asarray(x)
     fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
                              y=np.concatenate([np.asarray(high), np.asarray(low)[::-1]]),
                              fill="toself", fillcolor=color(index), opacity=0.25,
-                             line=dict(width=0), name=name, hoverinfo="skip", **trace))
+                             line=dict(width=0), name=name, hoverinfo="skip", **trace), row=row, col=col)
     return fig
 
 

@@ -31,6 +31,8 @@ NORMS: dict[str, Callable[[int], nn.Module] | None] = {
     "bnlab_bn_detached": lambda width: BatchNorm(width, stats_in_graph=False),  # notebook 03
 }
 
+WITH_AND_WITHOUT_BN = {"without BN": "none", "with BN": "torch_bn"}  # label -> make_mlp's norm=
+
 
 def _choice(kind: str, value: str, options: dict) -> None:
     if value not in options:
@@ -98,3 +100,35 @@ def norm_layers(model: nn.Module) -> dict[str, nn.Module]:
 def activation_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The model's activation layers by name (``act1``, ...); their inputs are the pre-activations."""
     return {name: m for name, m in model.named_modules() if name.startswith("act")}
+
+
+def batch_statistics_preactivations(model: nn.Module, X: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The input of every activation layer (``act1``, ...) for the examples X (n, d), computed the way
+    the network trains: BN layers normalize with the statistics of X itself (training mode).
+
+    Running statistics are restored afterwards and the model is left in the mode it was in.
+    Returns layer name -> (n, width) tensor.
+    """
+    inputs: dict[str, torch.Tensor] = {}
+
+    def keep(name: str):
+        def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            inputs[name] = args[0].detach()
+        return hook
+
+    handles = [layer.register_forward_pre_hook(keep(name))
+               for name, layer in activation_layers(model).items()]
+    saved = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    was_training = model.training
+    try:
+        model.train()
+        with torch.no_grad():
+            model(X)
+    finally:
+        model.train(was_training)
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                buffer.copy_(saved[name])  # BN's running statistics, as they were
+        for handle in handles:
+            handle.remove()
+    return inputs

@@ -295,3 +295,14 @@ def _accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
     if target.is_floating_point():
         return math.nan
     return (logits.argmax(dim=1) == target).float().mean().item()
+
+
+def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of the rows of X (n, d) that ``model`` classifies as y (n,), in eval mode.
+    The model is left in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        correct = (model(X).argmax(dim=1) == y).float().mean().item()
+    model.train(was_training)
+    return correct

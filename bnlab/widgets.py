@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import ipywidgets as widgets
 import numpy as np
@@ -122,3 +122,10 @@ def choice(description: str, options: list, value: Any = None) -> widgets.Toggle
     """A row of toggle buttons for a small set of choices."""
     return widgets.ToggleButtons(options=options, value=value if value is not None else options[0],
                                  description=description, style={"description_width": "initial"})
+
+
+def lr_selection_slider(description: str, values: Sequence[float], value: float) -> widgets.SelectionSlider:
+    """A slider that stops only at the given values (e.g. the learning rates of a precomputed grid)."""
+    options = [(f"{v:g}", float(v)) for v in sorted(values)]
+    return widgets.SelectionSlider(options=options, value=float(value), description=description,
+                                   continuous_update=True, style={"description_width": "initial"})

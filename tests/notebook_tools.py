@@ -12,6 +12,8 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+LEDGER_JSON = NOTEBOOK_DIR / "claims_ledger.json"
+LEDGER_PAGE = NOTEBOOK_DIR / "claims_ledger.md"
 IGNORE_TAG = "nbval-ignore-output"
 PLOT_MIME = "application/vnd.plotly.v1+json"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -101,3 +103,8 @@ def execute_offline(path: Path, seed: int, tmp_path: Path, monkeypatch) -> nbfor
     notebook.cells.pop()
     return notebook
 
+
+def printed_text(notebook: nbformat.NotebookNode) -> str:
+    """Everything the notebook's cells printed (stdout), in order."""
+    return "".join(output.text for cell in notebook.cells if cell.cell_type == "code"
+                   for output in cell.outputs if output.output_type == "stream" and output.name == "stdout")

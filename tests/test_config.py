@@ -45,3 +45,22 @@ def test_seed_everything_seeds_the_global_generators(monkeypatch):
     first = torch.rand(2), np.random.rand(2)
     config.seed_everything()
     assert torch.equal(first[0], torch.rand(2)) and np.array_equal(first[1], np.random.rand(2))
+
+
+def test_setup_seeds_uses_one_thread_and_returns_the_seed(monkeypatch):
+    import bnlab
+
+    monkeypatch.setenv("BNLAB_SEED", "2")
+    threads = torch.get_num_threads()
+    try:
+        assert bnlab.setup() == 2
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_single_thread_restores_the_thread_count():
+    before = torch.get_num_threads()
+    with config.single_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

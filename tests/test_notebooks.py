@@ -11,8 +11,9 @@ import sys
 import nbformat
 import pytest
 
-from notebook_tools import (IGNORE_TAG, NOTEBOOK_DIR, NOTEBOOKS, PLOT_MIME, ROOT, WIDGET_MIME,
-                            compared_outputs, execute_offline)
+from bnlab import claims
+from notebook_tools import (IGNORE_TAG, LEDGER_JSON, NOTEBOOKS, PLOT_MIME, ROOT, WIDGET_MIME, compared_outputs,
+                            execute_offline, printed_text)
 
 sys.path.insert(0, str(ROOT / "tools"))
 from build_notebooks import SOURCES, parse_source  # noqa: E402
@@ -72,17 +73,23 @@ def test_only_figure_cells_are_excluded_from_nbval(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_notebook_is_deterministic_and_offline(path, tmp_path, monkeypatch):
-    """Two fresh kernels, no network, any working directory: identical compared outputs, equal to
-    the committed ones."""
-    first = execute_offline(path, 0, tmp_path, monkeypatch)
-    second = execute_offline(path, 0, tmp_path, monkeypatch)
-    assert compared_outputs(first) == compared_outputs(second)
-    assert compared_outputs(first) == compared_outputs(nbformat.read(path, as_version=4))
+    """A fresh kernel, no network, another working directory: the compared outputs equal the committed
+    ones."""
+    fresh = execute_offline(path, 0, tmp_path, monkeypatch)
+    # nbval (a second fresh kernel, in the same pytest command) compares its own run with the committed file too
+    assert compared_outputs(fresh) == compared_outputs(nbformat.read(path, as_version=4))
 
 
 @pytest.mark.parametrize("seed", OTHER_SEEDS)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_notebook_claims_hold_for_other_seeds(path, seed, tmp_path, monkeypatch):
-    """Every assert in the notebook passes with BNLAB_SEED = 1..4 too (execution stops at a failure)."""
+    """Every assert in the notebook passes with BNLAB_SEED = 1..4 too (execution stops at a failure), and
+    every claim it records measures what the claims ledger says for that seed."""
     notebook = execute_offline(path, seed, tmp_path, monkeypatch)
     assert f"seed: {seed}" in json.dumps(compared_outputs(notebook))
+    ledger = claims.load_ledger(LEDGER_JSON)
+    for measurement in claims.parse(printed_text(notebook)):
+        assert measurement.seed == seed
+        assert ledger[measurement.key][seed] == measurement, (
+            f"{path.stem} now measures {measurement.line()!r} but the ledger holds "
+            f"{ledger[measurement.key][seed].line()!r}: rebuild it with tools/build_ledger.py")

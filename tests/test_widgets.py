@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import pytest
 
 from bnlab.panels import PANELS, descent_comparison_panel, parabola_panel
-from bnlab.widgets import SliderPanel, choice, float_slider, int_slider, log_slider
+from bnlab.widgets import SliderPanel, choice, float_slider, int_slider, log_slider, lr_selection_slider
 
 
 def _snapshot(panel):
@@ -97,3 +97,8 @@ def test_slider_factories():
 def test_time_updates_returns_one_time_per_value():
     seconds = parabola_panel().time_updates("lr", [0.1, 0.2, 0.3])
     assert seconds.shape == (3,) and np.all(seconds > 0)
+
+
+def test_lr_selection_slider_stops_at_the_given_values():
+    slider = lr_selection_slider("η", [2.0, 0.5, 8.0], 2.0)
+    assert [value for _, value in slider.options] == [0.5, 2.0, 8.0] and slider.value == 2.0

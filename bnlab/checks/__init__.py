@@ -8,8 +8,16 @@ Each exercise has a solution you can reveal on request: ``show_solution("standar
 One module per notebook holds its checks; this package gathers them.
 """
 
+from .batchnorm import check_batch_norm_backward, check_batch_norm_forward
+from .bn_training import check_jacobian_singular_values, check_scale_hidden_weights
 from .core import SOLUTIONS, Verdict, show_solution
+from .covariate_shift import check_minibatch_statistics, check_saturated_fraction
 from .input_normalization import check_standardize, check_whiten
+from .outside_gradient import check_bias_drift, check_center_in_graph, check_standardize_in_graph
 from .warmup import check_mean
 
-__all__ = ["SOLUTIONS", "Verdict", "show_solution", "check_mean", "check_standardize", "check_whiten"]
+__all__ = ["SOLUTIONS", "Verdict", "show_solution", "check_mean", "check_standardize", "check_whiten",
+           "check_bias_drift", "check_center_in_graph", "check_standardize_in_graph",
+           "check_minibatch_statistics", "check_saturated_fraction",
+           "check_batch_norm_forward", "check_batch_norm_backward",
+           "check_scale_hidden_weights", "check_jacobian_singular_values"]

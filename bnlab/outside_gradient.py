@@ -1,0 +1,347 @@
+"""Normalizing outside the gradient (notebook 03; Ioffe & Szegedy 2015, section 2).
+
+A layer computes x = z @ W + b and normalizes it over the batch, x_hat = x - E[x] (and, with
+scaling, divides by the standard deviation too). Computed *outside* the gradient, the statistics
+are treated as constants: the gradient step ignores that they depend on W and b, so part of every
+update is undone by the next normalization, and the parameters drift without bound while the loss
+does not change. Computed *inside* the gradient (in autograd), dL/db = 0 exactly.
+
+Pieces, from small to large:
+
+* the four normalizations (centering or standardizing, inside or outside the gradient);
+* ``ToyLayer``, the paper's layer, and ``toy_problem`` / ``toy_start``, its data and initial
+  weight; ``lr_sweep`` trains it for a whole grid of learning rates in one call of ``train``;
+* ``rescaled_steps``: the effective learning rate of a scale-invariant layer, measured;
+* helpers that read a digits MLP (``hidden_norm``, ``batch_statistics_accuracy``,
+  ``median_effective_lr``);
+* ``bias_step_outside_gradient``, the solution of the notebook's first exercise.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .conditioning import whiten
+from .config import numpy_rng, resolve_seed, single_thread
+from .data import Split
+from .training import History, train
+
+Normalize = Callable[[torch.Tensor], torch.Tensor]  # (N, C) -> (N, C), statistics over the batch
+
+EPS = 1e-5
+TOY_EXAMPLES = 200
+TOY_INPUTS = 5
+TARGET_SPREAD = 2.0   # the layer above wants x_hat twice as spread out as standardizing allows
+TARGET_OFFSET = 1.0   # ... and centred at 1, where a centred x_hat can never be
+TARGET_NOISE = 0.5
+BASE_LR = 1.0         # the learning rate train() uses in lr_sweep; each copy rescales it
+PANEL_LRS = tuple(float(v) for v in np.round(np.logspace(-2, -0.5, 13), 12))  # 8 per decade, 0.01 to 0.32
+SWEEP_STEPS = 300
+SWEEP_RECORD_EVERY = 5
+# random streams of this notebook (see bnlab.config): inputs, teacher directions, noise, start
+STREAM_INPUTS, STREAM_DIRECTIONS, STREAM_NOISE, STREAM_START = 30, 31, 32, 33
+
+
+# ---- the four normalizations --------------------------------------------------------------
+
+def center_in_graph(x: torch.Tensor) -> torch.Tensor:
+    """x - mean(x) per column, over the batch: (N, C) -> (N, C). Autograd sees the mean."""
+    return x - x.mean(dim=0, keepdim=True)
+
+
+def standardize_in_graph(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """(x - mean) / sqrt(var + eps) per column, with the biased variance: (N, C) -> (N, C).
+
+    Autograd sees the mean and the variance, as in Batch Normalization (Algorithm 1)."""
+    centered = x - x.mean(dim=0, keepdim=True)
+    variance = (centered ** 2).mean(dim=0, keepdim=True)  # divide by N, not N - 1
+    return centered / torch.sqrt(variance + eps)
+
+
+def center_outside_gradient(x: torch.Tensor) -> torch.Tensor:
+    """x - mean(x) per column, with the mean treated as a constant (detached): (N, C) -> (N, C)."""
+    return x - x.mean(dim=0, keepdim=True).detach()
+
+
+def standardize_outside_gradient(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """(x - mean) / sqrt(var + eps) per column, mean and variance detached: (N, C) -> (N, C)."""
+    mean = x.mean(dim=0, keepdim=True).detach()
+    variance = x.var(dim=0, unbiased=False, keepdim=True).detach()
+    return (x - mean) / torch.sqrt(variance + eps)
+
+
+NORMALIZATIONS: dict[tuple[bool, bool], Normalize] = {
+    # (scale, inside) -> normalization
+    (False, False): center_outside_gradient,
+    (False, True): center_in_graph,
+    (True, False): standardize_outside_gradient,
+    (True, True): standardize_in_graph,
+}
+
+
+def normalization(scale: bool, inside: bool) -> Normalize:
+    """Centering (scale=False) or standardizing (scale=True), inside or outside the gradient."""
+    if not isinstance(scale, bool) or not isinstance(inside, bool):
+        raise ValueError(f"scale and inside must be True or False, got scale={scale!r}, inside={inside!r}")
+    return NORMALIZATIONS[(scale, inside)]
+
+
+# ---- the toy layer and its data -------------------------------------------------------------
+
+class ToyLayer(nn.Module):
+    """The paper's layer: x = z @ W + b, then ``normalize`` over the batch.
+
+    One copy: W (d,), b scalar; input z (N, d) -> output (N,).
+    K copies (``step_scales`` of shape (K,)): K independent layers side by side, output (N, K).
+    Copy k stores its parameters divided by step_scales[k]. For plain SGD, stepping the stored
+    value q with learning rate lr moves the real value W = c q by lr c^2 times the gradient, so one
+    run of ``train`` trains every copy at its own learning rate (see ``lr_sweep``).
+    learn_weight=False freezes W: then u = z @ W is a fixed input, as in the paper's x = u + b.
+    """
+
+    def __init__(self, weight: np.ndarray | torch.Tensor, normalize: Normalize, learn_weight: bool = True,
+                 step_scales: Sequence[float] | None = None) -> None:
+        super().__init__()
+        weight = torch.as_tensor(np.asarray(weight, dtype=np.float64))
+        if weight.dim() != 1 or len(weight) < 1:
+            raise ValueError(f"weight must be a 1-D array of input weights, got shape {tuple(weight.shape)}")
+        if not callable(normalize):
+            raise ValueError(f"normalize must be a function (N, C) -> (N, C), got {normalize!r}")
+        self.normalize = normalize
+        self.copies = None if step_scales is None else len(step_scales)
+        scales = torch.ones(1, dtype=torch.float64) if step_scales is None else \
+            torch.as_tensor(np.asarray(step_scales, dtype=np.float64))
+        if scales.dim() != 1 or not torch.all(scales > 0):
+            raise ValueError(f"step_scales must be a 1-D array of positive numbers, got {step_scales!r}")
+        self.register_buffer("step_scales", scales)
+        self.weight = nn.Parameter(weight[:, None] / scales, requires_grad=learn_weight)  # (d, K)
+        self.bias = nn.Parameter(torch.zeros(len(scales), dtype=torch.float64))          # (K,)
+
+    @property
+    def W(self) -> torch.Tensor:
+        """The real weights: (d,) for one copy, (d, K) for K copies."""
+        real = self.weight * self.step_scales
+        return real[:, 0] if self.copies is None else real
+
+    @property
+    def b(self) -> torch.Tensor:
+        """The real bias: a scalar for one copy, (K,) for K copies."""
+        real = self.bias * self.step_scales
+        return real[0] if self.copies is None else real
+
+    def pre_normalization(self, z: torch.Tensor) -> torch.Tensor:
+        """x = z @ W + b: (N, d) -> (N, K)."""
+        return z @ (self.weight * self.step_scales) + self.bias * self.step_scales
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x_hat = self.normalize(self.pre_normalization(z))
+        return x_hat[:, 0] if self.copies is None else x_hat
+
+
+def teacher_directions(seed: int | None = None) -> np.ndarray:
+    """Two orthonormal directions of the toy's input space: (2, TOY_INPUTS)."""
+    rng = numpy_rng(seed, stream=STREAM_DIRECTIONS)
+    first, second = rng.standard_normal((2, TOY_INPUTS))
+    first /= np.linalg.norm(first)
+    second -= (second @ first) * first  # Gram-Schmidt: orthogonal to the first
+    return np.stack([first, second / np.linalg.norm(second)])
+
+
+def toy_problem(direction: int = 0, seed: int | None = None) -> Split:
+    """The toy's data in float64: inputs z (200, 5), whitened (mean 0, identity covariance),
+    and targets y = 2 z.w + 1 + noise (200,) along teacher direction ``direction`` (0 or 1).
+
+    The test part is the training part: the toy is about optimization, not generalization.
+    """
+    if direction not in (0, 1):
+        raise ValueError(f"direction must be 0 or 1 (the first or second teacher direction), "
+                         f"got {direction!r}")
+    z = whiten(numpy_rng(seed, stream=STREAM_INPUTS).standard_normal((TOY_EXAMPLES, TOY_INPUTS)))
+    noise = TARGET_NOISE * numpy_rng(seed, stream=STREAM_NOISE).standard_normal(TOY_EXAMPLES)
+    y = TARGET_SPREAD * z @ teacher_directions(seed)[direction] + TARGET_OFFSET + noise
+    z, y = torch.tensor(z), torch.tensor(y)
+    return Split(X_train=z, y_train=y, X_test=z, y_test=y, name="toy layer")
+
+
+def toy_start(seed: int | None = None) -> np.ndarray:
+    """The toy's initial weight W: a random direction of norm 1, (TOY_INPUTS,)."""
+    weight = numpy_rng(seed, stream=STREAM_START).standard_normal(TOY_INPUTS)
+    return weight / np.linalg.norm(weight)
+
+
+def bias_gradient(layer: ToyLayer, data: Split) -> float:
+    """dL/db of a one-copy layer on the whole training set: the gradient the optimizer would use
+    (the naive one when the statistics are outside the gradient). Leaves no gradient behind."""
+    if layer.copies is not None:
+        raise ValueError("bias_gradient reads a one-copy ToyLayer (built without step_scales)")
+    loss = nn.functional.mse_loss(layer(data.X_train), data.y_train)
+    (gradient,) = torch.autograd.grad(loss, layer.bias, allow_unused=True)
+    return 0.0 if gradient is None else float(gradient[0])  # None: the output does not depend on b
+
+
+def toy_probes(direction: np.ndarray | None = None) -> dict[str, Callable[[ToyLayer, Split], float]]:
+    """Probes for ``train`` on a one-copy ToyLayer: b, dL/db and |W| (and, given a unit
+    ``direction`` (d,), the cosine between W and it)."""
+    probes = {"b": lambda layer, data: layer.b.item(),
+              "dL/db": bias_gradient,
+              "|W|": lambda layer, data: layer.W.norm().item()}
+    if direction is not None:
+        unit = torch.as_tensor(direction, dtype=torch.float64)
+        probes["cosine"] = lambda layer, data: (layer.W @ unit / layer.W.norm()).item()
+    return probes
+
+
+def train_toy(layer: ToyLayer, data: Split, steps: int, lr: float, record_every: int = 10,
+              direction: np.ndarray | None = None) -> History:
+    """Full-batch SGD on a one-copy ToyLayer with ``train``: the batch is the whole training set,
+    so the batch statistics are the training-set statistics E[x] of the paper."""
+    return train(layer, data, steps=steps, lr=lr, batch_size=len(data.X_train), record_every=record_every,
+                 probes=toy_probes(direction), progress=False)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """K toy layers trained at K learning rates. Arrays indexed (record, copy).
+
+    lrs (K,), steps (R,), bias (R, K), weight_norm (R, K), loss (R, K) (mean squared error)."""
+
+    lrs: np.ndarray
+    steps: np.ndarray
+    bias: np.ndarray
+    weight_norm: np.ndarray
+    loss: np.ndarray
+
+    def column(self, lr: float) -> int:
+        """The copy whose learning rate is nearest to ``lr`` (on a log scale)."""
+        if not lr > 0:
+            raise ValueError(f"learning rate must be positive, got {lr!r}")
+        return int(np.argmin(np.abs(np.log(self.lrs) - np.log(lr))))
+
+
+def _sweep_probe(layer: ToyLayer, data: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with torch.no_grad():
+        x_hat = layer(data.X_train)
+        loss = ((x_hat - data.y_train) ** 2).mean(dim=0)  # y_train: (N, K)
+        return layer.b.numpy().copy(), layer.W.norm(dim=0).numpy(), loss.numpy()
+
+
+def lr_sweep(scale: bool, inside: bool, lrs: Sequence[float] = PANEL_LRS, steps: int = SWEEP_STEPS,
+             record_every: int = SWEEP_RECORD_EVERY, seed: int | None = None) -> Sweep:
+    """Train the toy layer (W and b learned) at every learning rate in ``lrs`` at once: one call of
+    ``train`` on K copies whose step scales turn its learning rate BASE_LR into lrs[k] for copy k."""
+    lrs = np.asarray(lrs, dtype=np.float64)
+    if lrs.ndim != 1 or len(lrs) < 1 or not np.all(lrs > 0):
+        raise ValueError(f"lrs must be a non-empty list of positive learning rates, got {lrs!r}")
+    return _cached_sweep(scale, inside, tuple(lrs.tolist()), steps, record_every, resolve_seed(seed))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_sweep(scale: bool, inside: bool, lrs: tuple[float, ...], steps: int, record_every: int,
+                  seed: int) -> Sweep:
+    copies = len(lrs)
+    data = toy_problem(seed=seed)
+    # train() averages the loss over the K columns too, so each gradient arrives divided by K
+    step_scales = np.sqrt(copies * np.asarray(lrs) / BASE_LR)
+    layer = ToyLayer(toy_start(seed), normalization(scale, inside), step_scales=step_scales)
+    wide = Split(data.X_train, data.y_train[:, None].expand(-1, copies), data.X_test,
+                 data.y_test[:, None].expand(-1, copies), data.name)
+    with single_thread():
+        history = train(layer, wide, steps=steps, lr=BASE_LR, batch_size=len(data.X_train),
+                        record_every=record_every, max_param_norm=1e12, probes={"sweep": _sweep_probe},
+                        seed=seed, progress=False)
+    arrays = [np.asarray(lrs), np.asarray(history.steps),
+              *(np.stack(values) for values in zip(*history.probes["sweep"]))]  # bias, |W|, loss
+    for array in arrays:
+        array.setflags(write=False)  # the cache hands out the same arrays to every caller
+    return Sweep(*arrays)
+
+
+# ---- the effective learning rate of a scale-invariant layer --------------------------------
+
+def rescaled_steps(layer: ToyLayer, data: Split, lr: float,
+                   factors: Sequence[float]) -> dict[str, np.ndarray]:
+    """Multiply W and b of a one-copy layer by each factor (the output does not change), then
+    measure the gradient and one full-batch SGD step (with ``train``).
+
+    Returns arrays of len(factors): "|W|", "|dL/dW|" and "rotation" (the angle, in radians,
+    between W before and after the step). For a scale-invariant layer |dL/dW| falls like 1/|W|
+    and the rotation like lr / |W|^2: the effective learning rate on W's direction."""
+    if layer.copies is not None:
+        raise ValueError("rescaled_steps measures a one-copy ToyLayer (built without step_scales)")
+    rows = {"|W|": [], "|dL/dW|": [], "rotation": []}
+    for factor in factors:
+        if not factor > 0:
+            raise ValueError(f"factors must be positive, got {factor!r}")
+        scaled = copy.deepcopy(layer)
+        with torch.no_grad():
+            scaled.weight.mul_(factor)
+            scaled.bias.mul_(factor)
+        before = scaled.W.detach().clone()
+        loss = nn.functional.mse_loss(scaled(data.X_train), data.y_train)
+        (gradient,) = torch.autograd.grad(loss, scaled.weight)
+        train(scaled, data, steps=1, lr=lr, batch_size=len(data.X_train), record_every=1, progress=False)
+        after = scaled.W.detach()
+        cosine = (before @ after / (before.norm() * after.norm())).clamp(-1.0, 1.0)
+        rows["|W|"].append(before.norm().item())
+        rows["|dL/dW|"].append(gradient.norm().item())
+        rows["rotation"].append(torch.arccos(cosine).item())
+    return {name: np.array(values) for name, values in rows.items()}
+
+
+# ---- reading a digits MLP (bnlab.models.make_mlp) ------------------------------------------
+
+def hidden_norm(history: History, kind: str) -> np.ndarray:
+    """Euclidean norm of all hidden Linear layers' biases (kind="bias") or weights (kind="weight")
+    together, at each record: (R,). The output layer is left out: no normalization follows it."""
+    if kind not in ("bias", "weight"):
+        raise ValueError(f"kind must be 'bias' or 'weight', got {kind!r}")
+    names = [name for name in history.param_norms
+             if name.startswith("linear") and name.endswith(f".{kind}")]
+    if not names:
+        raise ValueError(f"this history has no hidden-layer {kind} "
+                         f"(parameters: {', '.join(history.param_norms)})")
+    return np.sqrt(sum(np.asarray(history.param_norms[name]) ** 2 for name in names))
+
+
+@torch.no_grad()
+def batch_statistics_accuracy(model: nn.Module, data: Split) -> float:
+    """Test accuracy when every normalization layer uses the statistics of the test set itself
+    (train mode, one batch) instead of its running averages. The model is left in eval mode
+    with its running averages unchanged."""
+    saved = copy.deepcopy(model.state_dict())
+    model.train()
+    try:
+        correct = (model(data.X_test).argmax(dim=1) == data.y_test).float().mean().item()
+    finally:
+        model.load_state_dict(saved)
+        model.eval()
+    return correct
+
+
+def median_effective_lr(model: nn.Module, lr: float) -> float:
+    """lr / |w_j|^2 for every hidden unit j (w_j: its row of incoming weights), median over units.
+
+    With a normalization after it, a unit's output ignores |w_j|, so this is how far one step
+    turns w_j's direction per unit of gradient."""
+    squared = [layer.weight.detach().pow(2).sum(dim=1) for name, layer in model.named_children()
+               if name.startswith("linear")]
+    if not squared:
+        raise ValueError("the model has no hidden Linear layers named linear1, linear2, ...")
+    return float(lr / torch.cat(squared).median())
+
+
+def bias_step_outside_gradient(x_hat: np.ndarray, y: np.ndarray, lr: float) -> float:
+    """How much one gradient step moves b when E[x] is treated as a constant, for the loss
+    L = mean((x_hat - y)^2) over N examples; x_hat, y: (N,).
+
+    Treating E[x] as a constant, dx_hat_i/db = 1, so dL/db = sum_i dL/dx_hat_i = 2 mean(x_hat - y),
+    and the step is -lr times that."""
+    x_hat, y = np.asarray(x_hat, dtype=float), np.asarray(y, dtype=float)
+    return float(-lr * 2 * np.mean(x_hat - y))

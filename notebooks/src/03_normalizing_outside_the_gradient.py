@@ -1,0 +1,532 @@
+# %% [markdown]
+# # 03 · Normalizing outside the gradient
+#
+# Notebook 02 showed the inputs of hidden layers drifting during training. An obvious fix: let
+# training run as usual, and now and then re-center (and re-scale) each layer's activations with
+# statistics measured on the data. This notebook answers one question: **why can't we just
+# normalize activations between gradient steps, outside the gradient?** Ioffe & Szegedy (2015,
+# section 2) answer it with a short argument and one sentence of experience ("the model blows
+# up"). Here the argument runs live.
+#
+# **Learning goals.** After this notebook you can
+# 1. explain, with the paper's one-line algebra, why a bias $b$ grows without bound when the mean
+#    $\mathrm{E}[x]$ is treated as a constant, while the loss does not change at all;
+# 2. predict how fast $b$ drifts from the learning rate and the gradient, and show that with the mean
+#    inside autograd $\partial L/\partial b = 0$, so $b$ never moves;
+# 3. say why dividing by the standard deviation outside the gradient makes the weight norm run away
+#    too, and what that does to the effective learning rate $\eta/\lVert W\rVert^2$;
+# 4. recognize the same failure in a real network: the digits MLP with its BN statistics detached;
+# 5. explain why this forces the normalization into the network as a differentiable layer, which is
+#    what Batch Normalization is.
+
+# %%
+# bnlab: Colab set-up (does nothing elsewhere): install bnlab if it is missing, enable widgets.
+import importlib.util
+import sys
+
+if importlib.util.find_spec("bnlab") is None:
+    get_ipython().run_line_magic("pip", "install -q git+https://github.com/bnlab-course/bnlab")
+if "google.colab" in sys.modules:
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+# %%
+import numpy as np
+import torch
+
+import bnlab
+from bnlab.checks import check_bias_drift, check_center_in_graph, check_standardize_in_graph, show_solution
+from bnlab.claims import record
+from bnlab.data import load_digits
+from bnlab.figures import add_line, history_figure, new_figure
+from bnlab.models import make_mlp
+from bnlab.outside_gradient import (
+    ToyLayer,
+    batch_statistics_accuracy,
+    hidden_norm,
+    median_effective_lr,
+    normalization,
+    rescaled_steps,
+    teacher_directions,
+    toy_problem,
+    toy_start,
+    train_toy,
+)
+from bnlab.panels.outside_gradient import drift_panel, drift_sweeps
+from bnlab.training import train
+
+SEED = bnlab.setup()
+print(f"Course seed: {SEED}")
+
+# %% [markdown]
+# ## 1. The paper's argument, and a layer that acts it out
+#
+# Take a layer that adds a learned bias $b$ to its input $u$, $x = u + b$, and normalizes the result
+# by subtracting the mean over the training set: $\hat x = x - \mathrm{E}[x]$, with
+# $\mathrm{E}[x] = \frac1N \sum_{i=1}^N x_i$. A loss $\ell$ is computed from $\hat x$.
+#
+# **Outside the gradient.** Suppose the gradient step ignores that $\mathrm{E}[x]$ depends on $b$ (the
+# mean is recomputed between steps, but treated as a constant within one). Then
+# $\partial \hat x_i / \partial b$ looks like $1$, and gradient descent moves $b$ by
+# $$\Delta b = -\eta \sum_i \frac{\partial \ell}{\partial \hat x_i}.$$
+# Now recompute the normalization with the new bias:
+# $$u + (b + \Delta b) - \mathrm{E}[u + (b + \Delta b)] \;=\; u + b + \Delta b - \mathrm{E}[u + b] - \Delta b
+# \;=\; u + b - \mathrm{E}[u + b].$$
+# The update to $b$ and the change in the mean cancel exactly: $\hat x$ is what it was, so the loss is
+# what it was, so the gradient is what it was, and **the next step moves $b$ by the same $\Delta b$
+# again**. After $t$ steps $b = b_0 + t\,\Delta b$: it grows without bound while the loss stays fixed.
+#
+# **Inside the gradient.** If autograd sees the mean, $\partial \hat x_i/\partial b =
+# 1 - \partial \mathrm{E}[x]/\partial b = 1 - 1 = 0$, so $\partial \ell/\partial b = 0$ and $b$ stays
+# where it started (the gradient knows that $b$ cannot change $\hat x$).
+#
+# **The toy.** 200 examples with 5 inputs $z_i$ (whitened, so the arithmetic stays clean) reach the
+# layer through fixed weights, $u_i = z_i \cdot W$: the layers below are frozen, and only $b$ learns,
+# as in the paper's argument. The layer above wants $\hat x$ to match targets $y_i = 2\, z_i\cdot w^\star + 1 +
+# \text{noise}$ under the squared loss $L = \frac1N\sum_i (\hat x_i - y_i)^2$. A centered $\hat x$ can
+# never have mean 1, so the gradient keeps asking for a larger $b$. Each step uses the whole training
+# set as its batch (so the batch mean *is* $\mathrm{E}[x]$, recomputed at every step); "outside" means
+# the mean is detached from autograd, "inside" means it is not. Same data, same start, same SGD.
+#
+# **Predict before you run.** After 1,000 steps at $\eta = 0.1$: where is $b$ in each layer? By how
+# much has the loss gone down?
+
+# %%
+toy = toy_problem()   # inputs z (200, 5) and targets y (200,)
+start = toy_start()   # the frozen weights W of the layer below, |W| = 1
+centering = {"outside": ToyLayer(start, normalization(scale=False, inside=False), learn_weight=False),
+             "inside": ToyLayer(start, normalization(scale=False, inside=True), learn_weight=False)}
+toy_runs = {where: train_toy(layer, toy, steps=1000, lr=0.1) for where, layer in centering.items()}
+
+# %%
+toy_steps = np.array(toy_runs["outside"].steps)
+b_outside, b_inside = (np.array(toy_runs[where].probes["b"]) for where in ("outside", "inside"))
+bias_figure = new_figure(f"With E[x] outside the gradient, b climbs to {b_outside[-1]:.0f} in 1,000 steps; "
+                         f"inside, it stays at {abs(b_inside[-1]):.0f}",
+                         "full-batch gradient step (η = 0.1)", "bias b")
+add_line(bias_figure, toy_steps, b_outside, "E[x] outside the gradient (detached)", 1)
+add_line(bias_figure, toy_steps, b_inside, "E[x] inside the gradient (autograd)", 0, dash="dash")
+bias_figure
+
+# %% [markdown]
+# The numbers behind the picture, with the loss printed to ten decimals:
+
+# %%
+loss_outside, loss_inside = (np.array(toy_runs[where].train_loss) for where in ("outside", "inside"))
+gradient_outside, gradient_inside = (np.array(toy_runs[where].probes["dL/db"])
+                                     for where in ("outside", "inside"))
+step_of_b = np.diff(b_outside) / np.diff(toy_steps)  # how far b moved per step, between records
+at = [list(toy_steps).index(step) for step in (0, 100, 1000)]
+print("b outside the gradient at steps 0 / 100 / 1,000: " + " / ".join(f"{b_outside[i]:.2f}" for i in at))
+print(f"b moves by {step_of_b.mean():.6f} per step, the same at every step "
+      f"(-η·dL/db = {-0.1 * gradient_outside[0]:.6f})")
+print("loss outside at steps 0 / 100 / 1,000: " + " / ".join(f"{loss_outside[i]:.10f}" for i in at))
+print("loss inside at steps 0 / 100 / 1,000:  " + " / ".join(f"{loss_inside[i]:.10f}" for i in at))
+print(f"dL/db inside the gradient, largest over all steps: {np.abs(gradient_inside).max():.12f}; "
+      f"b inside after 1,000 steps: {abs(b_inside[-1]):.12f}")
+
+assert b_outside[-1] > 100 and np.ptp(step_of_b) < 1e-9 * step_of_b.mean()   # b grows linearly
+assert np.allclose(step_of_b, -0.1 * gradient_outside[:-1], rtol=1e-9)        # by -η·dL/db each step
+assert np.ptp(gradient_outside) < 1e-9 * abs(gradient_outside[0])               # the gradient never changes
+assert np.ptp(loss_outside) < 1e-10 and np.ptp(loss_inside) < 1e-10             # nor does the loss
+assert np.abs(loss_outside - loss_inside).max() < 1e-10
+assert np.abs(gradient_inside).max() < 1e-12 and np.abs(b_inside).max() < 1e-12  # zero up to rounding
+record("outside-gradient-bias-grows", holds=b_outside[-1] > 100 and np.ptp(loss_outside) < 1e-10,
+       measured=f"b: 0 -> {b_outside[at[1]]:.1f} -> {b_outside[-1]:.1f} (steps 100, 1,000), loss "
+                "constant to 10 decimals; inside the gradient b stays at 0")
+
+# %% [markdown]
+# The loss agrees to all ten decimals at every step, in both layers: the 1,000 steps outside the
+# gradient did nothing for the loss, they only moved $b$. Inside autograd the gradient is zero up to
+# the computer's rounding (about $10^{-16}$; in exact arithmetic it is exactly 0).
+#
+# ## 2. How fast does $b$ drift? The learning rate decides
+#
+# Since $\Delta b = -\eta \sum_i \partial\ell/\partial\hat x_i$ and $\hat x$ never changes, the drift per
+# step is proportional to $\eta$. Below, the same layer is trained at 13 learning rates (300 steps
+# each), and now the weights $W$ learn too: they change the *shape* of $\hat x$, never its mean, so they
+# do not stop the drift.
+
+# %%
+centering_sweeps = drift_sweeps("centering only")  # 13 learning rates from 0.01 to 0.32, W and b learned
+sweep_outside, sweep_inside = centering_sweeps["outside"], centering_sweeps["inside"]
+drift_per_step = np.diff(sweep_outside.bias, axis=0) / np.diff(sweep_outside.steps)[:, None]  # (records, η)
+for k in (0, 4, 8, 12):
+    print(f"η = {sweep_outside.lrs[k]:.3f}: b drifts {drift_per_step[0, k]:.4f} per step "
+          f"(drift / η = {drift_per_step[0, k] / sweep_outside.lrs[k]:.4f}), "
+          f"b = {sweep_outside.bias[-1, k]:6.1f} after 300 steps outside, "
+          f"{abs(sweep_inside.bias[-1, k]):.0f} inside")
+print(f"the loss falls from {sweep_outside.loss[0, 8]:.4f} to {sweep_outside.loss[-1, 8]:.4f} at η = 0.1 "
+      "(W learns), identically outside and inside")
+
+per_lr = drift_per_step / sweep_outside.lrs
+assert np.ptp(per_lr) < 1e-6 * per_lr.mean()                          # drift ∝ η, the same at every step
+assert np.abs(sweep_outside.loss - sweep_inside.loss).max() < 1e-9     # b's drift does not touch the loss
+assert sweep_outside.loss[-1, 8] < 0.5 * sweep_outside.loss[0, 8]      # ... which W does improve
+assert np.abs(sweep_inside.bias).max() < 1e-10
+
+# %% [markdown]
+# **Predict, then drag.** If you halve $\eta$, what happens to the slope of $b$? And if the layer also
+# divided by the standard deviation (second button), what would you expect $\lVert W\rVert$ to do
+# outside the gradient? Section 3 explains what you see.
+
+# %%
+panel = drift_panel()
+panel
+
+# %% [markdown]
+# ## 3. Scaling too: the weights run away
+#
+# Now the layer standardizes, $\hat x = (x - \mathrm{E}[x]) / \mathrm{sd}[x]$, and learns both $W$ and
+# $b$. Multiplying $W$ and $b$ by any $c > 0$ multiplies $x$, its mean and its standard deviation by $c$:
+# $\hat x$ does not change. The layer is **scale-invariant**. The target asks for $\hat x$ twice as
+# spread out as a standardized variable can be; outside the gradient, the step does not know that
+# $\mathrm{sd}[x]$ grows with $W$, so it stretches $W$, and the next normalization divides the stretch
+# away. Step after step, $\lVert W\rVert$ grows. (The part of the step along $W$ is proportional to
+# $1/\lVert W\rVert$, so $\lVert W\rVert\,\Delta\lVert W\rVert$ stays about constant: $\lVert W\rVert^2$ grows
+# linearly and $\lVert W\rVert$ like $\sqrt t$.) The bias still drifts, but its steps are divided by
+# $\mathrm{sd}[x] \propto \lVert W\rVert$, so it slows down as $W$ grows.
+#
+# We train the two layers for 300 steps, and then the layer above changes its mind (as layers above do
+# all the time during training): the targets turn to a direction orthogonal to the first, and
+# training continues for 300 more steps.
+#
+# **Predict before you run.** Outside the gradient, how large is $\lVert W\rVert$ after 300 steps? Which
+# layer turns to the new direction faster?
+
+# %%
+directions = teacher_directions()        # (2, 5): what the layer above wants, before and after it turns
+turned = toy_problem(direction=1)        # the same inputs, targets along the second direction
+scaling_runs = {}
+for where in ("outside", "inside"):
+    layer = ToyLayer(start, normalization(scale=True, inside=where == "inside"))  # W learns too
+    before_turn = train_toy(layer, toy, steps=300, lr=0.1, direction=directions[0])
+    after_turn = train_toy(layer, turned, steps=300, lr=0.1, record_every=5, direction=directions[1])
+    scaling_runs[where] = before_turn, after_turn
+
+# %%
+first_out, first_in = scaling_runs["outside"][0], scaling_runs["inside"][0]
+norm_figure = new_figure(f"Standardizing outside the gradient: |W| grows to "
+                         f"{first_out.probes['|W|'][-1]:.1f} in 300 steps; inside it stays near "
+                         f"{first_in.probes['|W|'][-1]:.1f}",
+                         "full-batch gradient step (η = 0.1)", "weight norm |W|")
+for i, where in enumerate(("outside", "inside")):
+    before_turn, after_turn = scaling_runs[where]
+    add_line(norm_figure, before_turn.steps + [300 + s for s in after_turn.steps[1:]],
+             before_turn.probes["|W|"] + after_turn.probes["|W|"][1:], f"statistics {where} the gradient",
+             1 - i, dash="dash" if where == "inside" else None)
+norm_figure.add_vline(x=300, line_dash="dot", line_color="grey", annotation_text="the target turns")
+norm_figure
+
+# %%
+squared_norm = np.array(first_out.probes["|W|"])[[0, 10, 20, 30]] ** 2   # records every 10 steps
+print("outside: |W|² at steps 0 / 100 / 200 / 300: " + " / ".join(f"{v:.1f}" for v in squared_norm))
+print("         |W|² added per 100 steps: " + " / ".join(f"{v:.1f}" for v in np.diff(squared_norm)))
+print(f"         b after 300 steps: {first_out.probes['b'][-1]:.2f}")
+print(f"inside:  |W| after 300 steps: {first_in.probes['|W|'][-1]:.2f}, "
+      f"b: {abs(first_in.probes['b'][-1]):.2f}")
+
+increments = np.diff(squared_norm)[1:]                       # after the first alignment
+assert np.ptp(increments) < 0.05 * increments.mean()         # |W|² grows linearly
+assert first_out.probes["|W|"][-1] > 5 * first_in.probes["|W|"][-1] and first_in.probes["|W|"][-1] < 2
+assert first_out.probes["b"][-1] > 3 and np.abs(first_in.probes["b"]).max() < 1e-10
+
+# %% [markdown]
+# ### The effective learning rate
+#
+# Why should a large $\lVert W\rVert$ matter, if $\hat x$ ignores it? Because the gradient does not.
+# For a scale-invariant layer, multiplying $W$ by $c$ divides the gradient by $c$, and a step of that
+# gradient turns $W$'s *direction* by an angle proportional to $\eta/\lVert W\rVert^2$. Measured on the
+# toy layer at its start, with $W$ and $b$ scaled by $c = 1, 2, 4, 8, 16$ (the output is identical in
+# all five) and one step at $\eta = 0.01$:
+
+# %%
+measured = rescaled_steps(ToyLayer(start, normalization(scale=True, inside=False)), toy, lr=0.01,
+                          factors=[1, 2, 4, 8, 16])
+print(f"{'|W|':>5} {'|dL/dW|':>9} {'|W|·|dL/dW|':>12} {'turn (degrees)':>15} {'turn·|W|²/η':>12}")
+for w, g, turn in zip(measured["|W|"], measured["|dL/dW|"], measured["rotation"]):
+    print(f"{w:5.0f} {g:9.4f} {w * g:12.4f} {np.degrees(turn):15.5f} {turn * w**2 / 0.01:12.3f}")
+
+gradient_times_norm = measured["|W|"] * measured["|dL/dW|"]
+turn_times_norm2 = measured["rotation"] * measured["|W|"] ** 2
+assert np.ptp(gradient_times_norm) < 1e-3 * gradient_times_norm.mean()   # gradient ∝ 1/|W|
+assert turn_times_norm2.max() < 1.1 * turn_times_norm2.min()             # turn ∝ η/|W|²
+
+# %% [markdown]
+# So the learning rate you set is not the one you get: the direction of $W$ learns at the effective
+# rate $\eta/\lVert W\rVert^2$. Outside the gradient $\lVert W\rVert^2$ grows linearly, so the effective
+# learning rate falls like $1/t$, whatever $\eta$ you chose (drag the panel's slider with "centering
+# and scaling" on: the title's effective rate at step 300 hardly depends on $\eta$). The layer is
+# slowly freezing. It shows as soon as the layer has something new to learn: after the target turns,
+
+# %%
+after_out, after_in = scaling_runs["outside"][1], scaling_runs["inside"][1]
+
+
+def steps_until_aligned(history, cosine=0.9):
+    """The first recorded step where cos(W, new direction) passes ``cosine`` (None: never)."""
+    passed = np.flatnonzero(np.array(history.probes["cosine"]) > cosine)
+    return int(history.steps[passed[0]]) if passed.size else None
+
+
+aligned_in, aligned_out = steps_until_aligned(after_in), steps_until_aligned(after_out)
+turn_figure = new_figure(f"After the target turns, the layer with statistics inside the gradient follows "
+                         f"in {aligned_in} steps; outside, cos is {after_out.probes['cosine'][-1]:.2f} "
+                         "after 300",
+                         "gradient step after the target turned (η = 0.1)",
+                         "cosine between W and the new target direction")
+add_line(turn_figure, after_out.steps, after_out.probes["cosine"], "statistics outside the gradient", 1)
+add_line(turn_figure, after_in.steps, after_in.probes["cosine"], "statistics inside the gradient", 0,
+         dash="dash")
+turn_figure.update_yaxes(range=[-0.1, 1.05])
+turn_figure
+
+# %%
+effective_out = 0.1 / first_out.probes["|W|"][-1] ** 2
+effective_in = 0.1 / first_in.probes["|W|"][-1] ** 2
+print(f"effective learning rate η/|W|² when the target turns: {effective_out:.5f} outside, "
+      f"{effective_in:.4f} inside")
+print(f"steps until cos(W, new direction) > 0.9: {aligned_in} inside, "
+      f"{'more than 300' if aligned_out is None else aligned_out} outside")
+print(f"loss 300 steps after the turn: {after_out.train_loss[-1]:.3f} outside, "
+      f"{after_in.train_loss[-1]:.3f} inside")
+
+assert effective_out < effective_in / 20
+assert aligned_in is not None and aligned_in <= 50 and aligned_out is None
+assert after_out.train_loss[-1] > after_in.train_loss[-1] + 0.3
+
+# %% [markdown]
+# Nothing in this toy becomes infinite or NaN: the norm grows like $\sqrt t$ forever and the layer
+# learns ever more slowly. (If the target wanted a *narrower* $\hat x$, the same mechanism would shrink
+# $\lVert W\rVert$ toward 0 instead, and the effective learning rate would explode.)
+#
+# ## 4. The same failure in a real network
+#
+# The digits MLP (64-100-100-100-10, sigmoid) with a normalization before each sigmoid: bnlab's
+# `BatchNorm` with its batch mean and variance **detached** from autograd (`norm="bnlab_bn_detached"`:
+# the statistics are recomputed on every mini-batch but treated as constants), against the same layer
+# with its statistics **inside** autograd (`norm="bnlab_bn"`, true Batch Normalization). The Linear
+# layers keep their biases. Same initialization, same mini-batches of 60, plain SGD for 1,000 steps, at
+# an ordinary learning rate (0.5) and a high one (2). At every record we also measure the test accuracy
+# when each normalization uses the test set's own statistics instead of its running averages.
+#
+# **Predict before you run.** Which parameters will grow in the detached network? Will it still learn?
+
+# %%
+digits = load_digits()
+NETWORKS = {"BN (inside)": "bnlab_bn", "statistics outside": "bnlab_bn_detached"}
+mlp_runs, summary = {}, {}
+
+
+def second_half_mean(values):
+    """Mean over the second half of the records: the end of training, without one lucky record."""
+    return float(np.mean(values[len(values) // 2:]))
+
+
+for lr in (0.5, 2.0):
+    for label, norm in NETWORKS.items():
+        model = make_mlp(norm=norm)
+        history = train(model, digits, steps=1000, lr=lr, record_every=50,
+                        probes={"batch-statistics accuracy": batch_statistics_accuracy})
+        b, W = hidden_norm(history, "bias"), hidden_norm(history, "weight")
+        mlp_runs[label, lr] = history
+        summary[label, lr] = {"b": b, "W": W, "effective_lr": median_effective_lr(model, lr),
+                              "accuracy": second_half_mean(history.test_accuracy),
+                              "own_statistics": second_half_mean(history.probes["batch-statistics accuracy"])}
+
+# %%
+outside_2, inside_2 = summary["statistics outside", 2.0], summary["BN (inside)", 2.0]
+norms_figure = new_figure(f"η = 2, statistics outside: hidden biases grow "
+                          f"{outside_2['b'][-1] / outside_2['b'][0]:.0f}-fold and weights "
+                          f"{outside_2['W'][-1] / outside_2['W'][0]:.0f}-fold;<br>with BN the biases never "
+                          f"move and the weights grow {inside_2['W'][-1] / inside_2['W'][0]:.1f}-fold",
+                          "training step (SGD, batch 60)", "norm / norm at step 0 (log scale)", log_y=True)
+for i, label in enumerate(NETWORKS):
+    history, row = mlp_runs[label, 2.0], summary[label, 2.0]
+    add_line(norms_figure, history.steps, row["W"] / row["W"][0], f"weights, {label}", i)
+    add_line(norms_figure, history.steps, row["b"] / row["b"][0], f"biases, {label}", i, dash="dot")
+norms_figure.update_yaxes(tickvals=[1, 2, 5, 10, 20, 50, 100])
+norms_figure
+
+# %%
+accuracy_figure = history_figure({label: mlp_runs[label, 2.0] for label in NETWORKS},
+                                 title=f"η = 2, test accuracy over the last 500 steps: "
+                                       f"{inside_2['accuracy']:.0%} with BN, {outside_2['accuracy']:.0%} "
+                                       f"with statistics outside<br>({outside_2['own_statistics']:.0%} "
+                                       "when it normalizes with the test set's own statistics instead of "
+                                       "its running averages)")
+add_line(accuracy_figure, mlp_runs["statistics outside", 2.0].steps,
+         mlp_runs["statistics outside", 2.0].probes["batch-statistics accuracy"],
+         "statistics outside, with the test set's own statistics", 1, dash="dot")
+accuracy_figure.update_layout(legend=dict(orientation="h", y=-0.2), height=460, margin=dict(b=100))
+accuracy_figure
+
+# %%
+print(f"{'η':>4} {'network':>19} {'|b| start→end':>15} {'|W| start→end':>15} {'η/|w_j|²':>9} "
+      f"{'test acc.':>9} {'with own stats':>15}")
+for (label, lr), row in sorted(summary.items(), key=lambda item: item[0][1]):
+    print(f"{lr:4.1f} {label:>19} {row['b'][0]:6.2f} → {row['b'][-1]:6.2f} {row['W'][0]:6.1f} → "
+          f"{row['W'][-1]:6.1f} {row['effective_lr']:9.3f} {row['accuracy']:9.1%} "
+          f"{row['own_statistics']:15.1%}")
+print("(test accuracy: mean over the last 500 steps; η/|w_j|²: median over hidden units at the end)")
+
+for lr in (0.5, 2.0):
+    outside, inside = summary["statistics outside", lr], summary["BN (inside)", lr]
+    assert np.ptp(inside["b"]) < 1e-4                               # BN: the biases never move
+    assert outside["W"][-1] > 1.5 * inside["W"][-1]                  # detached: the weights run away
+    assert outside["effective_lr"] < inside["effective_lr"] / 3     # ... and the effective rate falls
+    assert outside["accuracy"] < inside["accuracy"]
+assert summary["statistics outside", 0.5]["b"][-1] > 2 * summary["statistics outside", 0.5]["b"][0]
+assert outside_2["b"][-1] > 10 * outside_2["b"][0]
+assert outside_2["accuracy"] < 0.5 < 0.9 < inside_2["accuracy"]
+assert outside_2["own_statistics"] > outside_2["accuracy"] + 0.1
+assert outside_2["own_statistics"] < inside_2["own_statistics"] - 0.03
+runaway = outside_2["W"][-1] > 1.5 * inside_2["W"][-1] and outside_2["accuracy"] < inside_2["accuracy"]
+record("outside-gradient-model-blows-up", holds="partly" if runaway else False,
+       measured=f"η = 2: |W| {outside_2['W'][-1]:.0f} vs {inside_2['W'][-1]:.0f} with BN, test accuracy "
+                f"{outside_2['accuracy']:.0%} vs {inside_2['accuracy']:.0%}: runaway norms, finite loss")
+
+# %% [markdown]
+# What happened, reading the table:
+# * **With BN the Linear biases never move** (to float32 rounding): inside autograd their gradient is
+#   zero, exactly as in the toy. With detached statistics they grow: about threefold at $\eta = 0.5$,
+#   more than tenfold at $\eta = 2$.
+# * **The weights run away too**, and more than the biases. Layers 2 and 3 receive sigmoid outputs,
+#   which are all positive: part of each weight vector acts like a second bias, and drifts like one.
+#   Larger norms mean a smaller effective learning rate $\eta/\lVert w_j\rVert^2$ for every unit.
+# * **Accuracy suffers.** At $\eta = 0.5$ the detached network is a little worse than BN. At $\eta = 2$
+#   its test accuracy collapses and jumps from record to record. Part of that is the test-time
+#   normalization: the parameters move so fast, in directions each mini-batch normalization cancels,
+#   that the running averages used at test time cannot keep up. Normalized with the test set's own
+#   statistics the same network does better, but still clearly worse than BN: the training itself
+#   went wrong as well.
+#
+# On digits, "the model blows up" shows as runaway norms, a shrinking effective learning rate and
+# degraded accuracy, not as NaN. No run here produced an infinite or NaN value.
+
+# %% [markdown]
+# ## 5. Exercises
+#
+# **Exercise 1: predict the drift.** Write `bias_drift(x_hat, y, lr)`: the change of $b$ in one gradient
+# step when $\mathrm{E}[x]$ is treated as a constant, for the loss $L = \frac1N\sum_i(\hat x_i - y_i)^2$.
+# `x_hat` and `y` are numpy arrays of shape (N,). The check compares your formula with the drift it
+# measures on a fresh toy layer, for three learning rates and targets. (Section 2 found that drift /
+# η is the same number at every η: your formula should say which number.)
+
+# %%
+def bias_drift(x_hat, y, lr):
+    """Δb of one step with the mean outside the gradient; x_hat, y: (N,) arrays."""
+    raise NotImplementedError  # replace this line with your code
+
+
+check_bias_drift(bias_drift)
+
+# %% [markdown]
+# **Exercise 2: put the mean inside the gradient.** Write `center(x)` for a torch tensor `x` of shape
+# (N, C): subtract each column's mean over the batch, so that autograd sees the mean. The check plugs
+# your function into the toy layer of section 1, verifies that $\partial L/\partial b = 0$, and trains
+# it for 100 steps to verify that $b$ does not move.
+
+# %%
+def center(x):
+    """x (N, C) minus its per-column batch mean, with the mean inside autograd."""
+    raise NotImplementedError  # replace this line with your code
+
+
+check_center_in_graph(center)
+
+# %% [markdown]
+# **Exercise 3: standardize inside the gradient.** Write `standardize(x, eps=1e-5)`: center each
+# column and divide it by $\sqrt{\mathrm{var} + \varepsilon}$, with the variance over the batch divided
+# by $N$ (as Batch Normalization does), both statistics inside autograd. The check verifies
+# $\partial L/\partial b = 0$ and that the gradient has no component along $W$
+# ($W\cdot\partial L/\partial W = 0$, which is what keeps $\lVert W\rVert$ from running away).
+
+# %%
+def standardize(x, eps=1e-5):
+    """x (N, C) standardized per column over the batch, both statistics inside autograd."""
+    raise NotImplementedError  # replace this line with your code
+
+
+check_standardize_in_graph(standardize)
+
+# %% [markdown]
+# Solutions, when you want them (uncomment a line and run the cell):
+
+# %%
+# show_solution("bias_drift")
+# show_solution("center_in_graph")
+# show_solution("standardize_in_graph")
+
+# %% [markdown]
+# ## 6. Why the normalization has to be part of the network
+#
+# Everything above has one cause: the gradient step did not know about the normalization, so it kept
+# pushing in directions the normalization then undid. The paper's remedy is to make sure that, for
+# **any** parameter values, the network produces normalized activations, and to let the gradient of the
+# loss account for the normalization. That means the normalization must be a layer of the model,
+# differentiated like any other. Then:
+# * the bias before it gets a zero gradient (so it can be dropped; Batch Normalization's own $\beta$
+#   takes over its job), and the weights' gradient is orthogonal to them;
+# * the backward pass must differentiate through the mean and the variance. Over the whole training set
+#   that is far too expensive at every step, and whitening would need the derivative of
+#   $\mathrm{Cov}^{-1/2}$; so Batch Normalization standardizes each unit with the statistics of the
+#   current **mini-batch** (notebook 01 showed why not whiten).
+#
+# One check on a single mini-batch of the two digits networks as initialized: the gradient of the loss
+# with respect to the Linear biases.
+
+# %%
+batch = slice(0, 60)
+for label, norm in NETWORKS.items():
+    model = make_mlp(norm=norm)
+    loss = torch.nn.functional.cross_entropy(model(digits.X_train[batch]), digits.y_train[batch])
+    bias_gradients = torch.autograd.grad(loss, [model.linear1.bias, model.linear2.bias, model.linear3.bias])
+    largest = max(g.abs().max().item() for g in bias_gradients)
+    shown = "below 1e-6" if largest < 1e-6 else f"{largest:.4f}"
+    print(f"{label:>19}: largest |dL/db| over the hidden Linear biases: {shown}")
+    if norm == "bnlab_bn":
+        assert largest < 1e-6
+    else:
+        assert largest > 1e-3
+
+# %% [markdown]
+# Inside autograd the bias gradients vanish (up to float32 rounding); with detached statistics they do
+# not, and they are what made the biases drift in section 4.
+#
+# ## Summary
+# * With $\hat x = x - \mathrm{E}[x]$ computed outside the gradient, a step on $b$ is cancelled by the
+#   next normalization: $\hat x$, the loss and the gradient stay exactly the same, so $b$ moves by the
+#   same $\Delta b = -\eta\sum_i \partial\ell/\partial\hat x_i$ every step. On the toy: $b$ climbed by
+#   about 0.2 per step at $\eta = 0.1$ (proportional to $\eta$) while the loss did not change in ten
+#   decimals.
+# * Inside autograd, $\partial\hat x_i/\partial b = 1 - 1 = 0$: $\partial L/\partial b = 0$ and $b$ stays put.
+# * Dividing by the standard deviation outside the gradient makes $\lVert W\rVert$ run away too
+#   ($\lVert W\rVert^2$ grows linearly). The layer is scale-invariant, so its gradient falls like
+#   $1/\lVert W\rVert$ and its direction learns at the effective rate $\eta/\lVert W\rVert^2$: the layer
+#   slowly freezes and can no longer follow a target that moves.
+# * In the digits MLP with detached BN statistics the biases and weights run away, the effective
+#   learning rate falls, the test-time running statistics cannot keep up, and accuracy suffers. With BN
+#   inside autograd the biases do not move and the norms stay bounded.
+# * Hence Batch Normalization: the normalization is a layer of the network, differentiated through its
+#   mini-batch mean and variance.
+#
+# **Next:** notebook 04 builds that layer from scratch: Algorithm 1 forward, its backward pass checked
+# against autograd, and what happens at test time. [00 · Start here](00_start_here.ipynb) has the map.
+#
+# ## References
+# * S. Ioffe and C. Szegedy (2015). *Batch Normalization: Accelerating Deep Network Training by Reducing
+#   Internal Covariate Shift.* ICML. [arXiv:1502.03167](https://arxiv.org/abs/1502.03167), section 2
+#   (the argument of section 1 of this notebook) and section 3.
+# * T. Salimans and D. P. Kingma (2016). *Weight Normalization: A Simple Reparameterization to
+#   Accelerate Training of Deep Neural Networks.* NeurIPS.
+#   [arXiv:1602.07868](https://arxiv.org/abs/1602.07868), section 2.1 (the gradient of a scale-invariant
+#   weight is orthogonal to it and scales like $1/\lVert w\rVert$).
+# * T. van Laarhoven (2017). *L2 Regularization versus Batch and Weight Normalization.*
+#   [arXiv:1706.05350](https://arxiv.org/abs/1706.05350) (the effective learning rate
+#   $\eta/\lVert w\rVert^2$).
+# * E. Hoffer, R. Banner, I. Golan and D. Soudry (2018). *Norm matters: efficient and accurate
+#   normalization schemes in deep networks.* NeurIPS. [arXiv:1803.01814](https://arxiv.org/abs/1803.01814).
+# * S. Arora, Z. Li and K. Lyu (2019). *Theoretical Analysis of Auto Rate-Tuning by Batch
+#   Normalization.* ICLR. [arXiv:1812.03981](https://arxiv.org/abs/1812.03981).

@@ -1,0 +1,739 @@
+# %% [markdown]
+# # 04 · Batch Normalization from scratch
+#
+# Notebook 03 ended with a requirement: the normalization has to be a layer of the network,
+# differentiated like any other, so that the gradient knows what the normalization will undo. This
+# notebook builds that layer and answers one question: **what exactly does Batch Normalization compute,
+# forward and backward, in training and at test time?** We write the paper's Algorithm 1 in numpy,
+# then in torch operations, derive its backward pass by hand and check it against autograd and
+# against PyTorch's own `BatchNorm1d`, and then look at what changes at test time (Algorithm 2).
+#
+# **Learning goals.** After this notebook you can
+# 1. write the Batch Normalization forward pass of a mini-batch (Algorithm 1) and say which variance it uses;
+# 2. derive the gradients for $x$, $\gamma$ and $\beta$, check them against autograd, and explain why the
+#    input gradients sum to zero over the batch (so a bias right before BN is useless);
+# 3. explain why $\gamma$ and $\beta$ exist: with them, BN can represent the identity, so it takes no
+#    expressive power away;
+# 4. tell training mode from eval mode: batch statistics versus population (running) statistics, the
+#    biased variance used for normalizing versus the unbiased one stored, and what goes wrong when
+#    eval mode is forgotten, especially for small batches;
+# 5. say what BN does **not** do (change the shape of a distribution) and how it works on convolutional
+#    feature maps (one mean and variance per channel).
+
+# %%
+# bnlab: Colab set-up (does nothing elsewhere): install bnlab if it is missing, enable widgets.
+import importlib.util
+import sys
+
+if importlib.util.find_spec("bnlab") is None:
+    get_ipython().run_line_magic("pip", "install -q git+https://github.com/bnlab-course/bnlab")
+if "google.colab" in sys.modules:
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+# %%
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+import bnlab
+from bnlab import batchnorm as bn
+from bnlab.batchnorm import BatchNorm, batch_statistics, normalize
+from bnlab.checks import check_batch_norm_backward, check_batch_norm_forward, show_solution
+from bnlab.claims import record
+from bnlab.config import numpy_rng, torch_generator
+from bnlab.covariate_shift import saturated_fraction
+from bnlab.data import load_digits
+from bnlab.gradcheck import compare_all
+from bnlab.models import make_mlp
+from bnlab.panels.batchnorm import (
+    batch_size_panel,
+    batch_size_sweep,
+    central_share,
+    gamma_beta_panel,
+    gamma_beta_unit,
+    shape_figure,
+    skewness,
+)
+from bnlab.training import accuracy, train
+
+SEED = bnlab.setup()
+print(f"Course seed: {SEED}")
+
+# %% [markdown]
+# ## 1. Algorithm 1, forward: four lines
+#
+# Take one unit of a layer and a mini-batch of $m$ examples; the unit's values over the batch are
+# $x_1, \dots, x_m$. Batch Normalization (Ioffe & Szegedy 2015, Algorithm 1) computes
+# $$\mu_B = \frac1m\sum_{i=1}^m x_i, \qquad \sigma_B^2 = \frac1m\sum_{i=1}^m (x_i - \mu_B)^2, \qquad
+# \hat x_i = \frac{x_i - \mu_B}{\sqrt{\sigma_B^2 + \varepsilon}}, \qquad y_i = \gamma\,\hat x_i + \beta .$$
+# Every unit has its own $\mu_B$, $\sigma_B^2$ and its own learned $\gamma$ and $\beta$. The small
+# $\varepsilon$ (PyTorch's default is $10^{-5}$) keeps the division safe when a unit's values are all alike.
+# Note the variance divides by $m$, not $m - 1$: it is the batch's own spread, not an estimate of anything.
+#
+# In numpy, for a batch `x` of shape (m, C), one column per unit, the four lines are four lines:
+
+# %%
+def algorithm_1(x, gamma, beta, eps=1e-5):
+    """Batch Normalization of a mini-batch x (m, C) in numpy; gamma, beta: (C,). Returns y (m, C)."""
+    mu = x.mean(axis=0)                       # mini-batch mean, (C,)
+    var = ((x - mu) ** 2).mean(axis=0)        # mini-batch variance, divided by m, (C,)
+    x_hat = (x - mu) / np.sqrt(var + eps)     # normalize
+    return gamma * x_hat + beta               # scale and shift
+
+
+# %% [markdown]
+# Our batch: 60 training digits sent through the first Linear layer of a fresh digits network
+# (64 pixels in, 100 units out). These are the pre-activations BN would normalize.
+#
+# **Predict before you run.** After BN with $\gamma = 1$ and $\beta = 0$, each unit has mean 0 over the
+# batch. Is its variance exactly 1?
+
+# %%
+digits = load_digits()
+network = make_mlp(norm="bnlab_bn")
+with torch.no_grad():
+    u = network.linear1(digits.X_train[:60]).double().numpy()   # (60, 100) pre-activations
+ones, zeros = np.ones(100), np.zeros(100)
+y = algorithm_1(u, gamma=ones, beta=zeros)
+print(f"before BN: unit means from {u.mean(axis=0).min():.2f} to {u.mean(axis=0).max():.2f}, "
+      f"standard deviations from {u.std(axis=0).min():.2f} to {u.std(axis=0).max():.2f}")
+largest_mean = np.abs(y.mean(axis=0)).max()
+shown = "below 1e-12" if largest_mean < 1e-12 else f"{largest_mean:.2g}"
+print(f"after BN:  every unit's mean is 0 (largest |mean| {shown}), "
+      f"variances from {y.var(axis=0).min():.5f} to {y.var(axis=0).max():.5f}")
+expected_variance = u.var(axis=0) / (u.var(axis=0) + 1e-5)
+print(f"σ²/(σ² + ε) of each unit: from {expected_variance.min():.5f} to {expected_variance.max():.5f}")
+
+assert largest_mean < 1e-12
+assert np.allclose(y.var(axis=0), expected_variance, atol=1e-12) and y.var(axis=0).max() < 1
+
+# %% [markdown]
+# Not quite 1: the variance after BN is $\sigma_B^2/(\sigma_B^2 + \varepsilon)$, a hair below 1, and
+# far below 1 for a unit whose spread is comparable to $\sqrt\varepsilon \approx 0.003$.
+#
+# ### The same in torch: pure functions plus a thin layer
+#
+# bnlab's own BN, the one that `make_mlp(norm="bnlab_bn")` puts into networks, has two parts
+# (`bnlab/batchnorm.py`):
+# * two **pure functions** that do the arithmetic: `batch_statistics(x)` returns the per-unit mean and
+#   (biased) variance, and `normalize(x, mean, var, gamma, beta, eps)` turns statistics into outputs.
+#   Statistics in, normalized values out: nothing is stored, so they are easy to test and to reuse;
+# * a thin **layer**, `BatchNorm`, that does the bookkeeping: it owns $\gamma$ and $\beta$ as parameters,
+#   keeps running statistics as buffers, knows whether it is in training or eval mode, and refuses bad
+#   input with a clear message.
+#
+# Here they are on the same batch, with random $\gamma$ and $\beta$, against the numpy version and
+# against PyTorch's `nn.BatchNorm1d`. `compare_all` (from `bnlab.gradcheck`) prints one line per
+# comparison: bit-for-bit equal?, equal up to rounding (`allclose`)?, and the largest difference,
+# rounded up to a power of ten (with `floor=1e-12`, anything smaller, which is float64 rounding, prints
+# as `< 1e-12`: the exact size of rounding errors differs from machine to machine).
+
+# %%
+generator = torch_generator(stream=44)
+gamma = torch.rand(100, generator=generator, dtype=torch.float64) * 1.5 + 0.5      # (100,) in [0.5, 2]
+beta = torch.randn(100, generator=generator, dtype=torch.float64)                    # (100,)
+x = torch.tensor(u)                                                                   # (60, 100) float64
+y_numpy = algorithm_1(u, gamma.numpy(), beta.numpy())
+
+layer = BatchNorm(100).double()             # bnlab's layer: gamma, beta, running statistics, mode
+reference = nn.BatchNorm1d(100).double()    # PyTorch's
+with torch.no_grad():
+    layer.gamma.copy_(gamma), layer.beta.copy_(beta)
+    reference.weight.copy_(gamma), reference.bias.copy_(beta)
+print(layer)
+print(f"parameters: {[name for name, _ in layer.named_parameters()]}, "
+      f"buffers: {[name for name, _ in layer.named_buffers()]}\n")
+
+forward_checks = compare_all({
+    "pure functions vs numpy": (normalize(x, *batch_statistics(x), gamma, beta, 1e-5), y_numpy),
+    "bnlab's BatchNorm vs numpy": (layer(x), y_numpy),
+    "nn.BatchNorm1d vs numpy": (reference(x), y_numpy),
+}, floor=1e-12)
+assert all(forward_checks.values())
+
+# %% [markdown]
+# All three agree with the numpy lines up to the rounding of float64 arithmetic. They are not
+# bit-for-bit equal: each adds its numbers in a different order.
+#
+# ## 2. Algorithm 1, backward: the gradients by hand
+#
+# Training needs $\partial L/\partial x_i$ (to pass the gradient on to the layers below) and
+# $\partial L/\partial\gamma$, $\partial L/\partial\beta$ (to learn them). The paper's section 3 gives
+# them by the chain rule. Start from $\partial L/\partial y_i$, which the layers above provide:
+# $$\frac{\partial L}{\partial\beta} = \sum_{i=1}^m \frac{\partial L}{\partial y_i}, \qquad
+# \frac{\partial L}{\partial\gamma} = \sum_{i=1}^m \frac{\partial L}{\partial y_i}\,\hat x_i, \qquad
+# \frac{\partial L}{\partial\hat x_i} = \frac{\partial L}{\partial y_i}\,\gamma .$$
+# Each $x_i$ reaches the loss three ways: directly through $\hat x_i$, and through $\mu_B$ and
+# $\sigma_B^2$, which every $\hat x_j$ uses. So
+# $$\frac{\partial L}{\partial\sigma_B^2} = \sum_{i=1}^m \frac{\partial L}{\partial\hat x_i}(x_i - \mu_B)
+# \cdot\left(-\tfrac12\right)(\sigma_B^2 + \varepsilon)^{-3/2}, \qquad
+# \frac{\partial L}{\partial\mu_B} = \sum_{i=1}^m \frac{\partial L}{\partial\hat x_i}\cdot
+# \frac{-1}{\sqrt{\sigma_B^2 + \varepsilon}} + \frac{\partial L}{\partial\sigma_B^2}\cdot
+# \frac{\sum_{i} -2(x_i - \mu_B)}{m},$$
+# $$\frac{\partial L}{\partial x_i} = \frac{\partial L}{\partial\hat x_i}\cdot\frac{1}{\sqrt{\sigma_B^2
+# + \varepsilon}} + \frac{\partial L}{\partial\sigma_B^2}\cdot\frac{2(x_i - \mu_B)}{m}
+# + \frac{\partial L}{\partial\mu_B}\cdot\frac1m .$$
+# (The last term of $\partial L/\partial\mu_B$ is zero, since the centered values sum to zero; the paper
+# keeps it.) Putting the pieces together gives a compact form worth remembering:
+# $$\frac{\partial L}{\partial x_i} = \frac{1}{m\sqrt{\sigma_B^2 + \varepsilon}}\left(m\,
+# \frac{\partial L}{\partial\hat x_i} - \sum_{j=1}^m \frac{\partial L}{\partial\hat x_j}
+# - \hat x_i \sum_{j=1}^m \frac{\partial L}{\partial\hat x_j}\,\hat x_j\right).$$
+#
+# `bn.batch_norm_backward(grad_out, x, gamma, eps)` implements the paper's chain, line by line (you will
+# write it yourself in exercise 2). Let's check it. Any loss will do: we take a random
+# $\partial L/\partial y$ and compare our three gradients with autograd (differentiating bnlab's pure
+# functions) and with `nn.BatchNorm1d`'s backward.
+#
+# **Predict before you run.** Will the hand-written gradients equal autograd's bit for bit?
+
+# %%
+grad_out = torch.randn(60, 100, generator=generator, dtype=torch.float64)   # dL/dy, (60, 100)
+grad_x, grad_gamma, grad_beta = bn.batch_norm_backward(grad_out, x, gamma, eps=1e-5)
+
+x_autograd, gamma_autograd, beta_autograd = (t.clone().requires_grad_(True) for t in (x, gamma, beta))
+normalize(x_autograd, *batch_statistics(x_autograd), gamma_autograd, beta_autograd, 1e-5).backward(grad_out)
+x_torch = x.clone().requires_grad_(True)
+reference.zero_grad()
+reference(x_torch).backward(grad_out)
+
+backward_checks = compare_all({
+    "dL/dx vs autograd": (grad_x, x_autograd.grad),
+    "dL/dx vs nn.BatchNorm1d": (grad_x, x_torch.grad),
+    "dL/dgamma vs autograd": (grad_gamma, gamma_autograd.grad),
+    "dL/dgamma vs nn.BatchNorm1d": (grad_gamma, reference.weight.grad),
+    "dL/dbeta vs autograd": (grad_beta, beta_autograd.grad),
+    "dL/dbeta vs nn.BatchNorm1d": (grad_beta, reference.bias.grad),
+}, floor=1e-12)
+assert all(backward_checks.values())
+assert grad_gamma.shape == gamma.shape == grad_beta.shape
+
+# %% [markdown]
+# The hand-written gradients agree with both references to within float64 rounding. The only exact
+# match is $\partial L/\partial\beta$, a plain sum that all three compute the same way.
+#
+# ### The input gradients sum to zero
+#
+# Sum the compact form over the batch: the first two terms give $m\sum_j \partial L/\partial\hat x_j -
+# m\sum_j \partial L/\partial\hat x_j = 0$, and the third is a multiple of $\sum_i \hat x_i = 0$. So for
+# every unit, **whatever the loss**,
+# $$\sum_{i=1}^m \frac{\partial L}{\partial x_i} = 0 .$$
+# Moving all of a unit's inputs up together cannot change the loss, because BN subtracts their mean
+# anyway; the gradient knows it.
+
+# %%
+column_sums = grad_x.sum(dim=0)             # (100,): one sum per unit
+typical = grad_x.abs().mean()
+print(f"|dL/dx_i| is about {typical:.3f} on average; the sum over the 60 examples, largest over the 100 "
+      f"units: {'below 1e-13' if column_sums.abs().max() < 1e-13 else column_sums.abs().max()}")
+assert column_sums.abs().max() < 1e-13
+
+# %% [markdown]
+# **What this means for a bias before BN.** If the unit is $x_i = w^\top u_i + b$, then
+# $\partial L/\partial b = \sum_i \partial L/\partial x_i = 0$: the bias never learns (notebook 03 watched
+# it stay put for 1,000 steps). It does not matter in the forward pass either: BN subtracts the batch
+# mean, which includes $b$. Below, the same network in training mode, with its Linear biases as
+# initialized and with them set to zero:
+
+# %%
+with_bias = make_mlp(norm="bnlab_bn")
+biases_zeroed = copy.deepcopy(with_bias)
+with torch.no_grad():
+    for name in ("linear1", "linear2", "linear3"):
+        getattr(biases_zeroed, name).bias.zero_()
+batch = digits.X_train[:60]
+change = (with_bias(batch) - biases_zeroed(batch)).abs().max().item()
+saved = sum(getattr(with_bias, f"linear{i}").bias.numel() for i in (1, 2, 3))
+print(f"largest change in the 60 × 10 outputs when the hidden biases are zeroed: "
+      f"{'below 1e-5 (float32 rounding)' if change < 1e-5 else change}")
+print(f"parameters: {sum(p.numel() for p in with_bias.parameters()):,} with the biases, "
+      f"{sum(p.numel() for p in make_mlp(norm='bnlab_bn', bias=False).parameters()):,} with bias=False "
+      f"({saved} fewer)")
+assert change < 1e-5
+
+# %% [markdown]
+# So networks with BN build the Linear layer before it without a bias (`bias=False` in `make_mlp`, as in
+# the paper's section 3.2): $\beta$ does the bias's job, after the normalization, where it is not erased.
+#
+# ## 3. $\gamma$ and $\beta$: BN takes no expressive power away
+#
+# Normalizing every pre-activation to mean 0 and variance 1 would restrict what a layer can do: a
+# sigmoid fed such inputs works mostly in its nearly linear middle. So BN gives every unit a scale
+# $\gamma$ and a shift $\beta$, learned like any weight. Whatever the input's mean and spread were, the
+# output has mean $\beta$ and standard deviation $\gamma$ (times
+# $\sqrt{\sigma_B^2/(\sigma_B^2+\varepsilon)}$, a hair below 1).
+# And if the network needs it, $\gamma = \sqrt{\sigma_B^2 + \varepsilon}$, $\beta = \mu_B$ gives the input
+# back unchanged.
+#
+# **Predict, then drag.** The panel shows one unit of a fresh network over the 450 test digits. Where
+# does the blue histogram go for $\gamma = 0.5$, $\beta = 2$? Does its *shape* ever change? Which
+# setting drives most of the sigmoid's inputs into saturation?
+
+# %%
+unit = gamma_beta_unit()   # (450,) pre-activations of the most skewed unit of a fresh first layer
+gamma_beta = gamma_beta_panel(unit)
+gamma_beta
+
+# %% [markdown]
+# The sliders only shift and stretch the histogram; its shape is the input's (more on that in section 5).
+# What they do to the sigmoid, in numbers (saturated: the sigmoid's slope below a tenth of its maximum,
+# $|y| > 3.64$, as in notebook 02):
+
+# %%
+unit_hat = (unit - unit.mean()) / np.sqrt(unit.var() + 1e-5)      # the unit's x̂, (450,)
+settings = [(0.5, 0), (1, 0), (3, 0), (1, 3), (3, 3)]                 # (γ, β)
+saturated = {(g, b): saturated_fraction(g * unit_hat + b) for g, b in settings}
+for (g, b), share in saturated.items():
+    print(f"γ = {g}, β = {b}: {share:5.1%} of the sigmoid's inputs saturated")
+assert saturated[0.5, 0] <= saturated[1, 0] < 0.02 and saturated[3, 0] > 2 * saturated[1, 0]
+assert saturated[3, 3] > 0.2 and saturated[1, 3] > 3 * saturated[1, 0]
+
+# %% [markdown]
+# With $\gamma = 1$, $\beta = 0$ the sigmoid hardly ever saturates: plain normalization would keep it in its
+# nearly linear middle. A larger $\gamma$, or a $\beta$ away from 0, lets the network use the curved and
+# flat parts when it needs them. The identity, checked on the whole layer (all 100 units of the batch
+# from section 1): with $\gamma = \sqrt{\sigma_B^2 + \varepsilon}$ and $\beta = \mu_B$, BN returns its input.
+
+# %%
+mean, var = batch_statistics(x)                                    # (100,) each
+identity = compare_all({"BN(x) with γ = √(σ² + ε), β = μ vs x":
+                        (normalize(x, mean, var, torch.sqrt(var + 1e-5), mean, 1e-5), x)}, floor=1e-12)
+assert all(identity.values()) and max(c.max_abs_diff for c in identity.values()) < 1e-12
+
+# %% [markdown]
+# The same holds for a whole network: set every BN layer of the digits network to its identity on a
+# batch (`bn.set_to_identity`), and the network computes exactly what the same weights compute
+# without BN.
+
+# %%
+plain = make_mlp(norm="none")            # same seed, so the same Linear weights
+normalized = make_mlp(norm="bnlab_bn")
+bn.set_to_identity(normalized, batch)
+difference = (normalized(batch) - plain(batch)).abs().max().item()
+print(f"network with BN set to the identity vs the network without BN, largest output difference: "
+      f"{'below 1e-5 (float32 rounding)' if difference < 1e-5 else difference}")
+assert difference < 1e-5
+
+# %% [markdown]
+# ## 4. Training mode and eval mode
+#
+# In training, a unit's output depends on the other examples of its mini-batch. A trained network
+# should not do that when it classifies one image: "we want the output to depend only on the input,
+# deterministically" (Ioffe & Szegedy 2015, section 3.1). Algorithm 2 therefore replaces the batch
+# statistics at test time by **population statistics**, averaged over many training mini-batches of
+# size $m$:
+# $$\mathrm E[x] = \mathrm E_B[\mu_B], \qquad \mathrm{Var}[x] = \frac{m}{m-1}\,\mathrm E_B[\sigma_B^2],$$
+# and the layer becomes a fixed map, $y = \gamma\,(x - \mathrm E[x])/\sqrt{\mathrm{Var}[x] + \varepsilon}
+# + \beta$. The factor $m/(m-1)$ is there because the average of biased batch variances is too small by
+# $(m-1)/m$. PyTorch (and bnlab's `BatchNorm`) do not make a separate pass: they keep **running
+# averages** during training,
+# `running = (1 - momentum) · running + momentum · batch statistic`, with `momentum = 0.1`.
+#
+# We train the digits network (64-100-100-100-10, sigmoid, bnlab's BN) for 1,000 SGD steps on
+# mini-batches of 60, the course's one training loop:
+
+# %%
+model = make_mlp(norm="bnlab_bn")
+history = train(model, digits, steps=1000, lr=0.5, batch_size=60, record_every=250)
+print(f"test accuracy (eval mode) after {history.steps[-1]} steps: {history.final_accuracy:.1%}")
+assert history.final_accuracy > 0.93
+
+# %% [markdown]
+# ### Algorithm 2 against the running averages
+#
+# `bn.population_statistics` runs the trained network over one epoch of training mini-batches of 60,
+# in training mode, and averages each layer's batch statistics as Algorithm 2 says. How close are the
+# running averages, and does the difference matter?
+
+# %%
+population = bn.population_statistics(model, digits.X_train, batch_size=60)
+with_population = copy.deepcopy(model)
+gaps = {}
+for name, (mean, var) in population.items():
+    running = getattr(model, name)
+    getattr(with_population, name).running_mean.copy_(mean)
+    getattr(with_population, name).running_var.copy_(var)
+    gaps[name] = (((mean - running.running_mean).abs() / var.sqrt()).max().item(),   # in standard deviations
+                  (var / running.running_var).min().item(), (var / running.running_var).max().item())
+    print(f"{name}: |E[x] − running mean| at most {gaps[name][0]:.2f} standard deviations; "
+          f"Var[x] / running var from {gaps[name][1]:.2f} to {gaps[name][2]:.2f}")
+accuracy_running = accuracy(model, digits.X_test, digits.y_test)
+accuracy_population = accuracy(with_population, digits.X_test, digits.y_test)
+print(f"test accuracy with the running averages {accuracy_running:.1%}, "
+      f"with Algorithm 2's population statistics {accuracy_population:.1%}")
+assert abs(accuracy_running - accuracy_population) < 0.02
+assert all(mean_gap < 0.2 and 0.75 < low and high < 1.35 for mean_gap, low, high in gaps.values())
+
+# %% [markdown]
+# The two estimates differ a little: the means by a few hundredths of a standard deviation, the
+# variances by up to about 10-20%. The running averages lean towards the last batches, and the weights
+# kept moving while they were collected. The accuracy hardly notices.
+#
+# Why the $m/(m-1)$? With small batches the bias is large. For the first layer (its input does not depend
+# on any BN layer), average the biased variance of training batches of $m = 4$ and compare it with the
+# variance of the whole training set:
+
+# %%
+z_train = model.linear1(digits.X_train).detach()              # (1347, 100): the first BN layer's input
+unbiased_by_algorithm_2 = bn.population_statistics(model, digits.X_train, batch_size=4)["norm1"][1]
+average_biased = unbiased_by_algorithm_2 * 3 / 4               # E_B[σ_B²] before the m/(m-1) factor
+whole_set = z_train.var(dim=0, unbiased=False)
+print(f"m = 4: E_B[σ_B²] / variance of the training set, median over the 100 units: "
+      f"{(average_biased / whole_set).median():.3f} (theory: (m − 1)/m = 0.750)")
+print(f"after the factor m/(m − 1) = 4/3: {(unbiased_by_algorithm_2 / whole_set).median():.3f}")
+assert abs((average_biased / whole_set).median() - 0.75) < 0.03
+assert abs((unbiased_by_algorithm_2 / whole_set).median() - 1) < 0.04
+
+# %% [markdown]
+# ### A common confusion: PyTorch normalizes with one variance and stores another
+#
+# In training mode, `nn.BatchNorm1d` normalizes with the **biased** batch variance (divided by $m$, as
+# Algorithm 1 says), but the `running_var` it stores is updated with the **unbiased** one (divided by
+# $m - 1$, as Algorithm 2 says). With `momentum=1.0` the running statistics are exactly those of the
+# last batch, which makes it visible: feed a batch of $m = 4$ in training mode, then the *same* batch in
+# eval mode.
+#
+# **Predict before you run.** The running statistics now describe exactly this batch. Will eval mode
+# give the same outputs as training mode did?
+
+# %%
+four = x[:4, :5].float()                        # a batch of m = 4, 5 units
+for name, norm_layer in {"torch BatchNorm1d": nn.BatchNorm1d(5, momentum=1.0),
+                         "bnlab BatchNorm": BatchNorm(5, momentum=1.0)}.items():
+    train_out = norm_layer.train()(four)
+    stored_unbiased = torch.allclose(norm_layer.running_var, four.var(dim=0, unbiased=True))
+    eval_out = norm_layer.eval()(four)
+    print(f"{name}: running_var == unbiased variance of the batch: {stored_unbiased}; output std per unit "
+          f"in train mode {train_out.std(dim=0, unbiased=False).mean():.3f}, "
+          f"in eval mode on the same batch {eval_out.std(dim=0, unbiased=False).mean():.3f}")
+    assert stored_unbiased
+    assert abs(train_out.std(dim=0, unbiased=False).mean() - 1) < 1e-3
+    assert abs(eval_out.std(dim=0, unbiased=False).mean() - np.sqrt(3 / 4)) < 1e-3
+print(f"√((m − 1)/m) = √(3/4) = {np.sqrt(3 / 4):.3f}")
+
+# %% [markdown]
+# Same statistics, different outputs: eval mode divides by the unbiased standard deviation, which is
+# larger by $\sqrt{m/(m-1)}$. For $m = 60$ the difference is under 1%; for tiny batches it is not.
+#
+# **`momentum` means opposite things in different libraries.** PyTorch's `momentum=0.1` is the weight of
+# the *new* batch. Keras and TensorFlow write the same average the other way round:
+# `moving = momentum · moving + (1 − momentum) · batch`, with `momentum=0.99` weighting the *old* value.
+# Porting a Keras model with `momentum=0.99` into PyTorch unchanged makes the running mean little more than
+# the last batch's mean. On the first layer of our trained network, three epochs of batch means:
+
+# %%
+order = torch.randperm(len(digits.X_train), generator=torch_generator(stream=45))
+_, batch_statistics_per_layer = bn.forward_in_batches(model, digits.X_train[order], 60)
+batch_means = batch_statistics_per_layer["norm1"][0]             # (22 batches, 100 units)
+whole_mean = z_train.mean(dim=0)
+errors = {}
+for momentum in (0.1, 0.99):
+    running = torch.zeros(100)
+    for epoch in range(3):
+        for batch_mean in batch_means:
+            running = (1 - momentum) * running + momentum * batch_mean   # PyTorch's convention
+    errors[momentum] = (running - whole_mean).abs().mean().item()
+    print(f"PyTorch momentum {momentum}: mean |running mean − training-set mean| = {errors[momentum]:.4f}")
+assert errors[0.99] > 3 * errors[0.1]
+
+# %% [markdown]
+# ### Eval mode is one affine map
+#
+# With the statistics frozen, each unit of a BN layer in eval mode computes $y = a\,x + c$ with
+# $a = \gamma/\sqrt{\mathrm{Var}[x] + \varepsilon}$ and $c = \beta - a\,\mathrm E[x]$ (Algorithm 2, step 11).
+# A deployed network can fold $a$ and $c$ into the Linear layer before it and drop BN altogether.
+
+# %%
+scale, shift = bn.inference_affine(model.norm1)            # (100,) each
+with torch.no_grad():
+    z_test = model.linear1(digits.X_test)
+    affine_error = (model.norm1.eval()(z_test) - (scale * z_test + shift)).abs().max().item()
+print(f"eval-mode norm1 vs a·x + c over the test set: largest difference "
+      f"{'below 1e-5' if affine_error < 1e-5 else affine_error}")
+assert affine_error < 1e-5
+
+# %% [markdown]
+# ### Forgetting eval mode
+#
+# A network left in training mode at test time normalizes every test batch with that batch's own
+# statistics. Three things go wrong.
+#
+# **1. A single example cannot be classified at all:** one value per unit has no variance.
+
+# %%
+one_digit = digits.X_test[:1]
+for name, net in {"bnlab": model, "torch": make_mlp(norm="torch_bn")}.items():
+    try:
+        net.train()(one_digit)
+    except ValueError as error:
+        print(f"{name}: {error}")
+    finally:
+        net.eval()
+
+# %% [markdown]
+# **2. A prediction depends on the other examples of the batch.** Each of the first 50 test digits,
+# classified 20 times in training mode, each time in a batch of 4 with three other random test digits
+# (`bn.forward_in_batches` runs the network the way training mode does, batch by batch):
+
+# %%
+rng = numpy_rng(stream=46)
+n_digits, repeats = 50, 20
+others = np.arange(n_digits, len(digits.X_test))
+batches = np.array([[i, *rng.choice(others, size=3, replace=False)]                # (1000, 4) test indices
+                    for i in range(n_digits) for _ in range(repeats)])
+logits, _ = bn.forward_in_batches(model, digits.X_test[batches.ravel()], batch_size=4)
+in_batches = logits[::4].argmax(dim=1).reshape(n_digits, repeats)     # each digit's label in its 20 batches
+with torch.no_grad():
+    alone = model.eval()(digits.X_test[:n_digits]).argmax(dim=1)       # eval mode: one label per digit
+undecided = [i for i in range(n_digits) if len(set(in_batches[i].tolist())) > 1]
+example = undecided[0]
+labels = in_batches[example].tolist()
+counts = {label: labels.count(label) for label in sorted(set(labels))}
+print(f"test digit {example} (a {digits.y_test[example].item()}): eval mode says {alone[example].item()}; "
+      f"training mode, in 20 batches of 4, says {counts} (label: times)")
+print(f"{len(undecided)} of the first {n_digits} test digits get more than one label across their 20 batches")
+assert len(undecided) >= 5
+
+# %% [markdown]
+# **3. The running statistics learn from the test data.** Every forward pass in training mode also
+# updates the running averages, without a single gradient step. One forgotten `eval()` while scoring
+# the test set:
+
+# %%
+before = copy.deepcopy(model.state_dict())
+with torch.no_grad():
+    model.train()(digits.X_test)          # eval() forgotten
+    model.eval()
+test_mean = z_test.mean(dim=0)
+moved = (model.norm1.running_mean - before["norm1.running_mean"]).abs().max().item()
+print(f"norm1's running means moved by up to {moved:.3f}, exactly 10% (momentum 0.1) of the way "
+      "towards the test set's means")
+expected = 0.9 * before["norm1.running_mean"] + 0.1 * test_mean       # running = 0.9 running + 0.1 batch
+moved_as_expected = torch.allclose(model.norm1.running_mean, expected, atol=1e-5)
+model.load_state_dict(before)             # undo it
+assert moved > 0 and moved_as_expected
+
+# %% [markdown]
+# How much accuracy does a forgotten `eval()` cost? It depends on the test batch size $m$. The panel
+# evaluates the trained network in training mode on the test set cut into batches of $m$ (averaged
+# over 5 random orders; `bn.accuracy_with_batch_statistics`, which leaves the network untouched),
+# and shows the normalized values $\hat x$ of one unit of the first BN layer.
+#
+# **Predict, then drag.** With $m = 2$ a unit's two values are $\mu_B \pm d$. What are their normalized
+# values? How large can $|\hat x|$ get in a batch of $m$?
+
+# %%
+sweep = batch_size_sweep(model, digits)
+batch_size_view = batch_size_panel(model, digits, sweep)
+batch_size_view
+
+# %%
+pairs = bn.normalize_in_batches(z_test.double(), 2)       # every test batch of 2, first layer
+near_one = (pairs.abs() - 1).abs() < 0.01
+print(f"m = 2: |x̂| within 0.01 of 1 for {near_one.float().mean():.1%} of the normalized values "
+      f"(the rest: pairs closer together than about √ε)")
+for m in (2, 4, 8, 16, 64):
+    print(f"test batches of m = {m:2d}: accuracy {sweep.at(m):.1%} with batch statistics "
+          f"(eval mode: {sweep.eval_accuracy:.1%})")
+largest = {m: bn.normalize_in_batches(z_test.double(), m).abs().max().item() for m in (2, 4, 8)}
+print("largest |x̂| for m = 2, 4, 8: " + ", ".join(f"{v:.3f} (√(m − 1) = {np.sqrt(m - 1):.3f})"
+                                                    for m, v in largest.items()))
+assert near_one.float().mean() > 0.9 and pairs.abs().max() <= 1
+assert all(v <= np.sqrt(m - 1) for m, v in largest.items())
+assert sweep.at(2) < sweep.at(4) < sweep.at(8) < sweep.at(16) <= sweep.eval_accuracy + 0.01
+assert sweep.at(2) < sweep.eval_accuracy - 0.25 and sweep.at(64) > sweep.eval_accuracy - 0.04
+record("eval-needs-population-statistics", holds=sweep.at(4) < sweep.eval_accuracy - 0.02,
+       measured=f"test accuracy with batch statistics {sweep.at(2):.0%} / {sweep.at(4):.0%} / "
+                f"{sweep.at(8):.0%} at m = 2 / 4 / 8, with running statistics {sweep.eval_accuracy:.0%}")
+
+# %% [markdown]
+# With two examples per batch, every unit sees just "which of the two is larger": $\hat x = \pm 1$ for
+# both (exactly $\pm d/\sqrt{d^2 + \varepsilon}$), whatever the image. In general $|\hat x| \le
+# \sqrt{m - 1}$. The network was trained on batches of 60, whose statistics are close to the population's;
+# batches of 2 to 8 give it inputs it never saw, and the accuracy collapses, while eval mode gives the
+# same answer for every $m$ (it does not look at the batch). *Training* with batches that small is a
+# different question, for notebook 05.
+#
+# ## 5. What BN does not fix: the shape of a distribution
+#
+# A learner's question: *if one mini-batch is Gaussian and the next has a completely different shape, how
+# can matching the mean and the variance help?* Let us look at what BN does to three batches of 500
+# values each: a Gaussian one, a bimodal one (two well-separated clusters) and a skewed one (a long
+# right tail).
+#
+# **Predict before you run.** After BN, all three have mean 0 and variance 1. Will the bimodal batch
+# still have two modes?
+
+# %%
+rng = numpy_rng(stream=47)
+shapes = {
+    "Gaussian": rng.normal(5.0, 2.0, 500),
+    "bimodal": np.where(rng.random(500) < 0.5, rng.normal(-3.0, 0.5, 500), rng.normal(3.0, 0.5, 500)),
+    "skewed": 1.0 + rng.exponential(2.0, 500),
+}
+after_bn = {name: bn.batch_norm_forward(torch.tensor(values)[:, None], torch.ones(1, dtype=torch.float64),
+                                        torch.zeros(1, dtype=torch.float64))[:, 0].numpy()
+            for name, values in shapes.items()}
+print(f"{'batch':>9} {'mean':>14} {'std':>13} {'skewness':>17} {'within ±0.5 std':>21}")
+for name, values in shapes.items():
+    out = after_bn[name]
+    print(f"{name:>9} {values.mean():6.2f} → {abs(out.mean()):.2f} {values.std():5.2f} → {out.std():.2f} "
+          f"{skewness(values):+7.2f} → {skewness(out):+.2f} {central_share(values):9.0%} → "
+          f"{central_share(out):.0%}")
+    assert abs(out.mean()) < 1e-9 and abs(out.std() - 1) < 1e-4
+    assert abs(skewness(out) - skewness(values)) < 1e-9 and central_share(out) == central_share(values)
+assert central_share(after_bn["bimodal"]) < 0.05 < 0.3 < central_share(after_bn["Gaussian"])
+assert skewness(after_bn["skewed"]) > 1.5 and abs(skewness(after_bn["Gaussian"])) < 0.3
+record("bn-matches-two-moments-only",
+       holds=central_share(after_bn["bimodal"]) < 0.05 and skewness(after_bn["skewed"]) > 1.5,
+       measured=f"after BN: bimodal batch {central_share(after_bn['bimodal']):.0%} within ±0.5 std "
+                f"(Gaussian {central_share(after_bn['Gaussian']):.0%}); "
+                f"skewness {skewness(after_bn['skewed']):+.2f} kept exactly")
+
+# %%
+near_centre = {name: central_share(values) for name, values in after_bn.items()}
+shape_figure(after_bn, f"After BN all three have mean 0 and std 1, yet only {near_centre['bimodal']:.0%} of the "
+                       f"bimodal batch lies within ±0.5 std (Gaussian: {near_centre['Gaussian']:.0%})")
+
+# %% [markdown]
+# BN is an affine map per unit, $y = a x + c$ with $a > 0$: it moves and stretches the histogram and never
+# bends it. Skewness, the number of modes, the share of values near the centre: all unchanged. So, to the
+# question: matching the first two moments does **not** make two batches of different shapes alike, and
+# BN does not claim to. What it guarantees is narrower: whatever the weights below do, each unit reaches
+# the next layer with the location and the scale that $\beta$ and $\gamma$ choose. Location and scale are
+# what push a sigmoid into saturation (section 3, and notebook 02), and what the weights of the layer above
+# must otherwise keep re-adapting to. The shape is left to the network. And since BN cannot make
+# differently shaped batches alike, shuffling the training data, so that every mini-batch is a fair
+# sample of the same distribution, stays necessary.
+#
+# ## 6. Convolutional feature maps: one mean and variance per channel
+#
+# A convolutional layer computes the same feature (channel) at every position of the image. For the
+# normalization to keep that property, every position of a channel must be normalized the same way, so BN
+# computes **one mean and one variance per channel**, over the batch *and* all positions: over $m = N\cdot
+# H\cdot W$ values (the paper's section 3.2). A feature map $(N, C, H, W)$ gets $C$ means, not
+# $C\cdot H\cdot W$. bnlab's `BatchNorm` reduces over every dimension but the channel one (`reduction_dims`),
+# so the same layer, and the same hand-written backward, work for feature maps.
+#
+# Our feature maps: the 60 digits as 8×8 images through a 3×3 convolution with 4 output channels.
+
+# %%
+images = digits.X_train[:60].reshape(60, 1, 8, 8).double()
+convolution = nn.Conv2d(1, 4, kernel_size=3, padding=1).double()
+with torch.no_grad():
+    convolution.weight.copy_(torch.randn(4, 1, 3, 3, generator=generator, dtype=torch.float64) / 3)
+    convolution.bias.zero_()
+    maps = convolution(images)                                              # (60, 4, 8, 8)
+conv_mean, conv_var = batch_statistics(maps)
+print(f"feature maps {tuple(maps.shape)}: {conv_mean.numel()} means and {conv_var.numel()} variances, "
+      f"each over m = {maps.numel() // maps.shape[1]:,} values")
+
+ours_2d, torch_2d = BatchNorm(4).double(), nn.BatchNorm2d(4).double()
+maps_ours, maps_torch = maps.clone().requires_grad_(True), maps.clone().requires_grad_(True)
+grad_maps = torch.randn(maps.shape, generator=generator, dtype=torch.float64)
+out_ours, out_torch = ours_2d(maps_ours), torch_2d(maps_torch)
+out_ours.backward(grad_maps)
+out_torch.backward(grad_maps)
+by_hand = bn.batch_norm_backward(grad_maps, maps, torch.ones(4, dtype=torch.float64))
+conv_checks = compare_all({
+    "output": (out_ours, out_torch),
+    "running_mean": (ours_2d.running_mean, torch_2d.running_mean),
+    "running_var": (ours_2d.running_var, torch_2d.running_var),
+    "dL/dx (autograd)": (maps_ours.grad, maps_torch.grad),
+    "dL/dx (by hand)": (by_hand[0], maps_torch.grad),
+    "dL/dgamma (by hand)": (by_hand[1], torch_2d.weight.grad),
+    "dL/dbeta (by hand)": (by_hand[2], torch_2d.bias.grad),
+}, floor=1e-12)
+assert all(conv_checks.values()) and conv_mean.shape == (4,)
+
+# %% [markdown]
+# Everything agrees with `nn.BatchNorm2d`. Normalizing each position separately would instead give
+# $4\cdot 8\cdot 8 = 256$ means from 60 values each, and a corner pixel would be scaled differently from
+# the centre: the same feature would mean different things in different places.
+#
+# ## 7. Exercises
+#
+# **Exercise 1: the forward.** Write `batch_norm_forward(x, gamma, beta, eps)`: Algorithm 1 in training
+# mode, in torch operations, for `x` of shape (N, C) **and** for feature maps (N, C, H, W) (one mean
+# and variance per channel, over every dimension but dimension 1). `gamma` and `beta` have shape (C,).
+# Return `y`, shaped like `x`. The check tries both layouts and names the usual mistakes.
+
+# %%
+def batch_norm_forward(x, gamma, beta, eps=1e-5):
+    """Algorithm 1 (training mode). x: (N, C) or (N, C, H, W); gamma, beta: (C,). Returns y like x."""
+    raise NotImplementedError  # replace this line with your code
+
+
+check_batch_norm_forward(batch_norm_forward)
+
+# %% [markdown]
+# **Exercise 2: the backward.** Write `batch_norm_backward(grad_out, x, gamma, eps)` for `x` of shape
+# (N, C): given $\partial L/\partial y$ (`grad_out`, shaped like `x`), return the three gradients
+# `(grad_x, grad_gamma, grad_beta)`, shaped like `x`, `gamma` and `gamma`. Recompute $\mu_B$,
+# $\sigma_B^2$ and $\hat x$ from `x`, then follow the chain of section 2. The check compares with
+# autograd and names what is missing.
+
+# %%
+def batch_norm_backward(grad_out, x, gamma, eps=1e-5):
+    """dL/dx (N, C), dL/dgamma (C,), dL/dbeta (C,) of Algorithm 1, from dL/dy = grad_out (N, C)."""
+    raise NotImplementedError  # replace this line with your code
+
+
+check_batch_norm_backward(batch_norm_backward)
+
+# %% [markdown]
+# Solutions, when you want them (uncomment a line and run the cell):
+
+# %%
+# show_solution("batch_norm_forward")
+# show_solution("batch_norm_backward")
+
+# %% [markdown]
+# ## Summary
+# * **Forward (Algorithm 1):** per unit, subtract the mini-batch mean, divide by $\sqrt{\sigma_B^2 +
+#   \varepsilon}$ with the *biased* variance (divided by $m$), then scale by $\gamma$ and shift by $\beta$.
+#   bnlab splits it into pure functions (statistics in, normalized values out) and a thin layer that
+#   keeps $\gamma$, $\beta$, the running statistics and the mode; numpy, bnlab and PyTorch agree to
+#   float64 rounding.
+# * **Backward:** $\partial L/\partial\beta = \sum_i \partial L/\partial y_i$, $\partial L/\partial\gamma =
+#   \sum_i \partial L/\partial y_i\,\hat x_i$, and $\partial L/\partial x_i$ has three paths (direct, through
+#   $\mu_B$, through $\sigma_B^2$). The hand-written gradients match autograd and `nn.BatchNorm1d`. The
+#   input gradients sum to zero over the batch, so a bias before BN never learns and changes nothing:
+#   drop it, $\beta$ replaces it.
+# * **$\gamma$ and $\beta$** set the output's mean and spread; $\gamma = \sqrt{\sigma_B^2 + \varepsilon}$,
+#   $\beta = \mu_B$ is the identity, so a BN network can compute whatever the network without BN computes.
+# * **Training vs eval:** Algorithm 2 uses population statistics with the unbiased variance
+#   ($m/(m-1)$; the biased average at $m = 4$ is 3/4 of the truth); PyTorch keeps running averages
+#   instead, normalizes with the biased variance but stores the unbiased one. Eval mode is one affine map
+#   per unit. Forgetting `eval()` makes predictions depend on the batch (batches of 2 give $\hat x = \pm1$
+#   for everything), lets test data move the running statistics, and costs accuracy: on digits about
+#   60% at $m = 2$ and 83% at $m = 4$, against 96-99% in eval mode.
+# * **BN matches two moments, not shapes:** a bimodal batch stays bimodal, a skewed one skewed.
+# * **Feature maps:** one mean and variance per channel, over $N\cdot H\cdot W$ values.
+#
+# **Next:** notebook 05 trains with BN: higher learning rates, bad initializations, saturating
+# nonlinearities, and what $\gamma$ and $\beta$ do during training. [00 · Start here](00_start_here.ipynb)
+# has the map.
+#
+# ## References
+# * S. Ioffe and C. Szegedy (2015). *Batch Normalization: Accelerating Deep Network Training by Reducing
+#   Internal Covariate Shift.* ICML. [arXiv:1502.03167](https://arxiv.org/abs/1502.03167): Algorithm 1
+#   and the gradients (section 3), Algorithm 2 and the unbiased variance (section 3.1), convolutional BN
+#   and the dropped bias (section 3.2).
+# * PyTorch documentation, [`torch.nn.BatchNorm1d`](https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm1d.html):
+#   the biased variance for normalizing, the unbiased one for the running estimate, and the meaning of
+#   `momentum`.
+# * Keras documentation, [`BatchNormalization`](https://keras.io/api/layers/normalization_layers/batch_normalization/):
+#   the moving averages with `momentum=0.99`.
+# * A. Zhang, Z. C. Lipton, M. Li and A. J. Smola (2023). *Dive into Deep Learning.* Cambridge University
+#   Press. [Section 8.5, Batch Normalization](https://d2l.ai/chapter_convolutional-modern/batch-norm.html)
+#   (a from-scratch implementation split into a function and a layer).
+# * A. Karpathy (2022). *Building makemore Part 4: Becoming a Backprop Ninja*, in the lecture series
+#   [Neural Networks: Zero to Hero](https://github.com/karpathy/nn-zero-to-hero) (BN's backward pass by
+#   hand, checked tensor by tensor).
+# * S. Ioffe (2017). *Batch Renormalization: Towards Reducing Minibatch Dependence in Batch-Normalized
+#   Models.* NeurIPS. [arXiv:1702.03275](https://arxiv.org/abs/1702.03275) (the train/test mismatch of
+#   small batches).

@@ -1,0 +1,77 @@
+"""Build the claims ledger from the notebooks' own outputs.
+
+    python tools/build_ledger.py           # run the notebooks for seeds 1..4, write the ledger
+    python tools/build_ledger.py --render  # only re-render claims_ledger.md from claims_ledger.json
+
+Seed 0 is read from the committed notebooks (built by tools/build_notebooks.py with seed 0); seeds
+1..4 are run here, two notebooks at a time, in fresh kernels with BNLAB_SEED set. Every line a
+notebook printed with ``bnlab.claims.record`` is collected into notebooks/claims_ledger.json, and
+notebooks/claims_ledger.md is rendered from it. Every claim in ``bnlab.claims.CLAIMS`` must be
+recorded by some notebook for every seed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+LEDGER_JSON, LEDGER_PAGE = NOTEBOOKS / "claims_ledger.json", NOTEBOOKS / "claims_ledger.md"
+sys.path.insert(0, str(ROOT))
+from bnlab import claims  # noqa: E402
+
+
+def printed_text(notebook: nbformat.NotebookNode) -> str:
+    return "".join(output.text for cell in notebook.cells if cell.cell_type == "code"
+                   for output in cell.outputs if output.output_type == "stream" and output.name == "stdout")
+
+
+def run(path: Path, seed: int) -> list[claims.Measurement]:
+    """Execute a notebook in a fresh kernel with BNLAB_SEED=seed; its recorded claims."""
+    os.environ.update(BNLAB_SEED=str(seed), BNLAB_PROGRESS="0")
+    os.environ.pop("BNLAB_STATIC_IMAGES", None)
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    return claims.parse(printed_text(notebook))
+
+
+def collect(seeds: tuple[int, ...]) -> dict[str, dict[int, claims.Measurement]]:
+    ledger: dict[str, dict[int, claims.Measurement]] = {}
+    notebooks = [p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+                 if claims.parse(printed_text(nbformat.read(p, as_version=4)))]
+    measured = [claims.parse(printed_text(nbformat.read(p, as_version=4))) for p in notebooks]
+    jobs = [(p, seed) for seed in seeds if seed != 0 for p in notebooks]
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        measured += list(pool.map(run, *zip(*jobs)))
+    for measurement in (m for ms in measured for m in ms):
+        ledger.setdefault(measurement.key, {})[measurement.seed] = measurement
+    return ledger
+
+
+def check_complete(ledger: dict[str, dict[int, claims.Measurement]]) -> None:
+    missing = [f"{key} (seeds {sorted(set(claims.SEEDS) - set(ledger.get(key, {})))})"
+               for key in claims.CLAIMS if set(ledger.get(key, {})) != set(claims.SEEDS)]
+    if missing:
+        raise SystemExit("no recorded measurement for: " + ", ".join(missing))
+
+
+def main(render_only: bool) -> None:
+    started = time.monotonic()
+    ledger = claims.load_ledger(LEDGER_JSON) if render_only else collect(claims.SEEDS)
+    check_complete(ledger)
+    LEDGER_JSON.write_text(claims.ledger_json(ledger))
+    LEDGER_PAGE.write_text(claims.ledger_markdown(ledger))
+    print(f"{len(ledger)} claims x {len(claims.SEEDS)} seeds -> {LEDGER_PAGE.relative_to(ROOT)} "
+          f"in {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main("--render" in sys.argv[1:])
