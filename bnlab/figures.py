@@ -21,6 +21,7 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 DIVERGED_COLOR = "#D55E00"
 NET_COLORS = {"without BN": 0, "with BN": 1}  # palette index of each network, in every figure
 WIDTH, HEIGHT = 760, 420
+WIDE = dict(width=980, height=460)  # side-by-side subplots
 STATIC_IMAGES_VARIABLE = "BNLAB_STATIC_IMAGES"
 
 if TYPE_CHECKING:

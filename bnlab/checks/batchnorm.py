@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..batchnorm import batch_norm_forward, reduction_dims
-from .core import SOLUTIONS, LearnerError, Verdict, call_learner, checked, correct, not_yet
+from .core import SOLUTIONS, LearnerError, Verdict, as_array, call_learner, checked, correct, not_yet
 
 SOLUTIONS.update(batch_norm_forward="bnlab.batchnorm:batch_norm_forward",
                  batch_norm_backward="bnlab.batchnorm:batch_norm_backward")
@@ -41,13 +41,7 @@ def _as_numpy(value: Any, what: str, shape: tuple[int, ...]) -> np.ndarray:
         raise LearnerError(f"{what} should be one tensor, got a {type(value).__name__} of {len(value)} items")
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().double().numpy()
-    try:
-        array = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise LearnerError(f"{what} should be a tensor, got {type(value).__name__}") from None
-    if array.shape != shape:
-        raise LearnerError(f"{what} should have shape {shape}, got {array.shape}")
-    return array
+    return as_array(value, what, shape)
 
 
 def _close(a: np.ndarray, b: np.ndarray | torch.Tensor) -> bool:

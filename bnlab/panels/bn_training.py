@@ -20,6 +20,7 @@ from ..config import resolve_seed
 from ..figures import (
     DIVERGED_COLOR,
     NET_COLORS,
+    WIDE,
     add_band,
     add_line,
     color,
@@ -32,7 +33,6 @@ from ..models import WITH_AND_WITHOUT_BN
 from ..training import History
 from ..widgets import SliderPanel, choice, lr_selection_slider
 
-WIDE = dict(width=980, height=460)
 DEFAULT_STEPS = 120  # the no-argument panels (tests, benchmarks) use short runs; the notebook passes its own
 Grid = Mapping[float, Mapping[str, History]]  # swept value -> "without BN" / "with BN" -> History
 

@@ -20,6 +20,7 @@ from ..config import resolve_seed
 from ..data import Split, load_digits
 from ..figures import (
     NET_COLORS,
+    WIDE,
     add_band,
     add_line,
     color,
@@ -30,8 +31,6 @@ from ..figures import (
 )
 from ..training import History
 from ..widgets import SliderPanel, int_slider, lr_selection_slider
-
-WIDE = dict(width=980, height=460)
 
 
 # ---- section 1: covariate shift between training and test -----------------------------------
