@@ -1,6 +1,7 @@
 """Build the claims ledger from the notebooks' own outputs.
 
     python tools/build_ledger.py           # run the notebooks for seeds 1..4, write the ledger
+    python tools/build_ledger.py 06        # re-run only notebook 06; keep the other claims' entries
     python tools/build_ledger.py --render  # only re-render claims_ledger.md from claims_ledger.json
 
 Seed 0 is read from the committed notebooks (built by tools/build_notebooks.py with seed 0); seeds
@@ -43,16 +44,25 @@ def run(path: Path, seed: int) -> list[claims.Measurement]:
     return claims.parse(printed_text(notebook))
 
 
-def collect(seeds: tuple[int, ...]) -> dict[str, dict[int, claims.Measurement]]:
+def collect(seeds: tuple[int, ...], prefixes: list[str]) -> dict[str, dict[int, claims.Measurement]]:
+    """Claim key -> seed -> Measurement, from the notebooks whose names start with one of ``prefixes``
+    (all when empty); the other claims keep their entries in the committed ledger."""
     ledger: dict[str, dict[int, claims.Measurement]] = {}
+    if prefixes and LEDGER_JSON.exists():
+        ledger = claims.load_ledger(LEDGER_JSON)
     notebooks = [p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-                 if claims.parse(printed_text(nbformat.read(p, as_version=4)))]
+                 if (not prefixes or p.name.startswith(tuple(prefixes)))
+                 and claims.parse(printed_text(nbformat.read(p, as_version=4)))]
     measured = [claims.parse(printed_text(nbformat.read(p, as_version=4))) for p in notebooks]
     jobs = [(p, seed) for seed in seeds if seed != 0 for p in notebooks]
     with ProcessPoolExecutor(max_workers=2) as pool:
         measured += list(pool.map(run, *zip(*jobs)))
+    for key in {m.key for ms in measured for m in ms}:
+        ledger[key] = {}
     for measurement in (m for ms in measured for m in ms):
-        ledger.setdefault(measurement.key, {})[measurement.seed] = measurement
+        ledger[measurement.key][measurement.seed] = measurement
+    for key in set(ledger) - set(claims.CLAIMS):
+        del ledger[key]  # a claim no longer in the registry
     return ledger
 
 
@@ -63,9 +73,10 @@ def check_complete(ledger: dict[str, dict[int, claims.Measurement]]) -> None:
         raise SystemExit("no recorded measurement for: " + ", ".join(missing))
 
 
-def main(render_only: bool) -> None:
+def main(arguments: list[str]) -> None:
     started = time.monotonic()
-    ledger = claims.load_ledger(LEDGER_JSON) if render_only else collect(claims.SEEDS)
+    prefixes = [a for a in arguments if not a.startswith("--")]
+    ledger = claims.load_ledger(LEDGER_JSON) if "--render" in arguments else collect(claims.SEEDS, prefixes)
     check_complete(ledger)
     LEDGER_JSON.write_text(claims.ledger_json(ledger))
     LEDGER_PAGE.write_text(claims.ledger_markdown(ledger))
@@ -74,4 +85,4 @@ def main(render_only: bool) -> None:
 
 
 if __name__ == "__main__":
-    main("--render" in sys.argv[1:])
+    main(sys.argv[1:])
