@@ -1,6 +1,7 @@
 """bnlab: the helper package of an interactive course on Batch Normalization.
 
 Modules, one per concern:
+    numerics   the same numbers on every x86-64 CPU (set on import, before torch computes)
     config     the course seed (BNLAB_SEED)
     data       digits and synthetic problems, offline
     models     make_mlp, the one model factory
@@ -14,6 +15,10 @@ Modules, one per concern:
 Notebook machinery: conditioning (01), covariate_shift (02), outside_gradient (03),
 batchnorm's functional forms (04), bn_training (05).
 """
+
+from .numerics import pin_numerics
+
+pin_numerics()  # first of all: torch reads these settings when it first computes
 
 __version__ = "0.1.0"
 

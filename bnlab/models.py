@@ -7,6 +7,7 @@ part is (``linear1``, ``norm1``, ``act1``, ..., ``output``), so hooks and plots 
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from typing import Callable, Sequence
 
@@ -15,6 +16,48 @@ from torch import nn
 
 from .batchnorm import BatchNorm
 from .config import torch_generator
+
+GROUPS = 10        # GroupNorm's groups (fewer when the width is not a multiple of 10)
+STREAM_NOISE = 6   # torch stream (bnlab.config) of StepNoise's draws
+
+
+class StepNoise(nn.Module):
+    """Noise whose distribution changes at every training step (Santurkar et al. 2018, section 2.1).
+
+    Training mode: each forward pass draws, for every unit j, a scale s_j ~ U(1, 1 + level) and a shift
+    m_j ~ U(-level, level), and returns y = s * x + m for x (N, width): the unit's mean and spread jump
+    at every step. Eval mode returns the expected value E[s] x + E[m] = (1 + level / 2) x.
+    The draws come from the layer's own generator (``reseed``), so runs are reproducible.
+    """
+
+    def __init__(self, width: int, level: float = 1.0, seed: int | None = None) -> None:
+        super().__init__()
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive integer, got {width!r}")
+        self.width = width
+        self.level = _check_level(level)
+        self.generator = torch_generator(seed, stream=STREAM_NOISE)
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart the noise from ``seed`` (default: the course seed)."""
+        self.generator = torch_generator(seed, stream=STREAM_NOISE)
+
+    def extra_repr(self) -> str:
+        return f"{self.width}, level={self.level:g}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return (1 + self.level / 2) * x
+        scale = 1 + self.level * torch.rand(self.width, generator=self.generator)
+        shift = self.level * (2 * torch.rand(self.width, generator=self.generator) - 1)
+        return scale * x + shift
+
+
+def _check_level(level: float) -> float:
+    if not 0 <= level < math.inf:
+        raise ValueError(f"the noise level must be a non-negative number, got {level!r}")
+    return float(level)
+
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "sigmoid": nn.Sigmoid,
@@ -29,6 +72,10 @@ NORMS: dict[str, Callable[[int], nn.Module] | None] = {
     "torch_bn": nn.BatchNorm1d,                                        # PyTorch's BatchNorm
     "bnlab_bn": BatchNorm,                                             # bnlab's own (notebook 04)
     "bnlab_bn_detached": lambda width: BatchNorm(width, stats_in_graph=False),  # notebook 03
+    "noisy_bn": lambda width: nn.Sequential(nn.BatchNorm1d(width), StepNoise(width)),  # notebook 06
+    "noise": StepNoise,                                                   # the same noise, no BN (06)
+    "layernorm": nn.LayerNorm,                                            # Ba et al. 2016 (06)
+    "groupnorm": lambda width: nn.GroupNorm(math.gcd(width, GROUPS), width),  # Wu & He 2018 (06)
 }
 
 WITH_AND_WITHOUT_BN = {"without BN": "none", "with BN": "torch_bn"}  # label -> make_mlp's norm=
@@ -46,7 +93,8 @@ def make_mlp(in_features: int = 64, hidden: Sequence[int] = (100, 100, 100), out
 
     Input (N, in_features), output (N, out_features) logits.
     activation: "sigmoid", "tanh" or "relu".
-    norm: one of ``NORMS`` ("none", "torch_bn", "bnlab_bn", "bnlab_bn_detached").
+    norm: one of ``NORMS`` ("none", "torch_bn", "bnlab_bn", "bnlab_bn_detached", "noisy_bn", "noise",
+        "layernorm", "groupnorm").
     init_std: draw every weight from N(0, init_std^2) and zero the biases (the paper's
         Fig. 1 setting); None keeps PyTorch's default initialization.
     bias: whether the Linear layers have a bias (redundant before BN: beta plays its part).

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -180,7 +180,7 @@ def train(model: nn.Module, data: Split, *, steps: int, lr: float, batch_size: i
     settings = {"lr": lr, "batch_size": batch_size}
     history = History(settings=settings, percentiles=tuple(percentiles))
     loss_fn = _loss_function(data.y_train)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    optimizer = SGD(model.parameters(), lr=lr, momentum=momentum)
     recorder = _PreactivationRecorder(model)
     batches = _batch_indices(len(data.X_train), batch_size, torch_generator(seed, stream=4))
     bar = _Progress(steps, enabled=progress)
@@ -202,6 +202,38 @@ def train(model: nn.Module, data: Split, *, steps: int, lr: float, batch_size: i
     return history
 
 
+class SGD:
+    """Stochastic gradient descent with momentum, as torch.optim.SGD computes it:
+    v <- momentum * v + grad (v = grad at the first step), then w <- w - lr * v.
+
+    Written out because it is the whole algorithm, and because torch.optim's first use imports
+    torch's compiler (about 3 s on a 2-core machine, in every notebook).
+    """
+
+    def __init__(self, parameters: Iterable[nn.Parameter], lr: float, momentum: float = 0.0) -> None:
+        self.parameters = [p for p in parameters if p.requires_grad]
+        self.lr, self.momentum = lr, momentum
+        self.velocity: list[torch.Tensor | None] = [None] * len(self.parameters)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.parameters:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for i, p in enumerate(self.parameters):
+            if p.grad is None:
+                continue
+            direction = p.grad
+            if self.momentum:
+                if self.velocity[i] is None:
+                    self.velocity[i] = p.grad.clone()
+                else:
+                    self.velocity[i].mul_(self.momentum).add_(p.grad)
+                direction = self.velocity[i]
+            p.add_(direction, alpha=-self.lr)
+
+
 def _batch_indices(n: int, batch_size: int, generator: torch.Generator):
     """Endless mini-batches of indices: each epoch a fresh permutation, cut into full batches."""
     while True:
@@ -211,7 +243,7 @@ def _batch_indices(n: int, batch_size: int, generator: torch.Generator):
 
 
 def _sgd_step(history: History, model: nn.Module, data: Split, loss_fn: nn.Module,
-              optimizer: torch.optim.Optimizer, batch: torch.Tensor, step: int) -> bool:
+              optimizer: SGD, batch: torch.Tensor, step: int) -> bool:
     """One SGD step on ``batch``. Returns False (and marks the history) if the run diverged."""
     model.train()
     try:

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from bnlab.batchnorm import BatchNorm
-from bnlab.models import NORMS, activation_layers, make_mlp, norm_layers
+from bnlab.models import NORMS, StepNoise, activation_layers, make_mlp, norm_layers
 
 
 def test_default_mlp_is_the_papers_3x100_sigmoid_net():
@@ -55,3 +55,30 @@ def test_no_bias_option():
 def test_bad_arguments_name_the_valid_ones(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         make_mlp(**kwargs)
+
+
+@pytest.mark.parametrize("norm, kind", [("layernorm", nn.LayerNorm), ("groupnorm", nn.GroupNorm),
+                                        ("noise", StepNoise), ("noisy_bn", nn.Sequential)])
+def test_notebook_06_norm_choices(norm, kind):
+    model = make_mlp(hidden=(20, 20), norm=norm, activation="relu")
+    assert all(isinstance(model.get_submodule(f"norm{i}"), kind) for i in (1, 2))
+    assert model(torch.randn(4, 64)).shape == (4, 10)
+    if norm == "groupnorm":
+        assert model.norm1.num_groups == 10
+    if norm == "noisy_bn":
+        assert isinstance(model.norm1[0], nn.BatchNorm1d) and isinstance(model.norm1[1], StepNoise)
+
+
+def test_step_noise_changes_every_training_step_and_is_its_mean_in_eval_mode():
+    noise = StepNoise(5, level=2.0, seed=0)
+    x = torch.randn(8, 5)
+    first, second = noise(x), noise(x)
+    assert not torch.equal(first, second)                              # a fresh draw at every step
+    assert torch.allclose(noise.eval()(x), 2.0 * x)                    # E[s] x + E[m] = (1 + level/2) x
+    noise.train().reseed(0)
+    assert torch.equal(noise(x), first)                                # reproducible from its seed
+    assert torch.equal(StepNoise(5, level=0.0)(x), x)
+    with pytest.raises(ValueError, match="noise level must be a non-negative number"):
+        StepNoise(5, level=-1.0)
+    with pytest.raises(ValueError, match="width must be a positive integer"):
+        StepNoise(0)

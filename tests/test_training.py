@@ -3,10 +3,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from bnlab.data import Split, load_digits
 from bnlab.models import make_mlp
-from bnlab.training import History, train
+from bnlab.training import SGD, History, train
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +138,20 @@ def test_progress_bar_appears_after_the_threshold_and_disappears(monkeypatch, di
 class _Handle:
     def update(self, *args, **kwargs):
         self.updated = True
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_matches_torch_optim_sgd(momentum):
+    torch.manual_seed(0)
+    ours, theirs = nn.Linear(4, 3), nn.Linear(4, 3)
+    theirs.load_state_dict(ours.state_dict())
+    optimizers = SGD(ours.parameters(), lr=0.1, momentum=momentum), torch.optim.SGD(
+        theirs.parameters(), lr=0.1, momentum=momentum)
+    for _ in range(3):
+        x = torch.randn(5, 4)
+        for model, optimizer in zip((ours, theirs), optimizers):
+            optimizer.zero_grad()
+            model(x).pow(2).sum().backward()
+            optimizer.step()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)

@@ -15,9 +15,11 @@ from .covariate_shift import check_minibatch_statistics, check_saturated_fractio
 from .input_normalization import check_standardize, check_whiten
 from .outside_gradient import check_bias_drift, check_center_in_graph, check_standardize_in_graph
 from .warmup import check_mean
+from .why_bn import check_effective_learning_rate, check_recompute_statistics
 
 __all__ = ["SOLUTIONS", "Verdict", "show_solution", "check_mean", "check_standardize", "check_whiten",
            "check_bias_drift", "check_center_in_graph", "check_standardize_in_graph",
            "check_minibatch_statistics", "check_saturated_fraction",
            "check_batch_norm_forward", "check_batch_norm_backward",
-           "check_scale_hidden_weights", "check_jacobian_singular_values"]
+           "check_scale_hidden_weights", "check_jacobian_singular_values",
+           "check_effective_learning_rate", "check_recompute_statistics"]

@@ -17,6 +17,7 @@ from .batchnorm import batch_size_panel, gamma_beta_panel
 from .bn_training import batch_size_training_panel, init_scale_panel, learning_rate_panel
 from .covariate_shift import minibatch_panel, saturation_panel
 from .outside_gradient import drift_panel
+from .why_bn import noise_panel, normalization_panel
 
 PANELS: dict[str, tuple[Callable[[], SliderPanel], dict[str, np.ndarray]]] = {
     "00 parabola": (parabola_panel, {"lr": np.geomspace(0.05, 3.0, 25)}),
@@ -40,6 +41,8 @@ PANELS: dict[str, tuple[Callable[[], SliderPanel], dict[str, np.ndarray]]] = {
                                                "network": ["3×100 sigmoid", "6×100 ReLU"]}),
     "05 batch size": (batch_size_training_panel, {"batch_size": [2, 4, 8, 16, 60]}),
     "05 initial weight scale": (init_scale_panel, {"init_scale": [0.01, 0.1, 1.0, 10.0, 100.0]}),
+    "06 noisy BN": (noise_panel, {"level": [0.0, 2.0, 4.0]}),
+    "06 normalization and batch size": (normalization_panel, {"batch_size": [2, 8, 60]}),
 }
 
 __all__ = ["PANELS", "PARABOLA_STEPS", "descent_comparison_panel", "describe_descent", "input_variants",

@@ -48,13 +48,15 @@ environment_ok = check_environment()
 # |---|---|---|
 # | 00 | start here | How do I use this course? |
 # | 01 | [input normalization](01_input_normalization.ipynb) | Why do we center, scale and decorrelate inputs before training? |
-# | 02 | covariate shift | What is covariate shift, and what is *internal* covariate shift? |
-# | 03 | normalizing outside the gradient | Why can't we simply normalize activations between gradient steps? |
-# | 04 | batch norm from scratch | What exactly does BN compute, forward and backward, in training and at test time? |
-# | 05 | training with BN | What does BN buy in practice: higher learning rates, any initialization, sigmoid nets that train? |
-# | 06 | why BN works, and when it fails | Is "internal covariate shift" the real reason? Which pitfalls bite, and what are the alternatives? |
+# | 02 | [covariate shift](02_covariate_shift.ipynb) | What is covariate shift, and what is *internal* covariate shift? |
+# | 03 | [normalizing outside the gradient](03_normalizing_outside_the_gradient.ipynb) | Why can't we simply normalize activations between gradient steps? |
+# | 04 | [batch norm from scratch](04_batchnorm_from_scratch.ipynb) | What exactly does BN compute, forward and backward, in training and at test time? |
+# | 05 | [training with BN](05_training_with_batchnorm.ipynb) | What does BN buy in practice: higher learning rates, any initialization, sigmoid nets that train? |
+# | 06 | [why BN works, and when it fails](06_why_batchnorm_works.ipynb) | Is "internal covariate shift" the real reason? Which pitfalls bite, and what are the alternatives? |
 #
-# Notebooks 02 to 06 are being written; their names will turn into links as they arrive.
+# The [claims ledger](claims_ledger.md) closes the series: every claim about BN the course tests,
+# with the outcome each of five seeds measured and a verdict (holds here, holds with caveats, does not
+# hold here).
 #
 # Every number a notebook states is computed in a cell, and the cell **asserts** it: if a future
 # library version changed the result, the notebook would stop with an error instead of telling

@@ -362,7 +362,8 @@ assert last(top_without, "saturated").mean() > max(0.5, 1.5 * last(top_with, "sa
 assert last(top_without, "slope").mean() < last(top_with, "slope").mean()
 assert last(top_with, "saturated")[2] > 0.3
 assert all(last(runs["with BN"], "saturated")[:2].max() < 0.15 for runs in grid.values())  # layers 1 and 2
-assert all(runs["without BN"].final_accuracy > 0.9 for lr, runs in grid.items() if lr >= 0.5)
+assert all(grid[lr]["without BN"].final_accuracy > 0.9 for lr in (0.5, 2.0))
+assert top_without.final_accuracy > 0.75                            # η = 8: slowed, not stopped
 assert all(runs["with BN"].final_accuracy > 0.9 for runs in grid.values())
 assert beta_top.mean() < -2
 for lr in (0.05, 0.5):
@@ -401,8 +402,9 @@ assert steps_to(top_without, 0.5) >= 2 * steps_to(top_with, 0.5)
 #   learned, and at η = 8 layer 3's β moves far below zero, which switches most of its units off for
 #   most images, deep in the flat part of the sigmoid. BN does not forbid saturation; with BN it happens
 #   only where gradient descent puts it, through β and γ.
-# * On digits, both networks still pass 90% at η = 8 within 1,000 steps. Saturation slows learning; on an
-#   easy task it does not stop it.
+# * On digits, the network without BN does climb out at η = 8: above 75% after 1,000 steps, and for
+#   some seeds level with the BN network by then, only much later (the cell above). Saturation slows
+#   learning; on an easy task it does not stop it.
 
 # %% [markdown]
 # ## 5. The hypothesis, and why it is still one

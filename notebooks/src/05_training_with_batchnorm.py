@@ -381,7 +381,8 @@ assert np.all(np.diff(normalization_noise) < 0)
 assert normalization_noise[0] > 0.8 and normalization_noise[-1] < 0.3
 advantage = {m: batch_grid[m]["with BN"].final_accuracy - batch_grid[m]["without BN"].final_accuracy
              for m in bt.BATCH_SIZES}
-assert batch_grid[2]["with BN"].final_accuracy < 0.5 and advantage[2] < 0.1   # m = 2: BN's advantage is gone
+assert batch_grid[2]["with BN"].final_accuracy < 0.5                        # m = 2: BN fails ...
+assert advantage[2] < 0.5 * min(advantage[4], advantage[8])                 # ... its lead shrinks
 assert advantage[4] > 0.3 and advantage[8] > 0.3
 
 # %%
@@ -395,9 +396,10 @@ batch_panel
 # * **BN's batch noise** is a second, BN-only noise. It shrinks as $m$ grows, which is why BN counts as
 #   a mild regularizer (paper, section 3.4). At $m = 2$ it is as large as the signal: the two
 #   pre-activations of a unit always normalize to $-1$ and $+1$, whatever their values.
-# * **At $m = 2$ BN's advantage disappears.** Its gradient noise explodes: when the two values of a unit
-#   happen to be close, their batch standard deviation is tiny and BN divides by it (only $\epsilon$ caps
-#   the result), so a few batches produce huge gradients. On top of that, the running statistics that
+# * **At $m = 2$ BN's advantage all but disappears.** The BN network stays below 50%, and its lead over
+#   the network without BN is less than half its lead at $m = 4$ or 8. Its gradient noise explodes:
+#   when the two values of a unit happen to be close, their batch standard deviation is tiny and BN
+#   divides by it (only $\epsilon$ caps the result), so a few batches produce huge gradients. On top of that, the running statistics that
 #   BN uses at test time are averaged over pairs (notebook 04). From $m = 4$ on, BN is ahead again, far
 #   ahead with batches of 4 and 8.
 #   When only tiny batches fit in memory, alternatives that do not normalize over the batch (LayerNorm,
@@ -644,7 +646,7 @@ check_jacobian_singular_values(jacobian_singular_values)
 # * **Saturating nonlinearities.** In 6-layer networks, sigmoid without BN failed from vanishing gradients
 #   even without saturation; large weights saturated both sigmoid and tanh. With BN all four trained.
 # * **Batch size.** Mini-batches add gradient noise (∝ $1/\sqrt m$) and, with BN, noise in the forward
-#   pass. With batches of 2 the BN gradient explodes and BN's advantage is gone.
+#   pass. With batches of 2 the BN gradient explodes and BN's advantage all but disappears.
 # * **γ and β** never stop moving; larger learning rates move them more and make them wobble far more.
 #   They are the only handle on a BN layer's output distribution, and the distribution follows them.
 # * **Jacobians.** BN moved the layers' singular values toward 1 compared with the plain sigmoid network,
