@@ -380,7 +380,7 @@ for lr in (0.5, 2.0):
 assert summary["statistics outside", 0.5]["b"][-1] > 2 * summary["statistics outside", 0.5]["b"][0]
 assert outside_2["b"][-1] > 10 * outside_2["b"][0]
 assert outside_2["accuracy"] < 0.5 < 0.9 < inside_2["accuracy"]
-assert outside_2["own_statistics"] > outside_2["accuracy"] + 0.1
+assert outside_2["own_statistics"] > outside_2["accuracy"] + 0.03
 assert outside_2["own_statistics"] < inside_2["own_statistics"] - 0.03
 runaway = outside_2["W"][-1] > 1.5 * inside_2["W"][-1] and outside_2["accuracy"] < inside_2["accuracy"]
 record("outside-gradient-model-blows-up", holds="partly" if runaway else False,
