@@ -32,7 +32,7 @@ PIXEL_MAX = 16.0  # the digits' intensities run from 0 to 16
 MAX_SIGMOID_SLOPE = 0.25  # sigmoid'(0), the largest slope a sigmoid has
 SATURATION_SLOPE_FRACTION = 0.1  # saturated: the slope has fallen below a tenth of its maximum
 FIG1_NETWORK = dict(hidden=(100, 100, 100), activation="sigmoid", init_std=0.1)  # the paper's Fig. 1 MLP
-FIG1_LR, FIG1_BATCH_SIZE, FIG1_STEPS = 0.5, 60, 5000
+FIG1_LR, FIG1_BATCH_SIZE, FIG1_STEPS = 0.5, 60, 3000
 LAST_SIGMOID = "act3"  # the activation layer whose input the paper's Figure 1 follows
 PROBE_PERCENTILES = (15, 50, 85)
 STREAM_MINIBATCHES = 20  # numpy stream of the random mini-batches (see bnlab.config)

@@ -59,7 +59,7 @@ print(f"Course seed: {SEED}")
 #
 # The network we use in the whole notebook is the one in the paper's Figure 1: 64 inputs, three hidden
 # layers of 100 sigmoid units, 10 outputs, weights drawn from $N(0, 0.1^2)$. We train two copies on the
-# digits with SGD (learning rate 0.5, batches of 60, 5,000 steps): one as it is, one with Batch
+# digits with SGD (learning rate 0.5, batches of 60, 3,000 steps): one as it is, one with Batch
 # Normalization before every sigmoid. Both start from the same weights and see the same mini-batches.
 # This takes a few seconds.
 
