@@ -164,8 +164,9 @@ def claim(key: str) -> Claim:
     return CLAIMS[key]
 
 
-def record(key: str, holds: bool | np.bool_ | str, measured: str, seed: int | None = None) -> Measurement:
-    """Report, in a notebook, what was measured for claim ``key`` under the course seed; prints one line.
+def record(key: str, holds: bool | np.bool_ | str, measured: str, seed: int | None = None) -> None:
+    """Report, in a notebook, what was measured for claim ``key`` under the course seed; prints one line
+    (and returns nothing, so a record at the end of a cell adds no output of its own).
 
     holds: True / False, or an outcome string (HOLDS, PARTLY, DOES_NOT_HOLD);
     measured: the figures behind the outcome, one line (they are compared by nbval and the ledger).
@@ -181,7 +182,6 @@ def record(key: str, holds: bool | np.bool_ | str, measured: str, seed: int | No
         raise ValueError("measured must be one non-empty line")
     measurement = Measurement(key, course_seed() if seed is None else seed, outcome, measured.strip())
     print(measurement.line())
-    return measurement
 
 
 def parse(text: str) -> list[Measurement]:

@@ -123,7 +123,7 @@ def _draw_normalization(fig: go.FigureWidget, batch_size: int, *, grid: Mapping[
     runs = grid[batch_size]
     _draw_runs(fig, runs)
     _draw_sweep(fig, grid, list(runs), batch_size)
-    fig.layout.title.text = f"Batches of {batch_size}: " + ", ".join(
+    fig.layout.title.text = f"Batches of {batch_size:g}: " + ", ".join(
         f"{label} {_outcome(history)}" for label, history in runs.items())
 
 
