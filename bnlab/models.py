@@ -35,7 +35,7 @@ class StepNoise(nn.Module):
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive integer, got {width!r}")
         self.width = width
-        self.level = _check_level(level)
+        self.level = check_noise_level(level)
         self.generator = torch_generator(seed, stream=STREAM_NOISE)
 
     def reseed(self, seed: int | None) -> None:
@@ -53,7 +53,8 @@ class StepNoise(nn.Module):
         return scale * x + shift
 
 
-def _check_level(level: float) -> float:
+def check_noise_level(level: float) -> float:
+    """``level`` as a float; ValueError unless it is a finite, non-negative number."""
     if not 0 <= level < math.inf:
         raise ValueError(f"the noise level must be a non-negative number, got {level!r}")
     return float(level)

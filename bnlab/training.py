@@ -215,7 +215,7 @@ class SGD:
         self.lr, self.momentum = lr, momentum
         self.velocity: list[torch.Tensor | None] = [None] * len(self.parameters)
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
         for p in self.parameters:
             p.grad = None
 
@@ -254,7 +254,7 @@ def _sgd_step(history: History, model: nn.Module, data: Split, loss_fn: nn.Modul
     if not torch.isfinite(loss):
         _mark_diverged(history, step, f"the loss became {loss.item()}")
         return False
-    optimizer.zero_grad(set_to_none=True)
+    optimizer.zero_grad()
     loss.backward()
     optimizer.step()
     history.batch_loss.append(loss.item())

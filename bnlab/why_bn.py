@@ -28,7 +28,7 @@ from torch import nn
 
 from .config import resolve_seed, single_thread, torch_generator
 from .data import Split, load_digits
-from .models import StepNoise, batch_statistics_preactivations, make_mlp
+from .models import StepNoise, batch_statistics_preactivations, check_noise_level, make_mlp
 from .training import History, train
 
 WIDTH, DEPTH, ACTIVATION = 100, 3, "relu"
@@ -66,8 +66,7 @@ class Run:
     probes: bool = False
 
     def __post_init__(self) -> None:
-        if self.noise < 0:
-            raise ValueError(f"noise must be non-negative, got {self.noise}")
+        check_noise_level(self.noise)
         if self.noise and self.norm not in ("noisy_bn", "noise"):
             raise ValueError(f"noise applies to norm='noisy_bn' or 'noise', not {self.norm!r}")
 
@@ -79,11 +78,10 @@ class Run:
 
 def set_noise(model: nn.Module, level: float, seed: int | None = None) -> nn.Module:
     """Set the level of every StepNoise layer of ``model`` and restart its draws from ``seed``."""
-    if not 0 <= level < np.inf:
-        raise ValueError(f"the noise level must be a non-negative number, got {level!r}")
+    level = check_noise_level(level)
     for layer in model.modules():
         if isinstance(layer, StepNoise):
-            layer.level = float(level)
+            layer.level = level
             layer.reseed(seed)
     return model
 
@@ -116,6 +114,12 @@ def history(run: Run, seed: int) -> History:
 CLEAN_NORM = {"noisy_bn": "torch_bn", "noise": "none", "torch_bn": "torch_bn", "none": "none"}
 
 
+def base_run(norm: str) -> Run:
+    """The Run of ``norm`` at the base setting (LR, BATCH_SIZE, no noise). The two clean networks
+    ("none", "torch_bn") carry the ICS and landscape probes, so every section shares their runs."""
+    return Run(norm=norm, probes=norm in ("none", "torch_bn"))
+
+
 def noisy_run(label: str, level: float) -> Run:
     """The Run of one network of ``NOISY`` at one noise level. The clean networks, and the noisy ones at
     level 0, are the probed base runs (``clean_pair``)."""
@@ -123,7 +127,7 @@ def noisy_run(label: str, level: float) -> Run:
         raise ValueError(f"label must be one of {list(NOISY)}, got {label!r}")
     norm = NOISY[label]
     if norm in ("none", "torch_bn") or level == 0:
-        return Run(norm=CLEAN_NORM[norm], probes=True)
+        return base_run(CLEAN_NORM[norm])
     return Run(norm=norm, noise=level)
 
 
@@ -134,20 +138,21 @@ def noisy_grid(seed: int, levels: Sequence[float] = NOISE_LEVELS) -> dict[float,
 
 def clean_pair(seed: int) -> dict[str, History]:
     """"without BN" and "with BN" at the base setting, with the ICS and landscape probes."""
-    return {label: history(Run(norm=NOISY[label], probes=True), seed) for label in ("without BN", "with BN")}
+    return {label: history(base_run(NOISY[label]), seed) for label in ("without BN", "with BN")}
 
 
 def batch_size_grid(seed: int, sizes: Sequence[int] = BATCH_SIZES) -> dict[int, dict[str, History]]:
     """batch size -> label of ``NORMALIZATIONS`` -> History (STEPS steps each; at BATCH_SIZE the runs
     without normalization and with BN are the probed runs of ``clean_pair``)."""
     def run(norm: str, m: int) -> Run:
-        return Run(norm=norm, batch_size=m, probes=m == BATCH_SIZE and norm in ("none", "torch_bn"))
+        return base_run(norm) if m == BATCH_SIZE else Run(norm=norm, batch_size=m)
     return {m: {label: history(run(norm, m), seed) for label, norm in NORMALIZATIONS.items()} for m in sizes}
 
 
 def learning_rate_pair(seed: int, lrs: Sequence[float] = (LR, HIGH_LR)) -> dict[float, History]:
     """lr -> History of the network with BN trained at that learning rate (the first is the probed run)."""
-    return {lr: history(Run(norm="torch_bn", lr=lr, probes=lr == LR), seed) for lr in lrs}
+    runs = {lr: base_run("torch_bn") if lr == LR else Run(norm="torch_bn", lr=lr) for lr in lrs}
+    return {lr: history(run, seed) for lr, run in runs.items()}
 
 
 def late_accuracy(history: History, records: int = 5) -> float:
@@ -382,15 +387,16 @@ def normalize_pair(x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def recompute_statistics(model: nn.Module, X: torch.Tensor, batch_size: int = 100) -> nn.Module:
     """Precise BN: a copy of ``model`` whose BN running statistics are replaced by the plain average of
-    the batch statistics over X (n, d) at the current weights. Returns the copy (in eval mode)."""
+    the batch statistics over X (n, d), in batches of ``batch_size``, at the current weights. Returns the
+    copy, in eval mode. (Also the solution of notebook 06's exercise.)"""
     model = copy.deepcopy(model)
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not layers:
+    batch_norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    if not batch_norms:
         raise ValueError("the network has no BatchNorm layer")
-    for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None  # None = cumulative average over the batches seen
-    model.train()
+    for layer in batch_norms:
+        layer.reset_running_stats()  # forget the stale averages
+        layer.momentum = None        # None: a plain (cumulative) average of the batches that follow
+    model.train()                    # only training mode updates running statistics
     for start in range(0, len(X), batch_size):
         model(X[start:start + batch_size])
     return model.eval()

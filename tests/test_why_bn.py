@@ -10,7 +10,7 @@ from torch import nn
 from bnlab import claims
 from bnlab import why_bn as wb
 from bnlab.checks import check_effective_learning_rate, check_recompute_statistics
-from bnlab.checks.why_bn import solution_effective_learning_rate, solution_recompute_statistics
+from bnlab.checks.why_bn import solution_effective_learning_rate
 from bnlab.models import StepNoise, make_mlp
 from bnlab.panels.why_bn import (
     ics_figure,
@@ -21,6 +21,7 @@ from bnlab.panels.why_bn import (
     weight_norm_figure,
 )
 from bnlab.training import History, train
+from bnlab.why_bn import recompute_statistics as solution_recompute_statistics
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from ..models import make_mlp
 from .core import SOLUTIONS, Verdict, as_array, call_learner, checked, correct, not_yet
 
 SOLUTIONS.update(effective_learning_rate="bnlab.checks.why_bn:solution_effective_learning_rate",
-                 recompute_statistics="bnlab.checks.why_bn:solution_recompute_statistics")
+                 recompute_statistics="bnlab.why_bn:recompute_statistics")
 
 CHECK_SEED = 6  # the checks use their own small networks and inputs, the same for every course seed
 
@@ -26,20 +26,6 @@ CHECK_SEED = 6  # the checks use their own small networks and inputs, the same f
 def solution_effective_learning_rate(lr, weight):
     """lr / |w_j|^2 for every row w_j of weight (units, inputs): one value per unit."""
     return lr / (weight ** 2).sum(dim=1)
-
-
-def solution_recompute_statistics(model, X):
-    """Precise BN: the running statistics of every BN layer become the average of the batch statistics
-    of X (in batches of 100) at the current weights. Returns the model, in eval mode."""
-    batch_norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
-    for layer in batch_norms:
-        layer.reset_running_stats()  # forget the stale averages
-        layer.momentum = None        # None: a plain (cumulative) average of the batches that follow
-    model.train()                    # only training mode updates running statistics
-    with torch.no_grad():
-        for start in range(0, len(X), 100):
-            model(X[start:start + 100])
-    return model.eval()
 
 
 @checked

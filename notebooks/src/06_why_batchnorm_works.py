@@ -271,8 +271,7 @@ landscape_figure(pair, title=f"Along the gradient, BN's loss varies {1 / ratio['
 
 # %%
 runs_by_lr = wb.learning_rate_pair(SEED)                   # lr -> History of the BN network
-bn_model, plain_model = wb.trained(wb.Run(norm="torch_bn", probes=True), SEED)[1], wb.trained(
-    wb.Run(norm="none", probes=True), SEED)[1]
+bn_model, plain_model = (wb.trained(wb.base_run(norm), SEED)[1] for norm in ("torch_bn", "none"))
 X60, y60 = data.X_train[batch], data.y_train[batch]
 cosines = {label: np.abs(wb.gradient_weight_cosine(model, X60, y60, "linear2"))
            for label, model in (("with BN", bn_model), ("without BN", plain_model))}
@@ -431,7 +430,7 @@ record("precise-bn-improves-accuracy", holds=precise_accuracy > eval_accuracy + 
 # %%
 spreads = {}
 for label, norm in (("BatchNorm", "torch_bn"), ("LayerNorm", "layernorm"), ("GroupNorm", "groupnorm")):
-    model = wb.trained(wb.Run(norm=norm, probes=norm == "torch_bn"), SEED)[1]
+    model = wb.trained(wb.base_run(norm), SEED)[1]
     spreads[label] = [wb.companion_spread(model, X_test[i], X_test[20:], 8, seed=SEED) for i in range(10)]
 for label, values in spreads.items():
     print(f"{label:>9}: largest change of an image's logits across batches {max(v[0] for v in values):.2g}; "
