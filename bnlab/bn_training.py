@@ -19,13 +19,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .config import resolve_seed, single_thread, torch_generator
+from .config import resolve_seed, side_by_side, torch_generator
 from .data import Split, load_digits
 from .models import WITH_AND_WITHOUT_BN, batch_statistics_preactivations, make_mlp
 from .training import History, train
@@ -38,7 +38,7 @@ BATCH_SIZES = (2, 4, 8, 16, 60)
 INIT_SCALES = (0.01, 0.1, 1.0, 10.0, 100.0)
 BASE_LR, BASE_BATCH_SIZE = 1.0, 60
 SATURATION_LR = 0.3                  # the deep sigmoid/tanh nets of the saturation section
-SWEEP_STEPS, RECORD_EVERY = 300, 50
+SWEEP_STEPS, RECORD_EVERY = 200, 50
 FAILED_BELOW = 0.5                   # a run that ends below 50% test accuracy has failed (chance is 10%)
 STREAM_NOISE_BATCHES = 50            # torch streams (bnlab.config): the noise measurements' random batches,
 STREAM_SCALE_CHECK = 51              # ... the weights and loss of the scale-invariance check
@@ -52,7 +52,8 @@ class Setting:
 
     depth: hidden layers of WIDTH units; activation: "sigmoid", "tanh" or "relu";
     net: "without BN" or "with BN" (the keys of ``WITH_AND_WITHOUT_BN``);
-    init_scale: the factor a applied to the initial weights of every hidden layer (``scale_hidden_weights``), on top of N(0, 0.1^2).
+    init_scale: the factor a applied to the initial weights of every hidden layer
+        (``scale_hidden_weights``), on top of N(0, 0.1^2).
     """
 
     depth: int = PAPER_DEPTH
@@ -100,7 +101,10 @@ class Experiments:
 
     steps, record_every: of every run; seed: initial weights, mini-batch order and data split
     (default: the course seed). ``run`` returns the History of a setting, training it only the first
-    time; ``pair`` gives both networks ("without BN", "with BN") of a setting, ``grid`` a whole sweep.
+    time; ``pair`` gives both networks ("without BN", "with BN") of a setting, ``pairs`` several
+    settings' pairs, ``grid`` a whole sweep. Runs that are asked for together are trained side by side,
+    one per CPU core (``run_all``); every run is seeded and single-threaded, so its numbers are the same
+    as when it is trained alone.
     """
 
     def __init__(self, steps: int = SWEEP_STEPS, record_every: int = RECORD_EVERY, seed: int | None = None,
@@ -112,25 +116,42 @@ class Experiments:
 
     def run(self, setting: Setting) -> History:
         """The History of ``setting`` (trained now if this is the first time it is asked for)."""
-        if setting not in self.histories:
-            model = setting.build(self.seed)
-            with single_thread():
-                self.histories[setting] = train(model, self.data, steps=self.steps, lr=setting.lr,
-                                                batch_size=setting.batch_size, record_every=self.record_every,
-                                                seed=self.seed)
-            self.models[setting] = model
-        return self.histories[setting]
+        return self.run_all([setting])[0]
+
+    def run_all(self, settings: Iterable[Setting]) -> list[History]:
+        """The Histories of ``settings``, in order; the ones not trained yet are trained now, side by side
+        (``bnlab.config.side_by_side``: one run per CPU core)."""
+        settings = list(settings)
+        new = [setting for setting in dict.fromkeys(settings) if setting not in self.histories]
+        for setting, (history, model) in zip(new, side_by_side(self._train, new)):
+            self.histories[setting], self.models[setting] = history, model
+        return [self.histories[setting] for setting in settings]
+
+    def _train(self, setting: Setting) -> tuple[History, nn.Module]:
+        model = setting.build(self.seed)
+        history = train(model, self.data, steps=self.steps, lr=setting.lr, batch_size=setting.batch_size,
+                        record_every=self.record_every, seed=self.seed, progress=False)
+        return history, model
 
     def pair(self, **fields) -> dict[str, History]:
         """Both networks of one setting: "without BN" -> History, "with BN" -> History."""
-        return {net: self.run(Setting(net=net, **fields)) for net in WITH_AND_WITHOUT_BN}
+        return self.pairs({"": fields})[""]
+
+    def pairs(self, settings: Mapping[str, dict]) -> dict[str, dict[str, History]]:
+        """Both networks of several settings, trained together: label -> {"without BN": History,
+        "with BN": History}, for ``settings`` = label -> the Setting fields of that label."""
+        grid = {label: {net: Setting(net=net, **fields) for net in WITH_AND_WITHOUT_BN}
+                for label, fields in settings.items()}
+        self.run_all(setting for pair in grid.values() for setting in pair.values())
+        return {label: {net: self.histories[setting] for net, setting in pair.items()}
+                for label, pair in grid.items()}
 
     def grid(self, field: str, values: Iterable, **fixed) -> dict:
         """A sweep of one Setting field: value -> {"without BN": History, "with BN": History}."""
         if field not in {f.name for f in dataclasses.fields(Setting)} - {"net"}:
             raise ValueError(f"cannot sweep {field!r}; sweep one of: depth, activation, lr, batch_size, "
                              "init_scale")
-        return {value: self.pair(**{**fixed, field: value}) for value in values}
+        return self.pairs({value: {**fixed, field: value} for value in values})
 
     def model(self, setting: Setting) -> nn.Module:
         """The trained network of ``setting`` (trained now if needed)."""
@@ -401,7 +422,7 @@ def jacobian_singular_values(block: Callable[[torch.Tensor], torch.Tensor], x: t
     (put BN layers in eval mode, e.g. with ``with_fixed_statistics``)."""
     values = []
     for example in x:
-        jacobian = torch.autograd.functional.jacobian(block, example)  # (d_out, d_in)
+        jacobian = torch.autograd.functional.jacobian(block, example, vectorize=False)  # (d_out, d_in)
         values.append(torch.linalg.svdvals(jacobian))
     return torch.stack(values).detach().numpy()
 
@@ -421,10 +442,18 @@ def block_singular_values(model: nn.Sequential, data: Split, n_examples: int = 2
             inputs.append(h)
             h = block(h)
     for (name, block), x in zip(blocks.items(), inputs):
-        values[name] = jacobian_singular_values(lambda v, b=block: b(v[None])[0], x)
+        values[name] = torch.linalg.svdvals(batch_jacobians(block, x)).numpy()
     stack = nn.Sequential(*blocks.values())
-    values["hidden stack"] = jacobian_singular_values(lambda v: stack(v[None])[0], inputs[0])
+    values["hidden stack"] = torch.linalg.svdvals(batch_jacobians(stack, inputs[0])).numpy()
     return values
+
+
+def batch_jacobians(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The Jacobian of ``block`` at each row of x (n, d_in): (n, d_out, d_in). The block must treat the
+    examples independently (BN in eval mode): then the derivative of its outputs summed over the batch
+    with respect to example i is example i's own Jacobian, and d_out backward passes give all n at once."""
+    jacobians = torch.autograd.functional.jacobian(lambda batch: block(batch).sum(0), x)  # (d_out, n, d_in)
+    return jacobians.transpose(0, 1).detach()
 
 
 def near_one(singular_values: np.ndarray, factor: float = 2.0) -> float:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import numpy_rng, single_thread
+from .config import numpy_rng, side_by_side
 from .data import Split, load_digits, standardize
 from .models import WITH_AND_WITHOUT_BN, batch_statistics_preactivations, make_mlp
 from .training import History, train
@@ -183,14 +183,15 @@ def train_pair(lr: float = FIG1_LR, steps: int = FIG1_STEPS, record_every: int =
     Returns (label -> History, label -> trained model), the labels being the keys of ``WITH_AND_WITHOUT_BN``.
     """
     data = load_digits(seed=seed)
-    histories, models = {}, {}
-    for label, norm in WITH_AND_WITHOUT_BN.items():
-        models[label] = make_mlp(norm=norm, seed=seed, **FIG1_NETWORK)
-        with single_thread():
-            histories[label] = train(models[label], data, steps=steps, lr=lr, batch_size=batch_size,
-                                     record_every=record_every, seed=seed,
-                                     probes={"sigmoid inputs": sigmoid_input_probe})
-    return histories, models
+    models = {label: make_mlp(norm=norm, seed=seed, **FIG1_NETWORK)
+              for label, norm in WITH_AND_WITHOUT_BN.items()}
+
+    def train_one(model: nn.Module) -> History:
+        return train(model, data, steps=steps, lr=lr, batch_size=batch_size, record_every=record_every,
+                     seed=seed, probes={"sigmoid inputs": sigmoid_input_probe})
+
+    histories = side_by_side(train_one, models.values())  # both networks at once, one per CPU core
+    return dict(zip(models, histories)), models
 
 
 def truncated(history: History, last_step: int) -> History:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -116,7 +117,9 @@ class _Progress:
 
     def __init__(self, total: int, enabled: bool) -> None:
         wanted = enabled and os.environ.get(PROGRESS_VARIABLE, "1") != "0"
-        self.total, self.enabled = total, wanted and _in_kernel()
+        # a bar belongs to the cell that runs: runs trained side by side on other threads show none
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        self.total, self.enabled = total, wanted and on_main_thread and _in_kernel()
         self.start = time.perf_counter()
         self.bar = self.handle = None
 

@@ -65,6 +65,15 @@ def test_experiments_train_each_setting_once(short_runs):
     assert short_runs.training_steps == 40
 
 
+def test_pairs_train_several_settings_together(short_runs):
+    pairs = short_runs.pairs({"sigmoid": dict(lr=0.2), "tanh": dict(lr=0.2, activation="tanh")})
+    assert list(pairs) == ["sigmoid", "tanh"] and list(pairs["tanh"]) == ["without BN", "with BN"]
+    assert pairs["tanh"]["with BN"] is short_runs.run(bt.Setting(lr=0.2, activation="tanh"))
+    assert short_runs.run_all([bt.Setting(lr=0.2)] * 2) == [pairs["sigmoid"]["with BN"]] * 2
+    alone = bt.Experiments(steps=20, record_every=10, seed=0).run(bt.Setting(lr=0.2, activation="tanh"))
+    assert alone.batch_loss == pairs["tanh"]["with BN"].batch_loss  # the same numbers as a run on its own
+
+
 def test_grid_sweeps_one_field_and_refuses_others(short_runs):
     grid = short_runs.grid("lr", [0.1, 1.0])
     assert list(grid) == [0.1, 1.0] and grid[0.1]["with BN"] is short_runs.run(bt.Setting(lr=0.1))
@@ -185,6 +194,16 @@ def test_jacobian_singular_values_of_a_linear_map_are_those_of_its_matrix():
     W = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
     values = bt.jacobian_singular_values(lambda v: W @ v, torch.randn(4, 3))
     assert values.shape == (4, 3) and np.allclose(values, torch.linalg.svdvals(W).numpy(), atol=1e-6)
+
+
+def test_batch_jacobians_equal_each_example_s_own_jacobian(data):
+    block = bt.hidden_blocks(bt.with_fixed_statistics(bt.Setting().build(0), data.X_train))["block 2"]
+    x = torch.randn(4, 100, generator=torch.Generator().manual_seed(1))
+    together = bt.batch_jacobians(block, x)
+    assert together.shape == (4, 100, 100)
+    for i in range(4):
+        alone = torch.autograd.functional.jacobian(lambda v: block(v[None])[0], x[i])
+        assert torch.allclose(together[i], alone, atol=1e-6)
 
 
 def test_block_singular_values_shapes_and_near_one(data):

@@ -64,3 +64,43 @@ def test_single_thread_restores_the_thread_count():
     with config.single_thread():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+# ---- side_by_side: independent runs on one thread per core ---------------------------------------
+
+def test_side_by_side_keeps_the_order_and_computes_on_one_torch_thread():
+    results = config.side_by_side(lambda i: (i * i, torch.get_num_threads()), range(7))
+    assert [square for square, _ in results] == [i * i for i in range(7)]
+    assert {threads for _, threads in results} == {1}
+    assert config.side_by_side(lambda i: i, []) == []
+
+
+def test_side_by_side_runs_give_the_numbers_they_give_alone():
+    from bnlab.data import load_digits
+    from bnlab.models import make_mlp
+    from bnlab.training import train
+
+    data = load_digits(seed=0)
+
+    def run(lr):
+        model = make_mlp(hidden=(30, 30), norm="torch_bn", seed=0)
+        history = train(model, data, steps=30, lr=lr, record_every=10, seed=0, progress=False)
+        return history.batch_loss, history.test_accuracy, [p.detach().clone() for p in model.parameters()]
+
+    learning_rates = [0.1, 0.5, 1.0, 2.0]
+    together = config.side_by_side(run, learning_rates)
+    with config.single_thread():
+        alone = [run(lr) for lr in learning_rates]
+    for (loss, accuracy, params), (loss_alone, accuracy_alone, params_alone) in zip(together, alone):
+        assert loss == loss_alone and accuracy == accuracy_alone  # exactly, not approximately
+        assert all(torch.equal(p, q) for p, q in zip(params, params_alone))
+
+
+def test_side_by_side_raises_the_error_of_a_failing_item():
+    def fail_on_three(i):
+        if i == 3:
+            raise ValueError("item 3 is bad")
+        return i
+
+    with pytest.raises(ValueError, match="item 3 is bad"):
+        config.side_by_side(fail_on_three, range(6))

@@ -117,7 +117,9 @@ def _paper() -> dict:
 
 
 def learning_rate_grids(experiments: bt.Experiments) -> dict[str, Grid]:
-    """network name -> the learning-rate grid of that network (trained now if needed)."""
+    """network name -> the learning-rate grid of that network (trained now if needed, all runs together)."""
+    experiments.run_all(bt.Setting(net=net, lr=lr, **fields) for fields in bt.NETWORKS.values()
+                        for lr in bt.LEARNING_RATES for net in bt.WITH_AND_WITHOUT_BN)
     return {name: experiments.grid("lr", bt.LEARNING_RATES, **fields) for name, fields in bt.NETWORKS.items()}
 
 

@@ -38,6 +38,7 @@ import torch
 import bnlab
 from bnlab.checks import check_bias_drift, check_center_in_graph, check_standardize_in_graph, show_solution
 from bnlab.claims import record
+from bnlab.config import side_by_side
 from bnlab.data import load_digits
 from bnlab.figures import add_line, history_figure, new_figure
 from bnlab.models import make_mlp
@@ -316,7 +317,7 @@ assert after_out.train_loss[-1] > after_in.train_loss[-1] + 0.3
 # %%
 digits = load_digits()
 NETWORKS = {"BN (inside)": "bnlab_bn", "statistics outside": "bnlab_bn_detached"}
-mlp_runs, summary = {}, {}
+summary = {}
 
 
 def second_half_mean(values):
@@ -324,16 +325,23 @@ def second_half_mean(values):
     return float(np.mean(values[len(values) // 2:]))
 
 
-for lr in (0.5, 2.0):
-    for label, norm in NETWORKS.items():
-        model = make_mlp(norm=norm)
-        history = train(model, digits, steps=1000, lr=lr, record_every=50,
-                        probes={"batch-statistics accuracy": batch_statistics_accuracy})
-        b, W = hidden_norm(history, "bias"), hidden_norm(history, "weight")
-        mlp_runs[label, lr] = history
-        summary[label, lr] = {"b": b, "W": W, "effective_lr": median_effective_lr(model, lr),
-                              "accuracy": second_half_mean(history.test_accuracy),
-                              "own_statistics": second_half_mean(history.probes["batch-statistics accuracy"])}
+RUNS = [(label, lr) for lr in (0.5, 2.0) for label in NETWORKS]
+models = {(label, lr): make_mlp(norm=NETWORKS[label]) for label, lr in RUNS}  # the same initial weights
+
+
+def train_run(run):
+    """Train one network of RUNS for 1,000 steps; returns its History."""
+    label, lr = run
+    return train(models[run], digits, steps=1000, lr=lr, record_every=50,
+                 probes={"batch-statistics accuracy": batch_statistics_accuracy})
+
+
+mlp_runs = dict(zip(RUNS, side_by_side(train_run, RUNS)))  # one run per CPU core at a time
+for (label, lr), history in mlp_runs.items():
+    b, W = hidden_norm(history, "bias"), hidden_norm(history, "weight")
+    summary[label, lr] = {"b": b, "W": W, "effective_lr": median_effective_lr(models[label, lr], lr),
+                          "accuracy": second_half_mean(history.test_accuracy),
+                          "own_statistics": second_half_mean(history.probes["batch-statistics accuracy"])}
 
 # %%
 outside_2, inside_2 = summary["statistics outside", 2.0], summary["BN (inside)", 2.0]
