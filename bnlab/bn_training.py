@@ -33,7 +33,7 @@ from .training import History, train
 WIDTH = 100
 INIT_STD = 0.1                       # every weight starts N(0, 0.1^2), as in notebook 02's Figure 1
 PAPER_DEPTH, DEEP_DEPTH = 3, 6       # the paper's 3 x 100 sigmoid MLP; a deeper 6 x 100 one
-LEARNING_RATES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+LEARNING_RATES = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0)
 BATCH_SIZES = (2, 4, 8, 16, 60)
 INIT_SCALES = (0.01, 0.1, 1.0, 10.0, 100.0)
 BASE_LR, BASE_BATCH_SIZE = 1.0, 60

@@ -247,20 +247,21 @@ def _batch_indices(n: int, batch_size: int, generator: torch.Generator):
 
 def _sgd_step(history: History, model: nn.Module, data: Split, loss_fn: nn.Module,
               optimizer: SGD, batch: torch.Tensor, step: int) -> bool:
-    """One SGD step on ``batch``. Returns False (and marks the history) if the run diverged."""
-    model.train()
+    """One SGD step on ``batch``, the model in training mode (``_record`` leaves it so).
+    Returns False (and marks the history) if the run diverged."""
     try:
         loss = loss_fn(model(data.X_train[batch]), data.y_train[batch])
     except NonFiniteInputError:
         _mark_diverged(history, step, "activations became NaN or infinite")
         return False
-    if not torch.isfinite(loss):
-        _mark_diverged(history, step, f"the loss became {loss.item()}")
+    value = loss.item()
+    if not math.isfinite(value):
+        _mark_diverged(history, step, f"the loss became {value}")
         return False
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    history.batch_loss.append(loss.item())
+    history.batch_loss.append(value)
     return True
 
 
@@ -271,13 +272,15 @@ def _mark_diverged(history: History, step: int, reason: str) -> None:
 def _record(history: History, model: nn.Module, data: Split, loss_fn: nn.Module,
             recorder: _PreactivationRecorder, step: int, max_param_norm: float,
             probes: Mapping[str, Probe]) -> bool:
-    """Append one record. Returns False (and marks the history) if the model has diverged."""
+    """Append one record (in eval mode), then put the model back in training mode.
+    Returns False (and marks the history) if the model has diverged."""
     with torch.no_grad():
         healthy = _record_standard(history, model, data, loss_fn, recorder, step, max_param_norm)
     if healthy:
         model.eval()
         for name, probe in probes.items():
             history.probes.setdefault(name, []).append(probe(model, data))
+    model.train()
     return healthy
 
 
@@ -306,13 +309,26 @@ def _record_standard(history: History, model: nn.Module, data: Split, loss_fn: n
         history.param_norms.setdefault(name, []).append(value)
     q = torch.tensor(history.percentiles, dtype=torch.float32) / 100
     for name, preact in recorder.latest.items():
-        history.preact_percentiles.setdefault(name, []).append(torch.quantile(preact, q, dim=0).numpy())
+        history.preact_percentiles.setdefault(name, []).append(unit_percentiles(preact, q).numpy())
     for name, layer in norm_layers(model).items():
         gamma, beta = _affine_parameters(layer)
         if gamma is not None:
             history.gamma.setdefault(name, []).append(gamma.detach().numpy().copy())
             history.beta.setdefault(name, []).append(beta.detach().numpy().copy())
     return True
+
+
+def unit_percentiles(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``torch.quantile(x, q, dim=0)``, bit for bit, about twice as fast: x (N, units), q (k,) in [0, 1]
+    -> (k, units). Only the order statistics the linear interpolation needs are found (numpy's
+    partial sort) instead of sorting every column."""
+    if not torch.isfinite(x).all():
+        return torch.quantile(x, q, dim=0)  # NaN and inf follow torch's own rules
+    ranks = q * (x.shape[0] - 1)  # the fractional position of each quantile in a sorted column
+    below, above = ranks.floor().long(), ranks.ceil().long()
+    needed = sorted(set(below.tolist()) | set(above.tolist()))
+    partly_sorted = torch.from_numpy(np.partition(x.numpy(), needed, axis=0))
+    return partly_sorted[below].lerp(partly_sorted[above], (ranks - below)[:, None])
 
 
 def _affine_parameters(layer: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:

@@ -3,11 +3,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from bnlab.data import Split, load_digits
 from bnlab.models import make_mlp
-from bnlab.training import SGD, History, train
+from bnlab.training import SGD, History, train, unit_percentiles
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +157,23 @@ def test_sgd_matches_torch_optim_sgd(momentum):
             optimizer.step()
     for a, b in zip(ours.parameters(), theirs.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+# ---- the recorded percentiles --------------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 500), units=st.integers(1, 12), seed=st.integers(0, 2**16),
+       scale=st.sampled_from([1e-6, 1.0, 1e4]),
+       q=st.lists(st.floats(0, 1, width=32), min_size=1, max_size=4))
+def test_unit_percentiles_equal_torch_quantile_bit_for_bit(rows, units, seed, scale, q):
+    x = scale * torch.randn(rows, units, generator=torch.Generator().manual_seed(seed))
+    x[0, 0] = x[-1, 0]  # a tie
+    q = torch.tensor(q, dtype=torch.float32)
+    assert torch.equal(unit_percentiles(x, q), torch.quantile(x, q, dim=0))
+
+
+def test_unit_percentiles_of_non_finite_values_follow_torch():
+    x = torch.tensor([[1.0, 2.0], [float("nan"), 3.0], [float("inf"), 4.0]])
+    q = torch.tensor([0.15, 0.5, 0.85])
+    assert torch.equal(unit_percentiles(x, q).isnan(), torch.quantile(x, q, dim=0).isnan())
+    assert torch.equal(unit_percentiles(x, q)[:, 1], torch.quantile(x, q, dim=0)[:, 1])

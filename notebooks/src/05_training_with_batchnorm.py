@@ -99,8 +99,8 @@ history_figure(base, title=f"The paper's 3×100 sigmoid network on digits, η = 
 # %% [markdown]
 # ## 2. Higher learning rates
 #
-# The first promise: with BN, you can raise the learning rate. We train both networks at seven learning
-# rates, half a decade apart from 0.01 to 10. We also train a deeper network, **6 hidden layers of 100
+# The first promise: with BN, you can raise the learning rate. We train both networks at six learning
+# rates over three decades: 0.01, 0.1, 0.3, 1, 3 and 10. We also train a deeper network, **6 hidden layers of 100
 # ReLU units** (same initialization), because depth is where large steps become dangerous: each layer
 # multiplies the scale of the signal, so a step that inflates every layer's weights a little inflates
 # the output a lot. A run **diverges** when its loss becomes NaN or infinite; we then stop it and mark
@@ -110,7 +110,7 @@ history_figure(base, title=f"The paper's 3×100 sigmoid network on digits, η = 
 # ReLU network? Will BN survive η = 10?
 
 # %%
-grids = learning_rate_grids(experiments)  # 2 networks x 7 learning rates x with/without BN (26 new runs)
+grids = learning_rate_grids(experiments)  # 2 networks x 6 learning rates x with/without BN (22 new runs)
 
 
 def short(history):
@@ -126,17 +126,16 @@ for lr in bt.LEARNING_RATES:
 
 sigmoid_grid, relu_grid = grids["3×100 sigmoid"], grids["6×100 ReLU"]
 assert all(bt.trained(runs["with BN"], 0.8) for runs in sigmoid_grid.values())
-for lr in (0.01, 0.03, 0.1, 0.3, 10.0):  # the sigmoid net without BN stalls at both ends ...
+for lr in (0.01, 0.1, 0.3, 10.0):  # the sigmoid net without BN stalls at both ends ...
     assert sigmoid_grid[lr]["without BN"].final_accuracy < 0.5
 assert bt.trained(sigmoid_grid[1.0]["without BN"], 0.75)  # ... and trains only around η = 1
-for lr in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0):
+for lr in (0.01, 0.1, 0.3, 1.0, 3.0):
     assert bt.trained(relu_grid[lr]["with BN"], 0.85)
 assert relu_grid[10.0]["with BN"].final_accuracy < 0.5 and not relu_grid[10.0]["with BN"].diverged
 assert relu_grid[3.0]["without BN"].diverged and relu_grid[10.0]["without BN"].diverged
 assert not bt.trained(relu_grid[1.0]["without BN"], 0.75)  # diverged, or far behind
 assert not bt.trained(relu_grid[0.01]["without BN"], 0.75)  # slow
 assert all(bt.trained(relu_grid[lr]["without BN"], 0.85) for lr in (0.1, 0.3))
-assert relu_grid[0.03]["without BN"].final_accuracy > 0.5  # on its way
 trains_at = {net: [lr for lr in bt.LEARNING_RATES if bt.trained(relu_grid[lr][net], 0.85)]
              for net in WITH_AND_WITHOUT_BN}
 record("bn-allows-higher-learning-rates",
@@ -161,7 +160,7 @@ lr_panel
 #   large steps push the sigmoids into saturation, where they pass back almost nothing (notebook 02 §4
 #   measured it at η = 8). With BN it reaches 80% or more at every learning rate from 0.01 to 10.
 # * **The ReLU network without BN diverges** at η = 3 and 10 (NaN within a few dozen steps), and at
-#   η = 1 it diverges or ends far behind, depending on the seed; at η = 0.01 and 0.03 it is slow. With BN
+#   η = 1 it diverges or ends far behind, depending on the seed; at η = 0.01 it is slow. With BN
 #   it reaches 85% at every learning rate from 0.01 to 3.
 # * **BN has a limit too.** At η = 10 the ReLU network with BN does not diverge, but it fails: the
 #   output layer and γ, β are not normalized, and steps that large wreck them. "Much higher learning
