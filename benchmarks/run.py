@@ -46,6 +46,23 @@ def run_notebook(path: Path) -> tuple[float, float]:
     return seconds, float(notebook.cells[-1].outputs[0]["text"])
 
 
+def machine_reference(steps: int = 500) -> float:
+    """Seconds for ``steps`` SGD steps of the paper's 3 x 100 sigmoid network with BN (batches of 60,
+    one thread): a yardstick to compare two machines by before comparing their notebook times."""
+    import torch
+
+    from bnlab.data import load_digits
+    from bnlab.models import make_mlp
+    from bnlab.training import train
+
+    torch.set_num_threads(1)
+    data = load_digits(seed=0)
+    model = make_mlp(norm="torch_bn", init_std=0.1, seed=0)
+    start = time.perf_counter()
+    train(model, data, steps=steps, lr=1.0, record_every=steps, seed=0, progress=False)
+    return time.perf_counter() - start
+
+
 def slider_latencies() -> list[dict]:
     """Median and 95th percentile redraw time of every control of every panel."""
     from bnlab.panels import PANELS
@@ -73,7 +90,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# bnlab benchmarks: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
-    results: dict = {"notebooks": [], "sliders": slider_latencies()}
+    reference = machine_reference()
+    print(f"Machine yardstick: 500 SGD steps of the 3×100 sigmoid network with BN take {reference:.2f} s "
+          "(compare it between two machines before comparing their times)")
+    results: dict = {"machine_reference_s": reference, "notebooks": [], "sliders": slider_latencies()}
     if not args.sliders_only:
         print("\n| notebook | run time (s) | target | peak memory (MB) | target | |")
         print("|---|---:|---:|---:|---:|---|")
