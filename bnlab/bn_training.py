@@ -128,6 +128,7 @@ class Experiments:
         return [self.histories[setting] for setting in settings]
 
     def _train(self, setting: Setting) -> tuple[History, nn.Module]:
+        """Train a fresh network of ``setting``; returns its History and the trained network."""
         model = setting.build(self.seed)
         history = train(model, self.data, steps=self.steps, lr=setting.lr, batch_size=setting.batch_size,
                         record_every=self.record_every, seed=self.seed, progress=False)
@@ -422,7 +423,7 @@ def jacobian_singular_values(block: Callable[[torch.Tensor], torch.Tensor], x: t
     (put BN layers in eval mode, e.g. with ``with_fixed_statistics``)."""
     values = []
     for example in x:
-        jacobian = torch.autograd.functional.jacobian(block, example, vectorize=False)  # (d_out, d_in)
+        jacobian = torch.autograd.functional.jacobian(block, example)  # (d_out, d_in)
         values.append(torch.linalg.svdvals(jacobian))
     return torch.stack(values).detach().numpy()
 
