@@ -113,6 +113,7 @@ def mark_diverged(fig: go.Figure, x: float, y: float, step: int, name: str = "",
                   row: int | None = None, col: int | None = None) -> go.Figure:
     """Draw an X where a run diverged, labelled "<name> diverged at step k" (in subplot row, col)."""
     fig.add_trace(go.Scatter(mode="markers+text", textposition="top right", showlegend=False,
+                             name=_diverged_label(name, step), hovertemplate="%{text}<extra></extra>",
                              marker=dict(symbol="x", size=14, color=DIVERGED_COLOR),
                              textfont=dict(color=DIVERGED_COLOR)), row=row, col=col)
     show_diverged(fig.data[-1], x, y, step, name)
@@ -120,9 +121,16 @@ def mark_diverged(fig: go.Figure, x: float, y: float, step: int, name: str = "",
 
 
 def show_diverged(marker: go.Scatter, x: float, y: float, step: int, name: str = "") -> None:
-    """Move an existing diverged-marker trace (made by ``mark_diverged``) to (x, y) at ``step``."""
-    label = f"{name} diverged at step {step}".strip()
-    marker.x, marker.y, marker.text, marker.name = [x], [y], [label], label
+    """Move an existing diverged-marker trace (made by ``mark_diverged``) to (x, y) at ``step``.
+
+    Only its position and text change, never its name: a FigureWidget that renames one trace inside
+    ``batch_update`` resets the names of the other traces in the browser (the legend then reads
+    "trace 0", "trace 1")."""
+    marker.x, marker.y, marker.text = [x], [y], [_diverged_label(name, step)]
+
+
+def _diverged_label(name: str, step: int) -> str:
+    return f"{name} diverged at step {step}".strip()
 
 
 def hide_marker(marker: go.Scatter) -> None:

@@ -70,6 +70,23 @@ def test_every_control_of_every_panel_changes_its_figure(name):
         assert panel.status.value == "", panel.status.value
 
 
+@pytest.mark.parametrize("name", list(PANELS))
+def test_no_panel_renames_a_trace_while_it_redraws(name):
+    """A FigureWidget that renames some traces inside batch_update sends the others' names as undefined,
+    and the browser then shows "trace 0", "trace 1" in the legend (seen in notebook 05's panel)."""
+    make, sweeps = PANELS[name]
+    panel = make()
+    sent = []  # the restyle part of every message the figure sends to the browser
+    panel.figure._send_update_msg = lambda *args, **kwargs: sent.append(kwargs.get("restyle_data", args[:1]))
+    panel.figure._send_restyle_msg = lambda *args, **kwargs: sent.append(kwargs.get("restyle_data", args[:1]))
+    for control, values in sweeps.items():
+        for value in (values[0], values[-1], values[len(values) // 2]):
+            panel.set(**{control: value})
+            assert panel.status.value == "", panel.status.value
+    assert sent, "the panel sent no redraw at all"
+    assert not [restyle for restyle in sent if "name" in restyle]
+
+
 def test_parabola_panel_says_diverged_with_the_step():
     panel = parabola_panel()
     panel.set(lr=2.5)
