@@ -98,10 +98,9 @@ def side_by_side(function: Callable[[Item], Result], items: Iterable[Item]) -> l
     numbers it gives when run alone. An interrupt cancels the runs that have not started.
     """
     items = list(items)
-    if len(items) <= 1 or CPU_CORES == 1:
-        with single_thread():
-            return [function(item) for item in items]
     with single_thread():
+        if len(items) <= 1 or CPU_CORES == 1:
+            return [function(item) for item in items]
         pool = ThreadPoolExecutor(min(CPU_CORES, len(items)))
         try:
             return list(pool.map(function, items))

@@ -77,8 +77,11 @@ def test_no_panel_renames_a_trace_while_it_redraws(name):
     make, sweeps = PANELS[name]
     panel = make()
     sent = []  # the restyle part of every message the figure sends to the browser
-    panel.figure._send_update_msg = lambda *args, **kwargs: sent.append(kwargs.get("restyle_data", args[:1]))
-    panel.figure._send_restyle_msg = lambda *args, **kwargs: sent.append(kwargs.get("restyle_data", args[:1]))
+
+    def keep_restyle(restyle_data, *args, **kwargs):
+        sent.append(restyle_data)
+
+    panel.figure._send_update_msg = panel.figure._send_restyle_msg = keep_restyle
     for control, values in sweeps.items():
         for value in (values[0], values[-1], values[len(values) // 2]):
             panel.set(**{control: value})

@@ -93,15 +93,16 @@ history_figure(base, title=f"The paper's 3×100 sigmoid network on digits, η = 
 
 # %% [markdown]
 # Same network, same initial weights, same mini-batches: with BN it passes 90% test accuracy by step 50,
-# while without BN it has not got there by the end (it ends between 80% and 90%, depending on the seed). Notebook 02 looked inside this network (the percentiles of a sigmoid's input,
-# the paper's Figure 1). Here we change the training conditions instead, one at a time.
+# while without BN it has not got there by the end (it ends between 80% and 90%, depending on the seed).
+# Notebook 02 looked inside this network (the percentiles of a sigmoid's input, the paper's Figure 1).
+# Here we change the training conditions instead, one at a time.
 
 # %% [markdown]
 # ## 2. Higher learning rates
 #
 # The first promise: with BN, you can raise the learning rate. We train both networks at six learning
-# rates over three decades: 0.01, 0.1, 0.3, 1, 3 and 10. We also train a deeper network, **6 hidden layers of 100
-# ReLU units** (same initialization), because depth is where large steps become dangerous: each layer
+# rates over three decades: 0.01, 0.1, 0.3, 1, 3 and 10. We also train a deeper network, **6 hidden
+# layers of 100 ReLU units** (same initialization), because depth is where large steps become dangerous: each layer
 # multiplies the scale of the signal, so a step that inflates every layer's weights a little inflates
 # the output a lot. A run **diverges** when its loss becomes NaN or infinite; we then stop it and mark
 # where. A run that ends below 50% test accuracy (chance is 10%) has **failed**.
@@ -498,8 +499,8 @@ gamma_beta_figure(bn_runs, "norm3", units,
 # %%
 follow = {lr: bt.output_versus_gamma_beta(bn_runs[lr], 3) for lr in (1.0, 10.0)}  # (records, 100 units) each
 for lr, measures in follow.items():
-    print(f"η = {lr:g}, layer 3, all units, steps 50 to {bn_runs[lr].steps[-1]}: median of the BN output within "
-          f"{np.median(measures['median offset']):.2f}·γ of β (typical unit), its 15-85th percentile band "
+    print(f"η = {lr:g}, layer 3, all units, steps 50 to {bn_runs[lr].steps[-1]}: median of the BN output "
+          f"within {np.median(measures['median offset']):.2f}·γ of β (typical unit), its 15-85th percentile band "
           f"{np.median(measures['band width']):.2f} × 2γ wide")
     assert np.median(measures["median offset"]) < 0.15 and 0.9 < np.median(measures["band width"]) < 1.25
 last_beta = bt.gamma_beta(bn_runs[10.0], "norm3")[1]
