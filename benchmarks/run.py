@@ -6,7 +6,7 @@ fast every slider redraws its figure. Prints a table with the targets beside the
 
 Targets (2-core CPU): notebook <= 30 s, peak memory <= 1 GB, slider median <= 100 ms, p95 <= 300 ms.
 Slider latency is the time of one redraw in the kernel (the update function and the figure
-widget's batch update), for each value a control sweeps in bnlab.panels.PANELS.
+widget's batch update), for each value a control sweeps in bnlab.course.panels().
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def machine_reference(steps: int = 500) -> float:
 
 def slider_latencies() -> list[dict]:
     """Median and 95th percentile redraw time of every control of every panel."""
-    from bnlab.panels import PANELS
+    from bnlab.course import panels
+    PANELS = panels()
 
     rows = []
     for name, (make, sweeps) in PANELS.items():

@@ -1,22 +1,26 @@
 """bnlab: the helper package of an interactive course on Batch Normalization.
 
-Modules, one per concern:
-    numerics   the same numbers on every x86-64 CPU (set on import, before torch computes)
-    config     the course seed (BNLAB_SEED)
-    data       digits and synthetic problems, offline
-    models     make_mlp, the one model factory
-    batchnorm  bnlab's own Batch Normalization
-    training   train, the one training loop, and its History
-    figures    plotly figure builders with one theme
-    widgets    SliderPanel, the one way to build a slider panel
-    checks     exercise checkers and their hidden solutions
-    panels     the slider panels of every notebook (one module per notebook)
-    gradcheck  compare gradients: exact, allclose, largest difference
-Notebook machinery: conditioning (01), covariate_shift (02), outside_gradient (03),
-batchnorm's functional forms (04), bn_training (05).
+The core, which knows no lesson:
+    reproducibility  the same numbers on every x86-64 CPU (set on import, before torch computes)
+    seeding          the course seed (BNLAB_SEED) and the seeded generators
+    parallel         independent runs side by side, one per CPU core
+    data             digits and synthetic problems, offline; standardize, whiten
+    models           make_mlp, the one model factory (an MLP of explicit Blocks)
+    batchnorm        bnlab's own Batch Normalization layer
+    training         train, the one training loop, and its History
+    runs             train once, reuse everywhere: the one cache of training runs
+    probes           looking inside a network: accuracy, layer inputs, gradients, saturation
+    figures          plotly figure builders with one theme
+    widgets          SliderPanel, the one way to build a slider panel
+    exercises        Verdict, Exercise and the machinery of exercise checks
+    claims           the claims protocol: record a measurement, build the ledger
+    compare          compare two tensors: exact, allclose, largest difference
+    environment      notebook 00's environment check
+One package per notebook: bnlab.lessons.nb<NN_name> (its experiments, figures, checks, claims);
+bnlab.course lists the notebooks and everything that belongs to each.
 """
 
-from .numerics import pin_numerics
+from .reproducibility import pin_numerics
 
 pin_numerics()  # first of all: torch reads these settings when it first computes
 
@@ -29,8 +33,8 @@ def setup() -> int:
     """
     import torch
 
-    from .config import seed_everything
     from .figures import use_notebook_renderer
+    from .seeding import seed_everything
 
     # One thread: the course's small networks run as fast, and the printed numbers then do not
     # depend on how many cores a machine has (summation order changes the last bits).

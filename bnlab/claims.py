@@ -22,7 +22,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from .config import course_seed
+from .seeding import course_seed
 
 SEEDS = (0, 1, 2, 3, 4)
 HOLDS, PARTLY, DOES_NOT_HOLD = "holds", "partly", "does not hold"
@@ -56,109 +56,26 @@ class Measurement:
         return f"Claim {self.key} [{self.outcome}] seed {self.seed}: {self.measured}"
 
 
-def _claims(*claims: Claim) -> dict[str, Claim]:
-    return {claim.key: claim for claim in claims}
-
-
 PAPER = "Ioffe & Szegedy 2015"
 SANTURKAR = "Santurkar et al. 2018"
-CLAIMS: dict[str, Claim] = _claims(
-    # ---- notebook 02
-    Claim("ics-percentile-drift",
-          "Without BN the distribution of a hidden unit's input keeps shifting during training; with BN it "
-          "is much more stable.", f"{PAPER}, Figure 1 (b, c)", "02_covariate_shift",
-          "3. Internal covariate shift: the paper's Figure 1 on digits"),
-    Claim("bn-trains-faster",
-          "With BN the network reaches a given test accuracy in fewer steps.", f"{PAPER}, Figure 1 (a)",
-          "02_covariate_shift", "5. The hypothesis, and why it is still one"),
-    Claim("bn-no-protection-from-test-shift",
-          "BN does not protect a trained model against a shift of the test inputs.", "course (seed 000, Q1)",
-          "02_covariate_shift",
-          "1. Covariate shift: the test data are not the training data"),
-    # ---- notebook 03
-    Claim("outside-gradient-bias-grows",
-          "Normalizing outside the gradient step makes the bias grow without bound while the loss does "
-          "not change.", f"{PAPER}, section 2", "03_normalizing_outside_the_gradient",
-          "1. The paper's argument, and a layer that acts it out"),
-    Claim("outside-gradient-model-blows-up",
-          "With normalization statistics computed outside the gradient step, the model blows up.",
-          f"{PAPER}, section 2", "03_normalizing_outside_the_gradient", "4. The same failure in a real network"),
-    # ---- notebook 04
-    Claim("bn-matches-two-moments-only",
-          "BN matches the mean and variance of a batch, not its shape: a bimodal batch stays bimodal.",
-          "seed 000, Q2", "04_batchnorm_from_scratch",
-          "5. What BN does not fix: the shape of a distribution"),
-    Claim("eval-needs-population-statistics",
-          "At test time BN must use population (running) statistics: batch statistics of small test "
-          "batches cost accuracy.", f"{PAPER}, Algorithm 2", "04_batchnorm_from_scratch",
-          "4. Training mode and eval mode"),
-    # ---- notebook 05
-    Claim("bn-allows-higher-learning-rates",
-          "BN allows much higher learning rates.", f"{PAPER}, abstract and section 3.3",
-          "05_training_with_batchnorm", "2. Higher learning rates"),
-    Claim("bn-forgives-initialization",
-          "With BN one can be less careful about initialization: the output does not depend on the weights' "
-          "scale, and the gradient scales as 1/a.", f"{PAPER}, section 3.3; seed 003",
-          "05_training_with_batchnorm", "3. Initialization and scale invariance"),
-    Claim("bn-trains-saturating-nets",
-          "BN makes it possible to train networks with saturating nonlinearities.", f"{PAPER}, section 3.3; "
-          "seed 001", "05_training_with_batchnorm", "4. Saturating nonlinearities: sigmoid and tanh"),
-    Claim("gamma-beta-settle-early",
-          "gamma and beta settle early in training.", "seed 004", "05_training_with_batchnorm",
-          "6. γ and β during training"),
-    Claim("gamma-beta-fluctuate-with-learning-rate",
-          "A higher learning rate makes gamma and beta fluctuate more.", "seed 004", "05_training_with_batchnorm",
-          "6. γ and β during training"),
-    Claim("jacobian-singular-values-near-one",
-          "BN brings the singular values of the layer Jacobians close to 1.", f"{PAPER}, section 3.3; "
-          "seed 003", "05_training_with_batchnorm", "7. Do the layer Jacobians have singular values near 1?"),
-    # ---- notebook 06 (claims examined in why_batchnorm_works; keep this block last)
-    Claim("noisy-bn-still-helps",
-          "BN still helps when noise after every BN layer makes the layer inputs less stable than without "
-          "BN: noisy BN trains better than the same noise without BN, and than the plain network.",
-          f"{SANTURKAR}, section 2.1", "06_why_batchnorm_works",
-          "1. Noisy BN: make the inputs unstable on purpose"),
-    Claim("ics-gradient-change-reduced",
-          "BN reduces internal covariate shift, measured as the change of a layer's gradient when the layers "
-          "below it are updated on the same batch.",
-          f"{PAPER}, abstract; tested as in {SANTURKAR}, section 2.2",
-          "06_why_batchnorm_works", "2. Internal covariate shift, measured through the gradient"),
-    Claim("bn-smooths-loss-landscape-median",
-          "With BN the loss and its gradient change less along the gradient direction (typical step of "
-          "training).",
-          f"{SANTURKAR}, section 3.1 and Figure 4", "06_why_batchnorm_works",
-          "3. The loss landscape along the gradient"),
-    Claim("bn-smooths-loss-landscape-worst-case",
-          "With BN the loss and its gradient change less along the gradient direction (worst steps of "
-          "training).",
-          f"{SANTURKAR}, section 3.1 and Figure 4", "06_why_batchnorm_works",
-          "3. The loss landscape along the gradient"),
-    Claim("bn-improves-beta-smoothness",
-          "BN makes the loss smoother: a smaller effective β-smoothness (gradient change per unit of step).",
-          f"{SANTURKAR}, section 3.1 and Figure 4 (c)", "06_why_batchnorm_works",
-          "3. The loss landscape along the gradient"),
-    Claim("bn-weights-scale-invariant",
-          "Under BN the loss does not depend on the scale of a unit's incoming weights: the gradient is "
-          "orthogonal to them, their norm grows, and the effective learning rate η/|w|² falls.",
-          f"{PAPER}, section 3.3; van Laarhoven 2017; Arora et al. 2019", "06_why_batchnorm_works",
-          "4. Scale invariance and the effective learning rate"),
-    Claim("bn-output-depends-on-batch",
-          "In training mode, an example's output under BN depends on the other examples of its batch.",
-          f"{PAPER}, section 3.4; seed 003", "06_why_batchnorm_works", "5. Pitfalls, each one run"),
-    Claim("precise-bn-improves-accuracy",
-          "Recomputing the population statistics at the final weights (precise BN) improves test accuracy "
-          "over the running averages.", "Wu & Johnson 2021, section 3", "06_why_batchnorm_works",
-          "5. Pitfalls, each one run"),
-    Claim("layernorm-groupnorm-batch-independent",
-          "LayerNorm and GroupNorm do not depend on the batch, and keep working with batches of 2 where BN "
-          "fails.",
-          "Ba et al. 2016; Wu & He 2018", "06_why_batchnorm_works",
-          "6. Alternatives: LayerNorm and GroupNorm"),
-)
+# every claim the course tests, by key; each lesson package registers its own when it is imported
+CLAIMS: dict[str, Claim] = {}
+
+
+def register(*claims: Claim) -> None:
+    """Add a lesson's claims to ``CLAIMS`` (registering the same claim again changes nothing). ``CLAIMS``
+    stays in the order of the notebooks, and of each lesson's list, whichever lesson is imported first."""
+    for new in claims:
+        if CLAIMS.get(new.key, new) != new:
+            raise ValueError(f"two different claims use the key {new.key!r}")
+        CLAIMS[new.key] = new
+    in_order = sorted(CLAIMS.values(), key=lambda claim: claim.notebook)  # a stable sort keeps each list's order
+    CLAIMS.clear()
+    CLAIMS.update((claim.key, claim) for claim in in_order)
 
 
 def claim(key: str) -> Claim:
-    """The claim named ``key``; a ValueError lists the known keys for a mistyped one."""
+    """The registered claim named ``key``; a ValueError lists the known keys for a mistyped one."""
     if key not in CLAIMS:
         raise ValueError(f"unknown claim {key!r}; known claims: {', '.join(CLAIMS)}")
     return CLAIMS[key]

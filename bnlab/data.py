@@ -4,6 +4,7 @@
   read straight from the file scikit-learn ships, so no download and no heavy import.
 * ``make_regression_2d``: a two-feature least-squares problem whose feature scale, offset
   and correlation you choose (notebook 01).
+* ``standardize`` and ``whiten``: z-scores with the training statistics, and ZCA whitening.
 * ``load(name, **options)``: either of them by name, with a clear error for a typo.
 """
 
@@ -19,12 +20,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .config import numpy_rng
+from .seeding import numpy_rng
 
 DIGITS_FILE = Path("datasets") / "data" / "digits.csv.gz"
 # weights of the synthetic regression; not along an eigenvector of any of its Hessians, so
 # gradient descent from w = 0 has to travel along both directions of the bowl
 TRUE_WEIGHTS = np.array([2.0, -1.0])
+SINGULAR_BELOW = 1e-12  # an eigenvalue this small (relative to the largest) makes a covariance singular
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,25 @@ def standardize(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np
     std = X_train.std(axis=0)
     std = np.where(std > 0, std, 1.0)  # a constant pixel stays 0 instead of becoming 0/0
     return (X_train - mean) / std, (X_test - mean) / std
+
+
+def whiten(X: np.ndarray) -> np.ndarray:
+    """ZCA whitening: centered X (n, d) times Cov^(-1/2), so the result has identity covariance.
+
+    Cov^(-1/2) = V diag(1 / sqrt(lambda)) V^T from the eigendecomposition Cov = V diag(lambda) V^T.
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or len(X) == 0:
+        raise ValueError(f"expected a 2-D array of shape (n_examples, n_features), got shape {X.shape}")
+    centered = X - X.mean(axis=0)
+    covariance = centered.T @ centered / len(X)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    if eigenvalues[0] <= SINGULAR_BELOW * max(eigenvalues[-1], 1.0):
+        raise ValueError("the covariance is singular (fewer examples than features, or a constant "
+                         "feature), so it has no inverse square root")
+    inverse_sqrt = eigenvectors @ np.diag(eigenvalues ** -0.5) @ eigenvectors.T
+    return centered @ inverse_sqrt
+
 
 
 def load_digits(test_fraction: float = 0.25, standardized: bool = True,

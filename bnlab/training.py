@@ -22,9 +22,10 @@ import torch
 from torch import nn
 
 from .batchnorm import NonFiniteInputError
-from .config import torch_generator
 from .data import Split
-from .models import activation_layers, norm_layers
+from .models import blocks_of
+from .probes import activation_inputs, captured_inputs
+from .seeding import torch_generator
 
 PERCENTILES = (15, 50, 85)
 Probe = Callable[[nn.Module, Split], Any]  # probe(model, data) -> anything worth recording
@@ -89,26 +90,6 @@ class History:
 
 def _loss_function(target: torch.Tensor) -> nn.Module:
     return nn.MSELoss() if target.is_floating_point() else nn.CrossEntropyLoss()
-
-
-class _PreactivationRecorder:
-    """Forward pre-hooks that keep the latest input of each activation layer."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.latest: dict[str, torch.Tensor] = {}
-        self.enabled = False
-        self._handles = [layer.register_forward_pre_hook(self._hook(name))
-                         for name, layer in activation_layers(model).items()]
-
-    def _hook(self, name: str):
-        def keep_input(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            if self.enabled:
-                self.latest[name] = inputs[0].detach()
-        return keep_input
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
 
 
 class _Progress:
@@ -184,21 +165,19 @@ def train(model: nn.Module, data: Split, *, steps: int, lr: float, batch_size: i
     history = History(settings=settings, percentiles=tuple(percentiles))
     loss_fn = _loss_function(data.y_train)
     optimizer = SGD(model.parameters(), lr=lr, momentum=momentum)
-    recorder = _PreactivationRecorder(model)
     batches = _batch_indices(len(data.X_train), batch_size, torch_generator(seed, stream=4))
     bar = _Progress(steps, enabled=progress)
     started = time.perf_counter()
     try:
-        healthy = _record(history, model, data, loss_fn, recorder, 0, max_param_norm, probes or {})
+        healthy = _record(history, model, data, loss_fn, 0, max_param_norm, probes or {})
         for step in range(1, steps + 1 if healthy else 1):
             if not _sgd_step(history, model, data, loss_fn, optimizer, next(batches), step):
                 break
             if step % record_every == 0 or step == steps:
-                if not _record(history, model, data, loss_fn, recorder, step, max_param_norm, probes or {}):
+                if not _record(history, model, data, loss_fn, step, max_param_norm, probes or {}):
                     break
             bar.update(step)
     finally:
-        recorder.remove()
         bar.close()
         model.train()
     history.seconds = time.perf_counter() - started
@@ -269,13 +248,12 @@ def _mark_diverged(history: History, step: int, reason: str) -> None:
     history.diverged_at, history.divergence = step, reason
 
 
-def _record(history: History, model: nn.Module, data: Split, loss_fn: nn.Module,
-            recorder: _PreactivationRecorder, step: int, max_param_norm: float,
-            probes: Mapping[str, Probe]) -> bool:
+def _record(history: History, model: nn.Module, data: Split, loss_fn: nn.Module, step: int,
+            max_param_norm: float, probes: Mapping[str, Probe]) -> bool:
     """Append one record (in eval mode), then put the model back in training mode.
     Returns False (and marks the history) if the model has diverged."""
     with torch.no_grad():
-        healthy = _record_standard(history, model, data, loss_fn, recorder, step, max_param_norm)
+        healthy = _record_standard(history, model, data, loss_fn, step, max_param_norm)
     if healthy:
         model.eval()
         for name, probe in probes.items():
@@ -284,8 +262,8 @@ def _record(history: History, model: nn.Module, data: Split, loss_fn: nn.Module,
     return healthy
 
 
-def _record_standard(history: History, model: nn.Module, data: Split, loss_fn: nn.Module,
-                     recorder: _PreactivationRecorder, step: int, max_param_norm: float) -> bool:
+def _record_standard(history: History, model: nn.Module, data: Split, loss_fn: nn.Module, step: int,
+                     max_param_norm: float) -> bool:
     norms = {name: p.norm().item() for name, p in model.named_parameters()}
     too_large = [name for name, value in norms.items() if not value <= max_param_norm]
     if too_large:
@@ -294,13 +272,11 @@ def _record_standard(history: History, model: nn.Module, data: Split, loss_fn: n
     model.eval()
     try:
         train_loss = loss_fn(model(data.X_train), data.y_train).item()
-        recorder.enabled = True
-        test_out = model(data.X_test)
+        with captured_inputs(activation_inputs(model)) as preactivations:  # over the test set
+            test_out = model(data.X_test)
     except NonFiniteInputError:
         _mark_diverged(history, step, "activations became NaN or infinite")
         return False
-    finally:
-        recorder.enabled = False
     history.steps.append(step)
     history.train_loss.append(train_loss)
     history.test_loss.append(loss_fn(test_out, data.y_test).item())
@@ -308,13 +284,13 @@ def _record_standard(history: History, model: nn.Module, data: Split, loss_fn: n
     for name, value in norms.items():
         history.param_norms.setdefault(name, []).append(value)
     q = torch.tensor(history.percentiles, dtype=torch.float32) / 100
-    for name, preact in recorder.latest.items():
+    for name, preact in preactivations.items():
         history.preact_percentiles.setdefault(name, []).append(unit_percentiles(preact, q).numpy())
-    for name, layer in norm_layers(model).items():
-        gamma, beta = _affine_parameters(layer)
+    for block in blocks_of(model):
+        gamma, beta = _affine_parameters(block.norm)
         if gamma is not None:
-            history.gamma.setdefault(name, []).append(gamma.detach().numpy().copy())
-            history.beta.setdefault(name, []).append(beta.detach().numpy().copy())
+            history.gamma.setdefault(f"norm{block.number}", []).append(gamma.detach().numpy().copy())
+            history.beta.setdefault(f"norm{block.number}", []).append(beta.detach().numpy().copy())
     return True
 
 
@@ -331,8 +307,9 @@ def unit_percentiles(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return partly_sorted[below].lerp(partly_sorted[above], (ranks - below)[:, None])
 
 
-def _affine_parameters(layer: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """gamma and beta of a normalization layer, whatever it calls them (torch: weight/bias)."""
+def _affine_parameters(layer: nn.Module | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """gamma and beta of a normalization layer, whatever it calls them (torch: weight/bias);
+    (None, None) for no layer or one without them."""
     gamma = getattr(layer, "gamma", None)
     if gamma is None:
         gamma = getattr(layer, "weight", None)
@@ -346,14 +323,3 @@ def _accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
     if target.is_floating_point():
         return math.nan
     return (logits.argmax(dim=1) == target).float().mean().item()
-
-
-def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of the rows of X (n, d) that ``model`` classifies as y (n,), in eval mode.
-    The model is left in the mode it was in."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        correct = (model(X).argmax(dim=1) == y).float().mean().item()
-    model.train(was_training)
-    return correct

@@ -8,7 +8,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from bnlab import claims
+from bnlab import claims, course  # course: every lesson registers its claims
 from notebook_tools import LEDGER_JSON, LEDGER_PAGE, NOTEBOOK_DIR, NOTEBOOKS, printed_text
 
 

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from bnlab.batchnorm import BatchNorm
-from bnlab.models import NORMS, StepNoise, activation_layers, make_mlp, norm_layers
+from bnlab.models import NORMS, blocks_of, make_mlp
 
 
 def test_default_mlp_is_the_papers_3x100_sigmoid_net():
@@ -20,8 +20,8 @@ def test_norm_choice_puts_a_norm_layer_before_each_activation(norm, kind):
     model = make_mlp(hidden=(8, 8), norm=norm, activation="relu")
     names = [name for name, _ in model.named_children()]
     assert names == ["linear1", "norm1", "act1", "linear2", "norm2", "act2", "output"]
-    assert all(isinstance(layer, kind) for layer in norm_layers(model).values())
-    assert list(activation_layers(model)) == ["act1", "act2"]
+    assert all(isinstance(block.norm, kind) for block in model.blocks)
+    assert [block.number for block in model.blocks] == [1, 2]
     assert model(torch.randn(4, 64)).shape == (4, 10)
 
 
@@ -57,28 +57,27 @@ def test_bad_arguments_name_the_valid_ones(kwargs, message):
         make_mlp(**kwargs)
 
 
-@pytest.mark.parametrize("norm, kind", [("layernorm", nn.LayerNorm), ("groupnorm", nn.GroupNorm),
-                                        ("noise", StepNoise), ("noisy_bn", nn.Sequential)])
-def test_notebook_06_norm_choices(norm, kind):
+@pytest.mark.parametrize("norm, kind", [("layernorm", nn.LayerNorm), ("groupnorm", nn.GroupNorm)])
+def test_batch_independent_norm_choices(norm, kind):
     model = make_mlp(hidden=(20, 20), norm=norm, activation="relu")
-    assert all(isinstance(model.get_submodule(f"norm{i}"), kind) for i in (1, 2))
+    assert all(isinstance(block.norm, kind) for block in model.blocks)
     assert model(torch.randn(4, 64)).shape == (4, 10)
     if norm == "groupnorm":
         assert model.norm1.num_groups == 10
-    if norm == "noisy_bn":
-        assert isinstance(model.norm1[0], nn.BatchNorm1d) and isinstance(model.norm1[1], StepNoise)
 
 
-def test_step_noise_changes_every_training_step_and_is_its_mean_in_eval_mode():
-    noise = StepNoise(5, level=2.0, seed=0)
-    x = torch.randn(8, 5)
-    first, second = noise(x), noise(x)
-    assert not torch.equal(first, second)                              # a fresh draw at every step
-    assert torch.allclose(noise.eval()(x), 2.0 * x)                    # E[s] x + E[m] = (1 + level/2) x
-    noise.train().reseed(0)
-    assert torch.equal(noise(x), first)                                # reproducible from its seed
-    assert torch.equal(StepNoise(5, level=0.0)(x), x)
-    with pytest.raises(ValueError, match="noise level must be a non-negative number"):
-        StepNoise(5, level=-1.0)
-    with pytest.raises(ValueError, match="width must be a positive integer"):
-        StepNoise(0)
+def test_a_norm_factory_builds_the_layer_of_every_block():
+    model = make_mlp(hidden=(6, 7), norm=lambda width: nn.Dropout(0.0), activation="tanh")
+    assert [type(block.norm) for block in model.blocks] == [nn.Dropout, nn.Dropout]
+
+
+def test_blocks_name_their_layers_explicitly_and_slices_are_plain_sequentials():
+    model = make_mlp(hidden=(8, 9), norm="torch_bn")
+    first, second = model.blocks
+    assert (first.number, first.linear, first.norm, first.activation) == (1, model.linear1, model.norm1, model.act1)
+    assert second.linear.out_features == 9 and model.output.in_features == 9
+    assert blocks_of(model) == model.blocks and blocks_of(nn.Linear(2, 2)) == []
+    head = model[:3]
+    assert type(head) is nn.Sequential and len(head) == 3
+    plain = make_mlp(hidden=(5,))
+    assert plain.blocks[0].norm is None

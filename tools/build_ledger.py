@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 LEDGER_JSON, LEDGER_PAGE = NOTEBOOKS / "claims_ledger.json", NOTEBOOKS / "claims_ledger.md"
 sys.path.insert(0, str(ROOT))
-from bnlab import claims  # noqa: E402
+from bnlab import claims, course  # noqa: E402,F401  (course: every lesson registers its claims)
 
 
 def printed_text(notebook: nbformat.NotebookNode) -> str:

@@ -19,26 +19,18 @@ from urllib.parse import quote
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bnlab.course import COURSE  # noqa: E402  (the list of notebooks: titles, questions, files)
+
 NOTEBOOKS = ROOT / "notebooks"
 BRANCH = "main"
 COLAB_MARKER = "# bnlab: Colab set-up"
 TABLE_START, TABLE_END = "<!-- notebooks-table:start -->", "<!-- notebooks-table:end -->"
 PULLER_START, PULLER_END = "<!-- nbgitpuller:start -->", "<!-- nbgitpuller:end -->"
+MAP_START, MAP_END = "# <!-- course-map:start -->", "# <!-- course-map:end -->"  # in notebook 00's source
 EXAMPLE_HUB = "https://hub.example.edu"
 BINDER_BADGE = "https://mybinder.org/badge_logo.svg"
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
-
-# notebook number -> (title, the question it answers); notebooks not yet in the repo show as "in preparation"
-SERIES = {
-    "00": ("Start here", "How do I use this course? (environment check, sliders, exercises)"),
-    "01": ("Input normalization", "Why do we center, scale and decorrelate inputs?"),
-    "02": ("Covariate shift", "What is covariate shift, and what is *internal* covariate shift?"),
-    "03": ("Normalizing outside the gradient", "Why can't we normalize activations between gradient steps?"),
-    "04": ("Batch norm from scratch", "What exactly does BN compute, forward and backward, train and eval?"),
-    "05": ("Training with BN", "What does BN buy in practice?"),
-    "06": ("Why BN works, and when it fails", "Is internal covariate shift the real reason?"),
-}
-
 
 def repository_url() -> str:
     """The Repository URL from pyproject.toml (read with a regex: tomllib needs Python 3.11)."""
@@ -91,16 +83,26 @@ def committed_notebooks() -> list[Path]:
 
 
 def notebook_table() -> str:
-    present = {path.name[:2]: path.name for path in committed_notebooks()}
+    """The README's table of notebooks, from the course registry."""
     rows = ["| # | notebook | the question it answers | run it |", "|---|---|---|---|"]
-    for number, (title, question) in SERIES.items():
-        name = present.get(number)
-        if name is None:
-            rows.append(f"| {number} | {title} *(in preparation)* | {question} | |")
-            continue
-        colab = f"[![Open in Colab]({COLAB_BADGE})]({colab_url(name)})"
-        rows.append(f"| {number} | [{title}](notebooks/{name}) | {question} | {colab} |")
+    for entry in COURSE:
+        colab = f"[![Open in Colab]({COLAB_BADGE})]({colab_url(entry.file)})"
+        rows.append(f"| {entry.number} | [{entry.title}](notebooks/{entry.file}) | {entry.question} | {colab} |")
     return "\n".join(rows)
+
+
+def course_map() -> str:
+    """Notebook 00's map of the series (markdown lines of its percent-format source), from the registry."""
+    rows = ["| # | notebook | the question it answers |", "|---|---|---|"]
+    for entry in COURSE:
+        title = entry.title if entry.number == "00" else f"[{entry.title}]({entry.file})"
+        rows.append(f"| {entry.number} | {title} | {entry.question} |")
+    return "\n".join(f"# {row}" for row in rows)
+
+
+def with_course_map_in_source(text: str) -> str:
+    """Notebook 00's source with the map between its markers regenerated."""
+    return _replace_between(text, MAP_START, MAP_END, course_map())
 
 
 def _replace_between(text: str, start_marker: str, end_marker: str, body: str) -> str:
@@ -133,6 +135,10 @@ def update() -> list[str]:
     if readme.read_text() != (new := readme_text(readme.read_text())):
         readme.write_text(new)
         changed.append("README.md")
+    start_here = NOTEBOOKS / "src" / f"{COURSE[0].stem}.py"
+    if start_here.read_text() != (new := with_course_map_in_source(start_here.read_text())):
+        start_here.write_text(new)
+        changed.append(f"{start_here.relative_to(ROOT)} (rebuild it: python tools/build_notebooks.py 00)")
     for source in sorted((NOTEBOOKS / "src").glob("*.py")):
         if source.read_text() != (new := with_colab_cell_in_source(source.read_text())):
             source.write_text(new)

@@ -24,9 +24,9 @@ if "google.colab" in sys.modules:
 
 # %%
 import bnlab
-from bnlab.checks import check_mean, show_solution
+from bnlab.lessons.nb00_start_here.checks import check_mean, show_solution
 from bnlab.environment import check_environment
-from bnlab.panels import PARABOLA_STEPS, parabola_panel
+from bnlab.lessons.nb00_start_here.figures import PARABOLA_STEPS, parabola_panel
 
 SEED = bnlab.setup()
 print(f"Course seed: {SEED} (set the BNLAB_SEED environment variable before starting Jupyter to change it)")
@@ -44,15 +44,17 @@ environment_ok = check_environment()
 #
 # Work through the notebooks in order; each one answers one question and ends with a summary.
 #
+# <!-- course-map:start -->
 # | # | notebook | the question it answers |
 # |---|---|---|
-# | 00 | start here | How do I use this course? |
-# | 01 | [input normalization](01_input_normalization.ipynb) | Why do we center, scale and decorrelate inputs before training? |
-# | 02 | [covariate shift](02_covariate_shift.ipynb) | What is covariate shift, and what is *internal* covariate shift? |
-# | 03 | [normalizing outside the gradient](03_normalizing_outside_the_gradient.ipynb) | Why can't we simply normalize activations between gradient steps? |
-# | 04 | [batch norm from scratch](04_batchnorm_from_scratch.ipynb) | What exactly does BN compute, forward and backward, in training and at test time? |
-# | 05 | [training with BN](05_training_with_batchnorm.ipynb) | What does BN buy in practice: higher learning rates, any initialization, sigmoid nets that train? |
-# | 06 | [why BN works, and when it fails](06_why_batchnorm_works.ipynb) | Is "internal covariate shift" the real reason? Which pitfalls bite, and what are the alternatives? |
+# | 00 | Start here | How do I use this course? (environment check, sliders, exercises) |
+# | 01 | [Input normalization](01_input_normalization.ipynb) | Why do we center, scale and decorrelate inputs? |
+# | 02 | [Covariate shift](02_covariate_shift.ipynb) | What is covariate shift, and what is *internal* covariate shift? |
+# | 03 | [Normalizing outside the gradient](03_normalizing_outside_the_gradient.ipynb) | Why can't we normalize activations between gradient steps? |
+# | 04 | [Batch norm from scratch](04_batchnorm_from_scratch.ipynb) | What exactly does BN compute, forward and backward, train and eval? |
+# | 05 | [Training with BN](05_training_with_batchnorm.ipynb) | What does BN buy in practice? |
+# | 06 | [Why BN works, and when it fails](06_why_batchnorm_works.ipynb) | Is internal covariate shift the real reason? |
+# <!-- course-map:end -->
 #
 # The [claims ledger](claims_ledger.md) closes the series: every claim about BN the course tests,
 # with the outcome each of five seeds measured and a verdict (holds here, holds with caveats, does not

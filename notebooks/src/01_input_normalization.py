@@ -32,13 +32,13 @@ import numpy as np
 import torch
 
 import bnlab
-from bnlab import conditioning
-from bnlab.checks import check_standardize, check_whiten, show_solution
-from bnlab.config import numpy_rng
+from bnlab.lessons.nb01_input_normalization import experiments as conditioning
+from bnlab.lessons.nb01_input_normalization.checks import check_standardize, check_whiten, show_solution
+from bnlab.lessons.nb01_input_normalization.figures import descent_comparison_panel, input_variants
 from bnlab.data import load_digits, make_regression_2d
 from bnlab.figures import add_line, new_figure
 from bnlab.models import make_mlp
-from bnlab.panels import descent_comparison_panel, input_variants
+from bnlab.seeding import numpy_rng
 
 SEED = bnlab.setup()
 print(f"Course seed: {SEED}")

@@ -31,20 +31,21 @@ if "google.colab" in sys.modules:
 import numpy as np
 
 import bnlab
-from bnlab import covariate_shift as cs
-from bnlab.checks import check_minibatch_statistics, check_saturated_fraction, show_solution
 from bnlab.claims import record
 from bnlab.data import load_digits
-from bnlab.models import WITH_AND_WITHOUT_BN, make_mlp
-from bnlab.panels import minibatch_panel, saturation_panel
-from bnlab.panels.covariate_shift import (
+from bnlab.lessons.nb02_covariate_shift import experiments as cs
+from bnlab.lessons.nb02_covariate_shift.checks import check_minibatch_statistics, check_saturated_fraction, show_solution
+from bnlab.lessons.nb02_covariate_shift.figures import (
     MINIBATCH_PIXEL,
     drift_figure,
     figure_1,
+    minibatch_panel,
     minibatch_pixel,
+    saturation_panel,
     shift_figure,
 )
-from bnlab.training import accuracy
+from bnlab.models import WITH_AND_WITHOUT_BN, make_mlp
+from bnlab.probes import accuracy
 
 SEED = bnlab.setup()
 print(f"Course seed: {SEED}")

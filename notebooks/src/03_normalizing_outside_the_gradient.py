@@ -36,15 +36,20 @@ import numpy as np
 import torch
 
 import bnlab
-from bnlab.checks import check_bias_drift, check_center_in_graph, check_standardize_in_graph, show_solution
 from bnlab.claims import record
-from bnlab.config import side_by_side
 from bnlab.data import load_digits
 from bnlab.figures import add_line, history_figure, new_figure
-from bnlab.models import make_mlp
-from bnlab.outside_gradient import (
+from bnlab.lessons.nb03_normalizing_outside_the_gradient.checks import (
+    check_bias_drift,
+    check_center_in_graph,
+    check_standardize_in_graph,
+    show_solution,
+)
+from bnlab.lessons.nb03_normalizing_outside_the_gradient.experiments import (
     ToyLayer,
+    all_drift_sweeps,
     batch_statistics_accuracy,
+    drift_sweeps,
     hidden_norm,
     median_effective_lr,
     normalization,
@@ -54,7 +59,9 @@ from bnlab.outside_gradient import (
     toy_start,
     train_toy,
 )
-from bnlab.panels.outside_gradient import drift_panel, drift_sweeps
+from bnlab.lessons.nb03_normalizing_outside_the_gradient.figures import drift_panel
+from bnlab.models import make_mlp
+from bnlab.parallel import side_by_side
 from bnlab.training import train
 
 SEED = bnlab.setup()
@@ -114,7 +121,7 @@ bias_figure
 # The numbers behind the picture, with the loss printed to ten decimals:
 
 # %%
-loss_outside, loss_inside = (np.array(toy_runs[where].train_loss) for where in ("outside", "inside"))
+loss_outside, loss_inside = (np.array(toy_runs[where].probes["loss"]) for where in ("outside", "inside"))
 gradient_outside, gradient_inside = (np.array(toy_runs[where].probes["dL/db"])
                                      for where in ("outside", "inside"))
 step_of_b = np.diff(b_outside) / np.diff(toy_steps)  # how far b moved per step, between records
@@ -173,7 +180,7 @@ assert np.abs(sweep_inside.bias).max() < 1e-10
 # outside the gradient? Section 3 explains what you see.
 
 # %%
-panel = drift_panel()
+panel = drift_panel(all_drift_sweeps())
 panel
 
 # %% [markdown]
@@ -290,12 +297,12 @@ print(f"effective learning rate η/|W|² when the target turns: {effective_out:.
       f"{effective_in:.4f} inside")
 print(f"steps until cos(W, new direction) > 0.9: {aligned_in} inside, "
       f"{'more than 300' if aligned_out is None else aligned_out} outside")
-print(f"loss 300 steps after the turn: {after_out.train_loss[-1]:.3f} outside, "
-      f"{after_in.train_loss[-1]:.3f} inside")
+print(f"loss 300 steps after the turn: {after_out.probes['loss'][-1]:.3f} outside, "
+      f"{after_in.probes['loss'][-1]:.3f} inside")
 
 assert effective_out < effective_in / 20
 assert aligned_in is not None and aligned_in <= 50 and aligned_out is None
-assert after_out.train_loss[-1] > after_in.train_loss[-1] + 0.3
+assert after_out.probes["loss"][-1] > after_in.probes["loss"][-1] + 0.3
 
 # %% [markdown]
 # Nothing in this toy becomes infinite or NaN: the norm grows like $\sqrt t$ forever and the layer
@@ -338,8 +345,9 @@ def train_run(run):
 
 mlp_runs = dict(zip(RUNS, side_by_side(train_run, RUNS)))  # one run per CPU core at a time
 for (label, lr), history in mlp_runs.items():
-    b, W = hidden_norm(history, "bias"), hidden_norm(history, "weight")
-    summary[label, lr] = {"b": b, "W": W, "effective_lr": median_effective_lr(models[label, lr], lr),
+    model = models[label, lr]
+    b, W = hidden_norm(history, model, "bias"), hidden_norm(history, model, "weight")
+    summary[label, lr] = {"b": b, "W": W, "effective_lr": median_effective_lr(model, lr),
                           "accuracy": second_half_mean(history.test_accuracy),
                           "own_statistics": second_half_mean(history.probes["batch-statistics accuracy"])}
 

@@ -40,25 +40,27 @@ import torch
 from torch import nn
 
 import bnlab
-from bnlab import batchnorm as bn
 from bnlab.batchnorm import BatchNorm, batch_statistics, normalize
-from bnlab.checks import check_batch_norm_backward, check_batch_norm_forward, show_solution
 from bnlab.claims import record
-from bnlab.config import numpy_rng, torch_generator
-from bnlab.covariate_shift import saturated_fraction
+from bnlab.compare import compare_all
 from bnlab.data import load_digits
-from bnlab.gradcheck import compare_all
-from bnlab.models import make_mlp
-from bnlab.panels.batchnorm import (
-    batch_size_panel,
+from bnlab.lessons.nb04_batchnorm_from_scratch import experiments as bn
+from bnlab.lessons.nb04_batchnorm_from_scratch.checks import (
+    check_batch_norm_backward,
+    check_batch_norm_forward,
+    show_solution,
+)
+from bnlab.lessons.nb04_batchnorm_from_scratch.experiments import (
     batch_size_sweep,
     central_share,
-    gamma_beta_panel,
     gamma_beta_unit,
-    shape_figure,
     skewness,
 )
-from bnlab.training import accuracy, train
+from bnlab.lessons.nb04_batchnorm_from_scratch.figures import batch_size_panel, gamma_beta_panel, shape_figure
+from bnlab.models import make_mlp
+from bnlab.probes import accuracy, saturated_fraction
+from bnlab.seeding import numpy_rng, torch_generator
+from bnlab.training import train
 
 SEED = bnlab.setup()
 print(f"Course seed: {SEED}")

@@ -37,19 +37,25 @@ if "google.colab" in sys.modules:
 import numpy as np
 
 import bnlab
-from bnlab import bn_training as bt
-from bnlab.checks import check_jacobian_singular_values, check_scale_hidden_weights, show_solution
 from bnlab.claims import record
 from bnlab.figures import history_figure
-from bnlab.models import WITH_AND_WITHOUT_BN
-from bnlab.panels import batch_size_training_panel, init_scale_panel, learning_rate_panel
-from bnlab.panels.bn_training import (
+from bnlab.lessons.nb05_training_with_batchnorm import experiments as bt
+from bnlab.lessons.nb05_training_with_batchnorm.checks import (
+    check_jacobian_singular_values,
+    check_scale_hidden_weights,
+    show_solution,
+)
+from bnlab.lessons.nb05_training_with_batchnorm.experiments import learning_rate_grids
+from bnlab.lessons.nb05_training_with_batchnorm.figures import (
+    batch_size_training_panel,
     gamma_beta_figure,
+    init_scale_panel,
     jacobian_figure,
-    learning_rate_grids,
+    learning_rate_panel,
     saturation_figure,
     unit_distribution_figure,
 )
+from bnlab.models import WITH_AND_WITHOUT_BN
 
 SEED = bnlab.setup()
 print(f"Course seed: {SEED}")
@@ -64,7 +70,7 @@ print(f"Course seed: {SEED}")
 # short: **200 SGD steps** (about 9 passes over the training set), with the test accuracy recorded
 # every 50 steps.
 #
-# The notebook trains about fifty networks. Each one is a `Setting` (network, BN or not, learning
+# The notebook trains about fifty networks. Each one is a `Run` (network, BN or not, learning
 # rate, batch size, initial weight scale), and one `Experiments` object trains each setting once, with
 # `bnlab.training.train`, and keeps the result: later sections and the slider panels look runs up
 # instead of training them again. Runs asked for together are trained side by side, one per CPU core;
@@ -150,7 +156,7 @@ record("bn-allows-higher-learning-rates",
 # is a run that diverged).
 
 # %%
-lr_panel = learning_rate_panel(experiments, lr=3.0, network="6×100 ReLU")
+lr_panel = learning_rate_panel(learning_rate_grids(experiments), lr=3.0, network="6×100 ReLU")
 lr_panel
 
 # %% [markdown]
@@ -216,7 +222,7 @@ assert invariance[0.01][0] > 0.1  # a²σ² close to ε: the invariance breaks
 # %%
 init_grid = experiments.grid("init_scale", bt.INIT_SCALES, **PAPER)  # 8 new runs (a = 1 is the base run)
 initial_gradient = bt.initial_gradients(experiments, **PAPER)      # a -> net -> |dL/dW1| before training
-saturated = {a: bt.saturated_share(bt.Setting(net="without BN", init_scale=a, **PAPER).build(SEED),
+saturated = {a: bt.saturated_share(bt.Run(net="without BN", init_scale=a, **PAPER).build(SEED),
                                    experiments.data.X_train, "sigmoid") for a in bt.INIT_SCALES}
 print(f"{'a':>6} | {'|dL/dW1| at the start':^25} | {'a·|dL/dW1|':^10} | {'saturated':^10} | "
       f"{'test accuracy at the end':^25}")
@@ -251,7 +257,7 @@ record("bn-forgives-initialization",
 # until $\epsilon$ interferes at $a = 0.01$. Every scale trains.
 
 # %%
-init_panel = init_scale_panel(experiments, gradients=initial_gradient)
+init_panel = init_scale_panel(init_grid, initial_gradient)
 init_panel
 
 # %% [markdown]
@@ -262,8 +268,8 @@ init_panel
 # did the hidden weights of the BN network travel in 200 steps, relative to where they started?
 
 # %%
-travel = {a: bt.relative_weight_change(bt.Setting(init_scale=a, **PAPER).build(SEED),
-                                       experiments.model(bt.Setting(init_scale=a, **PAPER)))
+travel = {a: bt.relative_weight_change(bt.Run(init_scale=a, **PAPER).build(SEED),
+                                       experiments.model(bt.Run(init_scale=a, **PAPER)))
           for a in bt.INIT_SCALES}
 for a, change in travel.items():
     print(f"a = {a:>6g}: |W_end - W_start| / |W_start| = {change:.2g}")
@@ -304,7 +310,7 @@ print(f"{'':>18} | {'without BN':>11} {'with BN':>11} | {'without BN':>10} {'wit
       f"{'without BN':>11} {'with BN':>11}")
 at_start = {}
 for label, fields in variants.items():
-    models = {net: bt.Setting(net=net, **fields).build(SEED) for net in WITH_AND_WITHOUT_BN}
+    models = {net: bt.Run(net=net, **fields).build(SEED) for net in WITH_AND_WITHOUT_BN}
     at_start[label] = {net: (bt.saturated_share(model, experiments.data.X_train, fields["activation"]),
                              bt.gradient_reach(model, experiments.data)) for net, model in models.items()}
     (sat_plain, reach_plain), (sat_bn, reach_bn) = at_start[label].values()
@@ -389,7 +395,7 @@ assert advantage[2] < 0.5 * min(advantage[4], advantage[8])                 # ..
 assert advantage[4] > 0.3 and advantage[8] > 0.3
 
 # %%
-batch_panel = batch_size_training_panel(experiments, noise=noise)
+batch_panel = batch_size_training_panel(batch_grid, noise)
 batch_panel
 
 # %% [markdown]
@@ -535,7 +541,7 @@ unit_distribution_figure({lr: bn_runs[lr] for lr in (1.0, 10.0)}, 3, unit,
 # %%
 jacobians = {}
 for net in WITH_AND_WITHOUT_BN:
-    setting = bt.Setting(net=net, **PAPER)
+    setting = bt.Run(net=net, **PAPER)
     models = {"at initialization": setting.build(SEED), "after training": experiments.model(setting)}
     for when, model in models.items():
         jacobians[f"{net}, {when}"] = bt.block_singular_values(model, experiments.data, n_examples=10)

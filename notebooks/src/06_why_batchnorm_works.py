@@ -43,12 +43,22 @@ import numpy as np
 import torch
 
 import bnlab
-from bnlab import why_bn as wb
 from bnlab.batchnorm import BatchNorm
-from bnlab.checks import check_effective_learning_rate, check_recompute_statistics, show_solution
 from bnlab.claims import record
-from bnlab.panels import noise_panel, normalization_panel
-from bnlab.panels.why_bn import ics_figure, landscape_figure, pitfalls_figure, weight_norm_figure
+from bnlab.lessons.nb06_why_batchnorm_works import experiments as wb
+from bnlab.lessons.nb06_why_batchnorm_works.checks import (
+    check_effective_learning_rate,
+    check_recompute_statistics,
+    show_solution,
+)
+from bnlab.lessons.nb06_why_batchnorm_works.figures import (
+    ics_figure,
+    landscape_figure,
+    noise_panel,
+    normalization_panel,
+    pitfalls_figure,
+    weight_norm_figure,
+)
 
 SEED = bnlab.setup()
 print(f"Course seed: {SEED}")
@@ -115,7 +125,7 @@ record("noisy-bn-still-helps", holds=beats_clean_plain,
 # level (level 0 is the clean pair).
 
 # %%
-noisy_panel = noise_panel()
+noisy_panel = noise_panel(wb.noisy_grid(SEED))
 noisy_panel
 
 # %% [markdown]
@@ -485,7 +495,7 @@ record("layernorm-groupnorm-batch-independent",
                 f"GroupNorm {full['GroupNorm']:.0%}")
 
 # %%
-alternatives_panel = normalization_panel()
+alternatives_panel = normalization_panel(wb.batch_size_grid(SEED))
 alternatives_panel
 
 # %% [markdown]

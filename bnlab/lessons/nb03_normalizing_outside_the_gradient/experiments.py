@@ -1,0 +1,388 @@
+"""Notebook 03, sections 1-4: normalizing outside the gradient (Ioffe & Szegedy 2015, section 2).
+
+A layer computes x = z @ W + b and normalizes it over the batch, x_hat = x - E[x] (and, with
+scaling, divides by the standard deviation too). Computed *outside* the gradient, the statistics
+are treated as constants: the gradient step ignores that they depend on W and b, so part of every
+update is undone by the next normalization, and the parameters drift without bound while the loss
+does not change. Computed *inside* the gradient (in autograd), dL/db = 0 exactly.
+
+Pieces, from small to large:
+
+* the four normalizations (centering or standardizing, inside or outside the gradient);
+* ``ToyLayer``, the paper's layer, and ``toy_problem`` / ``toy_start``, its data and initial
+  weight; ``train_toy`` trains it by plain full-batch gradient descent, written out, and ``lr_sweep``
+  trains one copy per learning rate side by side in the same loop;
+* ``rescaled_steps``: the effective learning rate of a scale-invariant layer, measured;
+* helpers that read a digits MLP (``hidden_norm``, ``batch_statistics_accuracy``,
+  ``median_effective_lr``);
+* ``bias_step_outside_gradient``, the solution of the notebook's first exercise.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...data import Split, whiten
+from ...models import blocks_of
+from ...probes import training_mode_accuracy
+from ...runs import trained
+from ...seeding import numpy_rng
+from ...training import History
+
+Normalize = Callable[[torch.Tensor], torch.Tensor]  # (N, C) -> (N, C), statistics over the batch
+
+EPS = 1e-5
+TOY_EXAMPLES = 200
+TOY_INPUTS = 5
+TARGET_SPREAD = 2.0   # the layer above wants x_hat twice as spread out as standardizing allows
+TARGET_OFFSET = 1.0   # ... and centred at 1, where a centred x_hat can never be
+TARGET_NOISE = 0.5
+PANEL_LRS = tuple(float(v) for v in np.round(np.logspace(-2, -0.5, 13), 12))  # 8 per decade, 0.01 to 0.32
+SWEEP_STEPS = 300
+SWEEP_RECORD_EVERY = 5
+NORMALIZATION_CHOICES = ("centering only", "centering and scaling")
+WHERE = ("outside", "inside")  # statistics outside or inside the gradient
+# random streams of this notebook (see bnlab.seeding): inputs, teacher directions, noise, start
+STREAM_INPUTS, STREAM_DIRECTIONS, STREAM_NOISE, STREAM_START = 30, 31, 32, 33
+
+
+# ---- the four normalizations --------------------------------------------------------------
+
+def center_in_graph(x: torch.Tensor) -> torch.Tensor:
+    """x - mean(x) per column, over the batch: (N, C) -> (N, C). Autograd sees the mean."""
+    return x - x.mean(dim=0, keepdim=True)
+
+
+def standardize_in_graph(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """(x - mean) / sqrt(var + eps) per column, with the biased variance: (N, C) -> (N, C).
+
+    Autograd sees the mean and the variance, as in Batch Normalization (Algorithm 1)."""
+    centered = x - x.mean(dim=0, keepdim=True)
+    variance = (centered ** 2).mean(dim=0, keepdim=True)  # divide by N, not N - 1
+    return centered / torch.sqrt(variance + eps)
+
+
+def center_outside_gradient(x: torch.Tensor) -> torch.Tensor:
+    """x - mean(x) per column, with the mean treated as a constant (detached): (N, C) -> (N, C)."""
+    return x - x.mean(dim=0, keepdim=True).detach()
+
+
+def standardize_outside_gradient(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """(x - mean) / sqrt(var + eps) per column, mean and variance detached: (N, C) -> (N, C)."""
+    mean = x.mean(dim=0, keepdim=True).detach()
+    variance = x.var(dim=0, unbiased=False, keepdim=True).detach()
+    return (x - mean) / torch.sqrt(variance + eps)
+
+
+NORMALIZATIONS: dict[tuple[bool, bool], Normalize] = {
+    # (scale, inside) -> normalization
+    (False, False): center_outside_gradient,
+    (False, True): center_in_graph,
+    (True, False): standardize_outside_gradient,
+    (True, True): standardize_in_graph,
+}
+
+
+def normalization(scale: bool, inside: bool) -> Normalize:
+    """Centering (scale=False) or standardizing (scale=True), inside or outside the gradient."""
+    if not isinstance(scale, bool) or not isinstance(inside, bool):
+        raise ValueError(f"scale and inside must be True or False, got scale={scale!r}, inside={inside!r}")
+    return NORMALIZATIONS[(scale, inside)]
+
+
+# ---- the toy layer and its data -------------------------------------------------------------
+
+class ToyLayer(nn.Module):
+    """The paper's layer: x = z @ W + b, then ``normalize`` over the batch.
+
+    One copy (copies=None): W (d,), b scalar; input z (N, d) -> output (N,).
+    K copies (copies=K): K independent layers side by side, W (d, K), b (K,), all starting from
+    ``weight``; output (N, K). Copy k only ever sees its own column, so K learning rates train at once.
+    learn_weight=False freezes W: then u = z @ W is a fixed input, as in the paper's x = u + b.
+    """
+
+    def __init__(self, weight: np.ndarray | torch.Tensor, normalize: Normalize, learn_weight: bool = True,
+                 copies: int | None = None) -> None:
+        super().__init__()
+        weight = torch.as_tensor(np.asarray(weight, dtype=np.float64))
+        if weight.dim() != 1 or len(weight) < 1:
+            raise ValueError(f"weight must be a 1-D array of input weights, got shape {tuple(weight.shape)}")
+        if not callable(normalize):
+            raise ValueError(f"normalize must be a function (N, C) -> (N, C), got {normalize!r}")
+        if copies is not None and (isinstance(copies, bool) or not isinstance(copies, int) or copies < 1):
+            raise ValueError(f"copies must be a positive integer or None, got {copies!r}")
+        self.normalize, self.copies = normalize, copies
+        columns = 1 if copies is None else copies
+        self.weight = nn.Parameter(weight[:, None].repeat(1, columns), requires_grad=learn_weight)  # (d, K)
+        self.bias = nn.Parameter(torch.zeros(columns, dtype=torch.float64))                          # (K,)
+
+    @property
+    def W(self) -> torch.Tensor:
+        """The weights: (d,) for one copy, (d, K) for K copies."""
+        return self.weight[:, 0] if self.copies is None else self.weight
+
+    @property
+    def b(self) -> torch.Tensor:
+        """The bias: a scalar for one copy, (K,) for K copies."""
+        return self.bias[0] if self.copies is None else self.bias
+
+    def pre_normalization(self, z: torch.Tensor) -> torch.Tensor:
+        """x = z @ W + b: (N, d) -> (N, K)."""
+        return z @ self.weight + self.bias
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x_hat = self.normalize(self.pre_normalization(z))
+        return x_hat[:, 0] if self.copies is None else x_hat
+
+
+def teacher_directions(seed: int | None = None) -> np.ndarray:
+    """Two orthonormal directions of the toy's input space: (2, TOY_INPUTS)."""
+    rng = numpy_rng(seed, stream=STREAM_DIRECTIONS)
+    first, second = rng.standard_normal((2, TOY_INPUTS))
+    first /= np.linalg.norm(first)
+    second -= (second @ first) * first  # Gram-Schmidt: orthogonal to the first
+    return np.stack([first, second / np.linalg.norm(second)])
+
+
+def toy_problem(direction: int = 0, seed: int | None = None) -> Split:
+    """The toy's data in float64: inputs z (200, 5), whitened (mean 0, identity covariance),
+    and targets y = 2 z.w + 1 + noise (200,) along teacher direction ``direction`` (0 or 1).
+
+    The test part is the training part: the toy is about optimization, not generalization.
+    """
+    if direction not in (0, 1):
+        raise ValueError(f"direction must be 0 or 1 (the first or second teacher direction), "
+                         f"got {direction!r}")
+    z = whiten(numpy_rng(seed, stream=STREAM_INPUTS).standard_normal((TOY_EXAMPLES, TOY_INPUTS)))
+    noise = TARGET_NOISE * numpy_rng(seed, stream=STREAM_NOISE).standard_normal(TOY_EXAMPLES)
+    y = TARGET_SPREAD * z @ teacher_directions(seed)[direction] + TARGET_OFFSET + noise
+    z, y = torch.tensor(z), torch.tensor(y)
+    return Split(X_train=z, y_train=y, X_test=z, y_test=y, name="toy layer")
+
+
+def toy_start(seed: int | None = None) -> np.ndarray:
+    """The toy's initial weight W: a random direction of norm 1, (TOY_INPUTS,)."""
+    weight = numpy_rng(seed, stream=STREAM_START).standard_normal(TOY_INPUTS)
+    return weight / np.linalg.norm(weight)
+
+
+def bias_gradient(layer: ToyLayer, data: Split) -> float:
+    """dL/db of a one-copy layer on the whole training set: the gradient the optimizer would use
+    (the naive one when the statistics are outside the gradient). Leaves no gradient behind."""
+    if layer.copies is not None:
+        raise ValueError("bias_gradient reads a one-copy ToyLayer (built without copies)")
+    loss = nn.functional.mse_loss(layer(data.X_train), data.y_train)
+    (gradient,) = torch.autograd.grad(loss, layer.bias, allow_unused=True)
+    return 0.0 if gradient is None else float(gradient[0])  # None: the output does not depend on b
+
+
+def toy_loss(layer: ToyLayer, data: Split) -> torch.Tensor:
+    """Mean squared error of each copy over the whole training set: a scalar, or (K,) for K copies."""
+    x_hat = layer(data.X_train)
+    y = data.y_train if layer.copies is None else data.y_train[:, None]
+    return ((x_hat - y) ** 2).mean(dim=0)
+
+
+def gradient_step(layer: ToyLayer, data: Split, lr: float | torch.Tensor) -> None:
+    """One full-batch gradient-descent step on every copy: W <- W - lr dL/dW, b <- b - lr dL/db.
+    ``lr``: one learning rate, or (K,) of them, one per copy. When ``layer.normalize`` detaches the
+    statistics, autograd's gradient is the naive one the paper describes."""
+    loss = toy_loss(layer, data).sum()  # copy k's loss depends on copy k's parameters only
+    parameters = [p for p in (layer.weight, layer.bias) if p.requires_grad]
+    gradients = torch.autograd.grad(loss, parameters)
+    with torch.no_grad():
+        for parameter, gradient in zip(parameters, gradients):
+            parameter -= lr * gradient
+
+
+@dataclass
+class ToyHistory:
+    """What ``train_toy`` recorded: the step of each record, and name -> one value per record
+    ("b", "dL/db", "|W|", "loss" (mean squared error), and "cosine" when a direction was given)."""
+
+    steps: list[int] = field(default_factory=list)
+    probes: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _measure_toy(layer: ToyLayer, data: Split, direction: torch.Tensor | None) -> dict[str, float]:
+    values = {"b": layer.b.item(), "dL/db": bias_gradient(layer, data), "|W|": layer.W.norm().item(),
+              "loss": toy_loss(layer, data).item()}
+    if direction is not None:
+        values["cosine"] = (layer.W @ direction / layer.W.norm()).item()
+    return values
+
+
+def train_toy(layer: ToyLayer, data: Split, steps: int, lr: float, record_every: int = 10,
+              direction: np.ndarray | None = None) -> ToyHistory:
+    """Full-batch gradient descent on a one-copy ToyLayer, in place: the batch is the whole training set,
+    so the batch statistics are the training-set statistics E[x] of the paper. Records b, dL/db, |W|, the loss
+    (and the cosine between W and a unit ``direction`` (d,)) at step 0, every ``record_every`` steps and
+    at the end."""
+    if layer.copies is not None:
+        raise ValueError("train_toy trains a one-copy ToyLayer (built without copies); see lr_sweep")
+    if not lr > 0 or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"lr must be positive and steps a positive integer, got lr={lr!r}, steps={steps!r}")
+    unit = None if direction is None else torch.as_tensor(direction, dtype=torch.float64)
+    history = ToyHistory()
+    for step in range(steps + 1):
+        if step % record_every == 0 or step == steps:
+            history.steps.append(step)
+            for name, value in _measure_toy(layer, data, unit).items():
+                history.probes.setdefault(name, []).append(value)
+        if step < steps:
+            gradient_step(layer, data, lr)
+    return history
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """K toy layers trained at K learning rates. Arrays indexed (record, copy).
+
+    lrs (K,), steps (R,), bias (R, K), weight_norm (R, K), loss (R, K) (mean squared error)."""
+
+    lrs: np.ndarray
+    steps: np.ndarray
+    bias: np.ndarray
+    weight_norm: np.ndarray
+    loss: np.ndarray
+
+    def column(self, lr: float) -> int:
+        """The copy whose learning rate is nearest to ``lr`` (on a log scale)."""
+        if not lr > 0:
+            raise ValueError(f"learning rate must be positive, got {lr!r}")
+        return int(np.argmin(np.abs(np.log(self.lrs) - np.log(lr))))
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """The toy layer (W and b learned) trained at every learning rate of ``lrs`` at once, one copy each."""
+
+    scale: bool
+    inside: bool
+    lrs: tuple[float, ...] = PANEL_LRS
+    steps: int = SWEEP_STEPS
+    record_every: int = SWEEP_RECORD_EVERY
+
+    def train(self, seed: int) -> Sweep:
+        """Full-batch gradient descent on K copies, copy k at lrs[k]; records every ``record_every`` steps."""
+        data = toy_problem(seed=seed)
+        layer = ToyLayer(toy_start(seed), normalization(self.scale, self.inside), copies=len(self.lrs))
+        lrs = torch.tensor(self.lrs, dtype=torch.float64)
+        steps, records = [], []
+        for step in range(self.steps + 1):
+            if step % self.record_every == 0 or step == self.steps:
+                with torch.no_grad():
+                    records.append((layer.b.numpy().copy(), layer.W.norm(dim=0).numpy(),
+                                    toy_loss(layer, data).numpy()))
+                steps.append(step)
+            if step < self.steps:
+                gradient_step(layer, data, lrs)
+        arrays = [np.asarray(self.lrs), np.asarray(steps), *(np.stack(values) for values in zip(*records))]
+        for array in arrays:
+            array.setflags(write=False)  # the cache hands out the same arrays to every caller
+        return Sweep(*arrays)
+
+
+def lr_sweep(scale: bool, inside: bool, lrs: Sequence[float] = PANEL_LRS, steps: int = SWEEP_STEPS,
+             record_every: int = SWEEP_RECORD_EVERY, seed: int | None = None) -> Sweep:
+    """The toy layer trained at every learning rate in ``lrs`` at once (``SweepRun``; trained once per
+    seed and kept by ``bnlab.runs``)."""
+    lrs = np.asarray(lrs, dtype=np.float64)
+    if lrs.ndim != 1 or len(lrs) < 1 or not np.all(lrs > 0):
+        raise ValueError(f"lrs must be a non-empty list of positive learning rates, got {lrs!r}")
+    return trained(SweepRun(scale, inside, tuple(lrs.tolist()), steps, record_every), seed)
+
+
+def drift_sweeps(normalization: str, seed: int | None = None) -> dict[str, Sweep]:
+    """The toy runs of one normalization choice (trained once per seed): "outside" and "inside" -> Sweep."""
+    if normalization not in NORMALIZATION_CHOICES:
+        raise ValueError(f"normalization must be one of {', '.join(NORMALIZATION_CHOICES)}, "
+                         f"got {normalization!r}")
+    scale = normalization == "centering and scaling"
+    return {where: lr_sweep(scale=scale, inside=where == "inside", seed=seed) for where in WHERE}
+
+
+def all_drift_sweeps(seed: int | None = None) -> dict[str, dict[str, Sweep]]:
+    """``drift_sweeps`` of every normalization choice: what the drift panel shows."""
+    return {choice: drift_sweeps(choice, seed) for choice in NORMALIZATION_CHOICES}
+
+
+# ---- the effective learning rate of a scale-invariant layer --------------------------------
+
+def rescaled_steps(layer: ToyLayer, data: Split, lr: float,
+                   factors: Sequence[float]) -> dict[str, np.ndarray]:
+    """Multiply W and b of a one-copy layer by each factor (the output does not change), then
+    measure the gradient and one full-batch gradient step.
+
+    Returns arrays of len(factors): "|W|", "|dL/dW|" and "rotation" (the angle, in radians,
+    between W before and after the step). For a scale-invariant layer |dL/dW| falls like 1/|W|
+    and the rotation like lr / |W|^2: the effective learning rate on W's direction."""
+    if layer.copies is not None:
+        raise ValueError("rescaled_steps measures a one-copy ToyLayer (built without copies)")
+    rows = {"|W|": [], "|dL/dW|": [], "rotation": []}
+    for factor in factors:
+        if not factor > 0:
+            raise ValueError(f"factors must be positive, got {factor!r}")
+        scaled = copy.deepcopy(layer)
+        with torch.no_grad():
+            scaled.weight.mul_(factor)
+            scaled.bias.mul_(factor)
+        before = scaled.W.detach().clone()
+        loss = nn.functional.mse_loss(scaled(data.X_train), data.y_train)
+        (gradient,) = torch.autograd.grad(loss, scaled.weight)
+        gradient_step(scaled, data, lr)
+        after = scaled.W.detach()
+        cosine = (before @ after / (before.norm() * after.norm())).clamp(-1.0, 1.0)
+        rows["|W|"].append(before.norm().item())
+        rows["|dL/dW|"].append(gradient.norm().item())
+        rows["rotation"].append(torch.arccos(cosine).item())
+    return {name: np.array(values) for name, values in rows.items()}
+
+
+# ---- reading a digits MLP (bnlab.models.make_mlp) ------------------------------------------
+
+def hidden_norm(history: History, model: nn.Module, kind: str) -> np.ndarray:
+    """Euclidean norm of all hidden Linear layers' biases (kind="bias") or weights (kind="weight")
+    together, at each record of ``history`` (a run of the MLP ``model``): (R,). The output layer is
+    left out: no normalization follows it."""
+    if kind not in ("bias", "weight"):
+        raise ValueError(f"kind must be 'bias' or 'weight', got {kind!r}")
+    names = [f"linear{block.number}.{kind}" for block in blocks_of(model)]
+    missing = [name for name in names if name not in history.param_norms]
+    if not names or missing:
+        raise ValueError(f"this history has no hidden-layer {kind} norms for this model "
+                         f"(parameters: {', '.join(history.param_norms)})")
+    return np.sqrt(sum(np.asarray(history.param_norms[name]) ** 2 for name in names))
+
+
+def batch_statistics_accuracy(model: nn.Module, data: Split) -> float:
+    """A ``train`` probe: test accuracy when every normalization layer uses the statistics of the test set
+    itself (training mode, one batch) instead of its running averages. The model is not touched."""
+    return training_mode_accuracy(model, data.X_test, data.y_test, batch_size=len(data.X_test))
+
+
+def median_effective_lr(model: nn.Module, lr: float) -> float:
+    """lr / |w_j|^2 for every hidden unit j (w_j: its row of incoming weights), median over units.
+
+    With a normalization after it, a unit's output ignores |w_j|, so this is how far one step
+    turns w_j's direction per unit of gradient."""
+    squared = [block.linear.weight.detach().pow(2).sum(dim=1) for block in blocks_of(model)]
+    if not squared:
+        raise ValueError("the model has no hidden blocks (build it with bnlab.models.make_mlp)")
+    return float(lr / torch.cat(squared).median())
+
+
+def bias_step_outside_gradient(x_hat: np.ndarray, y: np.ndarray, lr: float) -> float:
+    """How much one gradient step moves b when E[x] is treated as a constant, for the loss
+    L = mean((x_hat - y)^2) over N examples; x_hat, y: (N,).
+
+    Treating E[x] as a constant, dx_hat_i/db = 1, so dL/db = sum_i dL/dx_hat_i = 2 mean(x_hat - y),
+    and the step is -lr times that."""
+    x_hat, y = np.asarray(x_hat, dtype=float), np.asarray(y, dtype=float)
+    return float(-lr * 2 * np.mean(x_hat - y))

@@ -1,0 +1,340 @@
+"""Notebook 04, sections 2-4: Batch Normalization written out by hand, and what happens at test time.
+
+* Algorithm 1 by hand: ``batch_norm_forward`` and ``batch_norm_backward`` (the paper's chain rule).
+* Test time: Algorithm 2's population statistics (``population_statistics``), the eval-mode layer as one
+  affine map (``inference_affine``), and a network run the way training mode runs it, one batch at a
+  time (``forward_in_batches``, ``accuracy_with_batch_statistics``, ``batch_size_sweep``).
+* ``set_to_identity``: gamma and beta that give the input back.
+* ``first_layer_preactivations``, ``gamma_beta_unit``, ``skewness``, ``central_share``: the inputs and
+  measures of the gamma/beta and shape sections.
+
+Feature layouts: (N, C) for a fully connected layer, (N, C, H, W) for a convolutional one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...batchnorm import BatchNorm, batch_statistics, normalize, per_channel, reduction_dims
+from ...data import Split, load_digits
+from ...models import make_mlp
+from ...probes import accuracy
+from ...runs import trained
+from ...seeding import torch_generator
+from ...training import train
+
+TEST_BATCH_SIZES = tuple(range(2, 65))
+
+# generator streams (see bnlab.seeding) of the test-time experiments
+STREAM_POPULATION_BATCHES, STREAM_TEST_BATCHES = 41, 42
+
+
+# ---- Algorithm 1 by hand: the training-mode forward and its backward --------------------------
+
+def _check_training_batch(x: torch.Tensor) -> None:
+    """A clear error unless x is (N, C) or (N, C, H, W) with at least 2 values per channel."""
+    if x.dim() not in (2, 4):
+        raise ValueError(f"x must be 2-D (N, C) or 4-D (N, C, H, W), got {x.dim()}-D "
+                         f"with shape {tuple(x.shape)}")
+    if x.numel() // max(x.shape[1], 1) < 2:
+        raise ValueError(f"training-mode Batch Normalization needs at least 2 values per channel to compute "
+                         f"a variance, got shape {tuple(x.shape)}")
+
+
+def batch_norm_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                       eps: float = 1e-5) -> torch.Tensor:
+    """Algorithm 1 of the paper (training mode), in torch operations.
+
+    x: (N, C) or (N, C, H, W); gamma, beta: (C,). Returns y, shaped like x.
+    Each channel is normalized with the mean and variance of its m values in the batch
+    (m = N, or N * H * W for feature maps), then scaled by gamma and shifted by beta.
+    """
+    _check_training_batch(x)
+    dims = reduction_dims(x)                                  # every dimension but the channels
+    mean = x.mean(dim=dims, keepdim=True)                     # mu_B
+    var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)      # sigma_B^2: divided by m, not m - 1
+    x_hat = (x - mean) / torch.sqrt(var + eps)
+    return per_channel(gamma, x) * x_hat + per_channel(beta, x)
+
+
+def batch_norm_backward(grad_out: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor,
+                        eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients of a loss L through Algorithm 1, by hand (the chain rule of the paper's section 3).
+
+    grad_out: dL/dy, shaped like x; x: the forward's input, (N, C) or (N, C, H, W); gamma: (C,).
+    Returns (dL/dx shaped like x, dL/dgamma (C,), dL/dbeta (C,)).
+    Sums run over the m values of each channel (the batch, and H and W for feature maps).
+    """
+    _check_training_batch(x)
+    if grad_out.shape != x.shape:
+        raise ValueError(f"grad_out must have the shape of x {tuple(x.shape)}, got {tuple(grad_out.shape)}")
+    dims = reduction_dims(x)
+    m = x.numel() // x.shape[1]                               # values per channel
+    mean = x.mean(dim=dims, keepdim=True)
+    centered = x - mean
+    inv_std = 1 / torch.sqrt((centered ** 2).mean(dim=dims, keepdim=True) + eps)  # 1 / sqrt(sigma_B^2 + eps)
+    x_hat = centered * inv_std
+
+    grad_beta = grad_out.sum(dim=dims)                        # dL/dbeta  = sum_i dL/dy_i
+    grad_gamma = (grad_out * x_hat).sum(dim=dims)             # dL/dgamma = sum_i dL/dy_i * x_hat_i
+    grad_x_hat = grad_out * per_channel(gamma, x)            # dL/dx_hat_i = dL/dy_i * gamma
+    # dL/dsigma^2 = sum_i dL/dx_hat_i (x_i - mu) * (-1/2) (sigma^2 + eps)^(-3/2)
+    grad_var = (grad_x_hat * centered).sum(dim=dims, keepdim=True) * -0.5 * inv_std ** 3
+    # dL/dmu = sum_i dL/dx_hat_i * (-1 / sqrt(sigma^2 + eps)) + dL/dsigma^2 * sum_i -2 (x_i - mu) / m
+    # (the second term is zero in exact arithmetic: the centered values sum to zero)
+    grad_mean = (-(grad_x_hat * inv_std).sum(dim=dims, keepdim=True)
+                 + grad_var * (-2 * centered).sum(dim=dims, keepdim=True) / m)
+    # dL/dx_i = dL/dx_hat_i / sqrt(sigma^2 + eps) + dL/dsigma^2 * 2 (x_i - mu) / m + dL/dmu / m
+    grad_x = grad_x_hat * inv_std + grad_var * 2 * centered / m + grad_mean / m
+    return grad_x, grad_gamma, grad_beta
+
+
+# ---- test time: Algorithm 2, and what batch statistics do at test time -------------------------
+
+def _is_batch_norm(module: nn.Module) -> bool:
+    return isinstance(module, (BatchNorm, nn.modules.batchnorm._BatchNorm))
+
+
+def _affine(layer: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """gamma and beta of bnlab's BatchNorm or torch's (which calls them weight and bias)."""
+    if isinstance(layer, BatchNorm):
+        return layer.gamma, layer.beta
+    return layer.weight, layer.bias
+
+
+def inference_affine(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Algorithm 2, step 11: in eval mode a BN layer is the fixed map y = scale * x + shift per channel.
+
+    scale = gamma / sqrt(Var[x] + eps), shift = beta - scale * E[x], each (C,), from the layer's
+    running (population) statistics. Works for bnlab's BatchNorm and torch's BatchNorm1d/2d.
+    """
+    if not _is_batch_norm(layer):
+        raise ValueError(f"expected a BatchNorm layer, got {type(layer).__name__}")
+    gamma, beta = _affine(layer)
+    scale = 1 / torch.sqrt(layer.running_var + layer.eps)
+    if gamma is not None:
+        scale = gamma.detach() * scale
+    shift = -scale * layer.running_mean
+    if beta is not None:
+        shift = shift + beta.detach()
+    return scale, shift
+
+
+def _check_batch_size(batch_size: int, n: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 2 <= batch_size <= n:
+        raise ValueError(f"batch_size must be an integer from 2 to the number of examples ({n}), "
+                         f"got {batch_size!r}")
+
+
+def _in_batches(x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """x (n, C) as (n // batch_size, batch_size, C): consecutive batches, the remainder dropped."""
+    _check_batch_size(batch_size, x.shape[0])
+    n_batches = x.shape[0] // batch_size
+    return x[: n_batches * batch_size].reshape(n_batches, batch_size, *x.shape[1:])
+
+
+def _normalized_batches(x: torch.Tensor, batch_size: int, gamma: torch.Tensor | None,
+                        beta: torch.Tensor | None, eps: float
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``normalize_in_batches``, also returning each batch's mean and biased variance, (n_batches, C) each."""
+    batches = _in_batches(x, batch_size)                      # (n_batches, m, C)
+    n_batches, m, channels = batches.shape
+    # laid out as (m, n_batches * C), every (batch, channel) pair is a channel of its own
+    columns = batches.transpose(0, 1).reshape(m, n_batches * channels)
+    mean = columns.mean(dim=0)
+    var = ((columns - mean) ** 2).mean(dim=0)                 # biased, as in batch_statistics
+    tiled = [None if v is None else v.repeat(n_batches) for v in (gamma, beta)]
+    y = normalize(columns, mean, var, *tiled, eps)
+    y = y.reshape(m, n_batches, channels).transpose(0, 1).reshape(-1, channels)
+    return y, mean.reshape(n_batches, channels), var.reshape(n_batches, channels)
+
+
+def normalize_in_batches(x: torch.Tensor, batch_size: int, gamma: torch.Tensor | None = None,
+                         beta: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """Cut x (n, C) into consecutive batches of ``batch_size`` (the last n % batch_size rows are
+    dropped) and normalize each with its own statistics, as training mode does.
+
+    gamma, beta: (C,) or None. Returns (n // batch_size * batch_size, C).
+    """
+    return _normalized_batches(x, batch_size, gamma, beta, eps)[0]
+
+
+@torch.no_grad()
+def forward_in_batches(model: nn.Sequential, X: torch.Tensor, batch_size: int
+                       ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """Run an MLP the way training mode does, on consecutive batches of X (n, d): every BN layer
+    normalizes each batch with that batch's own statistics. Nothing in the model changes (no
+    running statistics are updated).
+
+    Returns the logits (n // batch_size * batch_size, classes) and, per BN layer name, the batch
+    means and biased variances it used, each (n // batch_size, C).
+    """
+    if not isinstance(model, nn.Sequential):
+        raise ValueError(f"forward_in_batches expects an nn.Sequential (from make_mlp), "
+                         f"got {type(model).__name__}")
+    h = _in_batches(X, batch_size).reshape(-1, *X.shape[1:])
+    statistics = {}
+    for name, module in model.named_children():
+        if _is_batch_norm(module):
+            gamma, beta = _affine(module)
+            h, *statistics[name] = _normalized_batches(h, batch_size, gamma, beta, module.eps)
+        else:
+            h = module(h)
+    return h, {name: tuple(pair) for name, pair in statistics.items()}
+
+
+@torch.no_grad()
+def population_statistics(model: nn.Sequential, X: torch.Tensor, batch_size: int,
+                          seed: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Algorithm 2, steps 8-10: for every BN layer, average the statistics of training mini-batches.
+
+    X (n, d) is shuffled (by ``seed``, default the course seed) and cut into n // batch_size batches
+    of m = batch_size. Returns, per BN layer name, (E[x], Var[x]) each (C,), with
+    E[x] = mean over batches of mu_B and Var[x] = m / (m - 1) * mean over batches of sigma_B^2.
+    """
+    order = torch.randperm(X.shape[0], generator=torch_generator(seed, stream=STREAM_POPULATION_BATCHES))
+    _, statistics = forward_in_batches(model, X[order], batch_size)
+    m = batch_size
+    return {name: (means.mean(dim=0), m / (m - 1) * variances.mean(dim=0))  # unbiased: m / (m - 1)
+            for name, (means, variances) in statistics.items()}
+
+
+@torch.no_grad()
+def accuracy_with_batch_statistics(model: nn.Sequential, X: torch.Tensor, y: torch.Tensor, batch_size: int,
+                                   repeats: int = 5, seed: int | None = None) -> float:
+    """Test accuracy when the model is (wrongly) left in training mode and sees the examples X (n, d)
+    in batches of ``batch_size``: every BN layer uses each batch's own statistics.
+
+    Averaged over ``repeats`` random orders of X (from ``seed``); the last n % batch_size examples
+    of each order are left out. The model does not change.
+    """
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    generator = torch_generator(seed, stream=STREAM_TEST_BATCHES)
+    correct = []
+    for _ in range(repeats):
+        order = torch.randperm(X.shape[0], generator=generator)
+        logits, _ = forward_in_batches(model, X[order], batch_size)
+        correct.append((logits.argmax(dim=1) == y[order][: len(logits)]).float().mean().item())
+    return float(sum(correct) / repeats)
+
+
+@torch.no_grad()
+def set_to_identity(model: nn.Sequential, X: torch.Tensor) -> None:
+    """Set every BN layer's gamma and beta to the standard deviation sqrt(sigma_B^2 + eps) and the mean
+    mu_B of its input over the batch X (n, d), in place: in training mode on X each BN layer then gives
+    back its input exactly, and the network computes what the same network without BN computes.
+    Running statistics are not touched."""
+    if not isinstance(model, nn.Sequential):
+        raise ValueError(f"set_to_identity expects an nn.Sequential (from make_mlp), "
+                         f"got {type(model).__name__}")
+    h = X
+    for module in model.children():
+        if _is_batch_norm(module):
+            gamma, beta = _affine(module)
+            if gamma is None or beta is None:
+                raise ValueError("a BN layer without gamma and beta (affine=False) "
+                                 "cannot be set to the identity")
+            mean, var = batch_statistics(h)
+            gamma.copy_(torch.sqrt(var + module.eps))
+            beta.copy_(mean)
+            h = normalize(h, mean, var, gamma, beta, module.eps)
+        else:
+            h = module(h)
+
+
+# ---- the inputs and measures of the gamma/beta, batch-size and shape sections ---------------------
+
+def to_numpy(values: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().double().numpy()
+    return np.asarray(values, dtype=float)
+
+
+def skewness(values: np.ndarray | torch.Tensor, axis: int = 0) -> np.ndarray:
+    """Third standardized moment E[(x - mean)^3] / std^3 along ``axis`` (0 for a symmetric shape)."""
+    x = to_numpy(values)
+    centered = x - x.mean(axis=axis, keepdims=True)
+    return (centered ** 3).mean(axis=axis) / (centered ** 2).mean(axis=axis) ** 1.5
+
+
+def first_layer_preactivations(X: torch.Tensor, seed: int | None = None) -> np.ndarray:
+    """Inputs of the first BN layer (the first Linear layer's outputs) of a freshly initialized digits
+    MLP, for the examples X (n, 64). Returns (n, 100) float64."""
+    model = make_mlp(norm="bnlab_bn", seed=seed)
+    with torch.no_grad():
+        return model.linear1(X).double().numpy()
+
+
+def gamma_beta_unit(seed: int | None = None) -> np.ndarray:
+    """The unit shown by the gamma/beta panel: the most skewed first-layer unit of a fresh digits MLP
+    over the 450 test digits (so its shape is easy to recognize). Returns its (450,) pre-activations."""
+    preactivations = first_layer_preactivations(load_digits(seed=seed).X_test, seed)
+    return preactivations[:, int(np.argmax(skewness(preactivations)))]
+
+
+def central_share(values: np.ndarray, within: float = 0.5) -> float:
+    """Fraction of the values within ``within`` standard deviations of their mean
+    (about 38% for a normal distribution; near 0 for two well-separated modes)."""
+    x = to_numpy(values)
+    return float(np.mean(np.abs(x - x.mean()) < within * x.std()))
+
+
+@dataclass(frozen=True)
+class BatchSizeSweep:
+    """Test accuracy of one trained network, left in training mode, against the test batch size.
+
+    batch_sizes:    (K,) test batch sizes m
+    batch_accuracy: (K,) accuracy when every BN layer uses the statistics of the test batch of m
+    eval_accuracy:  accuracy in eval mode (running statistics), the same for every m
+    """
+
+    batch_sizes: np.ndarray
+    batch_accuracy: np.ndarray
+    eval_accuracy: float
+
+    def at(self, batch_size: int) -> float:
+        """The batch-statistics accuracy at one of the swept batch sizes."""
+        matches = np.flatnonzero(self.batch_sizes == batch_size)
+        if not matches.size:
+            raise ValueError(f"batch size {batch_size} was not swept; swept: {self.batch_sizes.min()} "
+                             f"to {self.batch_sizes.max()}")
+        return float(self.batch_accuracy[matches[0]])
+
+
+def batch_size_sweep(model: nn.Sequential, data: Split, batch_sizes: Sequence[int] = TEST_BATCH_SIZES,
+                     repeats: int = 5, seed: int | None = None) -> BatchSizeSweep:
+    """``accuracy_with_batch_statistics`` on the test set for every batch size, and the eval accuracy."""
+    sizes = np.array([int(m) for m in batch_sizes])
+    batch_accuracy = [accuracy_with_batch_statistics(model, data.X_test, data.y_test, int(m), repeats,
+                                                        seed) for m in sizes]
+    return BatchSizeSweep(sizes, np.array(batch_accuracy), accuracy(model, data.X_test, data.y_test))
+
+
+@dataclass(frozen=True)
+class ReferenceRun:
+    """The network of the train-vs-eval section: the digits MLP with bnlab's BN, trained by plain SGD."""
+
+    steps: int = 1000
+    lr: float = 0.5
+    batch_size: int = 60
+
+    def train(self, seed: int) -> tuple[nn.Sequential, Split, BatchSizeSweep]:
+        """(trained model in eval mode, its digits split, its batch-size sweep)."""
+        data = load_digits(seed=seed)
+        model = make_mlp(norm="bnlab_bn", seed=seed)
+        train(model, data, steps=self.steps, lr=self.lr, batch_size=self.batch_size, record_every=self.steps,
+              seed=seed, progress=False)
+        model.eval()
+        return model, data, batch_size_sweep(model, data, seed=seed)
+
+
+def reference_network(seed: int | None = None) -> tuple[nn.Sequential, Split, BatchSizeSweep]:
+    """The network of notebook 04's train-vs-eval section (trained once per seed, kept by ``bnlab.runs``):
+    (model in eval mode, its digits split, its batch-size sweep). Copy the model before changing it."""
+    return trained(ReferenceRun(), seed)

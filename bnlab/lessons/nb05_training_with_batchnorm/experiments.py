@@ -1,0 +1,492 @@
+"""Notebook 05, sections 1-7: training with Batch Normalization, what BN buys in practice.
+
+* Runs that several sections share: a ``Run`` names one training configuration (network, BN or not,
+  learning rate, batch size, initial weight scale, budget); ``Experiments`` asks ``bnlab.runs`` for the
+  runs of one budget, so each is trained once through ``bnlab.training.train`` and the learning-rate,
+  batch-size and initialization sweeps reuse each other's runs; panels only look them up.
+* Scale invariance (paper, section 3.3): ``scale_hidden_weights`` multiplies the weights that feed
+  each hidden layer by a; ``scale_invariance`` measures that a BN layer's output does not change
+  and that the gradient with respect to those weights is divided by a.
+* Noise: ``gradient_noise`` (the mini-batch gradient around the full-batch one) and
+  ``normalization_noise`` (how much an example's normalized value depends on its batch companions).
+* gamma and beta during training: ``settled_fraction`` and ``fluctuation``.
+* Layer Jacobians (paper, section 3.3, "singular values close to 1"): ``with_fixed_statistics``,
+  ``hidden_blocks``, ``jacobian_singular_values`` and ``block_singular_values``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...data import Split, load_digits
+from ...models import WITH_AND_WITHOUT_BN, MLP, blocks_of, make_mlp
+from ...probes import (  # noqa: F401  (typical_unit: read by the notebook as bt.typical_unit)
+    captured_inputs,
+    flat_gradient,
+    preactivations,
+    relative_slope,
+    typical_unit,
+    weight_gradients,
+)
+from ...runs import trained_all
+from ...seeding import resolve_seed, torch_generator
+from ...training import History, train
+
+WIDTH = 100
+INIT_STD = 0.1                       # every weight starts N(0, 0.1^2), as in notebook 02's Figure 1
+PAPER_DEPTH, DEEP_DEPTH = 3, 6       # the paper's 3 x 100 sigmoid MLP; a deeper 6 x 100 one
+LEARNING_RATES = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0)
+BATCH_SIZES = (2, 4, 8, 16, 60)
+INIT_SCALES = (0.01, 0.1, 1.0, 10.0, 100.0)
+BASE_LR, BASE_BATCH_SIZE = 1.0, 60
+SATURATION_LR = 0.3                  # the deep sigmoid/tanh nets of the saturation section
+SWEEP_STEPS, RECORD_EVERY = 200, 50
+FAILED_BELOW = 0.5                   # a run that ends below 50% test accuracy has failed (chance is 10%)
+STREAM_NOISE_BATCHES = 50            # torch streams (bnlab.seeding): the noise measurements' random batches,
+STREAM_SCALE_CHECK = 51              # ... the weights and loss of the scale-invariance check
+
+
+# ---- settings and the runs they share ------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run of the notebook (frozen: ``bnlab.runs`` keeps each one's result).
+
+    depth: hidden layers of WIDTH units; activation: "sigmoid", "tanh" or "relu";
+    net: "without BN" or "with BN" (the keys of ``WITH_AND_WITHOUT_BN``);
+    init_scale: the factor a applied to the initial weights of every hidden layer
+        (``scale_hidden_weights``), on top of N(0, 0.1^2);
+    steps, record_every: the training budget and how often it is recorded.
+    """
+
+    depth: int = PAPER_DEPTH
+    activation: str = "sigmoid"
+    net: str = "with BN"
+    lr: float = BASE_LR
+    batch_size: int = BASE_BATCH_SIZE
+    init_scale: float = 1.0
+    steps: int = SWEEP_STEPS
+    record_every: int = RECORD_EVERY
+
+    def __post_init__(self) -> None:
+        if self.net not in WITH_AND_WITHOUT_BN:
+            valid = ", ".join(map(repr, WITH_AND_WITHOUT_BN))
+            raise ValueError(f"net must be one of {valid}, got {self.net!r}")
+        if not self.init_scale > 0:
+            raise ValueError(f"init_scale must be positive, got {self.init_scale}")
+
+    @property
+    def network(self) -> str:
+        """A name such as "3×100 sigmoid"."""
+        return network_name(self.depth, self.activation)
+
+    def build(self, seed: int | None = None) -> MLP:
+        """The freshly initialized network of this run."""
+        model = make_mlp(hidden=(WIDTH,) * self.depth, activation=self.activation,
+                         norm=WITH_AND_WITHOUT_BN[self.net], init_std=INIT_STD, seed=seed)
+        if self.init_scale != 1.0:
+            scale_hidden_weights(model, self.init_scale)
+        return model
+
+    def train(self, seed: int) -> tuple[History, MLP]:
+        """Train a fresh network under ``seed``: (History, trained network)."""
+        model = self.build(seed)
+        history = train(model, load_digits(seed=seed), steps=self.steps, lr=self.lr, batch_size=self.batch_size,
+                        record_every=self.record_every, seed=seed, progress=False)
+        return history, model
+
+
+ACTIVATION_NAMES = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "ReLU"}
+
+
+def network_name(depth: int, activation: str) -> str:
+    """A name such as "3×100 sigmoid" or "6×100 ReLU"."""
+    return f"{depth}×{WIDTH} {ACTIVATION_NAMES.get(activation, activation)}"
+
+
+NETWORKS = {network_name(PAPER_DEPTH, "sigmoid"): dict(depth=PAPER_DEPTH, activation="sigmoid"),
+            network_name(DEEP_DEPTH, "relu"): dict(depth=DEEP_DEPTH, activation="relu")}
+
+
+class Experiments:
+    """The notebook's runs at one budget: ``steps`` and ``record_every`` for every run, and a seed
+    (default: the course seed). Runs come from ``bnlab.runs``: trained the first time they are asked
+    for, side by side when asked for together, and shared by every section and panel after that.
+    ``run`` gives a run's History, ``pair`` both networks ("without BN", "with BN") of a setting,
+    ``pairs`` several settings' pairs, ``grid`` a whole sweep, ``model`` a trained network.
+    """
+
+    def __init__(self, steps: int = SWEEP_STEPS, record_every: int = RECORD_EVERY,
+                 seed: int | None = None) -> None:
+        self.steps, self.record_every, self.seed = steps, record_every, resolve_seed(seed)
+        self.data = load_digits(seed=self.seed)
+        self.asked: set[Run] = set()
+
+    def at_budget(self, run: Run) -> Run:
+        """``run`` with this object's steps and record_every."""
+        return dataclasses.replace(run, steps=self.steps, record_every=self.record_every)
+
+    def run(self, run: Run) -> History:
+        """The History of ``run`` (at this budget; trained now if this is the first time it is asked for)."""
+        return self.run_all([run])[0]
+
+    def run_all(self, runs: Iterable[Run]) -> list[History]:
+        """The Histories of ``runs`` (at this budget), in order; the ones not trained yet are trained now,
+        side by side."""
+        runs = [self.at_budget(run) for run in runs]
+        self.asked.update(runs)
+        return [history for history, _ in trained_all(runs, self.seed)]
+
+    def model(self, run: Run) -> MLP:
+        """The trained network of ``run`` (trained now if needed). Copy it before changing it."""
+        run = self.at_budget(run)
+        self.asked.add(run)
+        return trained_all([run], self.seed)[0][1]
+
+    def pair(self, **fields) -> dict[str, History]:
+        """Both networks of one setting: "without BN" -> History, "with BN" -> History."""
+        return self.pairs({"": fields})[""]
+
+    def pairs(self, settings: Mapping[str, dict]) -> dict[str, dict[str, History]]:
+        """Both networks of several settings, trained together: label -> {"without BN": History,
+        "with BN": History}, for ``settings`` = label -> the Run fields of that label."""
+        grid = {label: {net: Run(net=net, **fields) for net in WITH_AND_WITHOUT_BN}
+                for label, fields in settings.items()}
+        flat = [run for pair in grid.values() for run in pair.values()]
+        histories = iter(self.run_all(flat))
+        return {label: {net: next(histories) for net in pair} for label, pair in grid.items()}
+
+    def grid(self, field: str, values: Iterable, **fixed) -> dict:
+        """A sweep of one Run field: value -> {"without BN": History, "with BN": History}."""
+        if field not in {"depth", "activation", "lr", "batch_size", "init_scale"}:
+            raise ValueError(f"cannot sweep {field!r}; sweep one of: depth, activation, lr, batch_size, "
+                             "init_scale")
+        return self.pairs({value: {**fixed, field: value} for value in values})
+
+    @property
+    def training_steps(self) -> int:
+        """SGD steps taken by the runs asked for through this object (a diverged run stops early)."""
+        return sum(len(history.batch_loss) for history, _ in trained_all(self.asked, self.seed))
+
+
+def learning_rate_grids(experiments: Experiments) -> dict[str, Grid]:
+    """network name -> the learning-rate grid of that network (trained now if needed, all runs together)."""
+    experiments.run_all(Run(net=net, lr=lr, **fields) for fields in NETWORKS.values()
+                        for lr in LEARNING_RATES for net in WITH_AND_WITHOUT_BN)
+    return {name: experiments.grid("lr", LEARNING_RATES, **fields) for name, fields in NETWORKS.items()}
+
+
+def paper_network() -> dict:
+    """The Run fields of the paper's network (3 x 100 sigmoid)."""
+    return NETWORKS[network_name(PAPER_DEPTH, "sigmoid")]
+
+
+def outcome(history: History) -> str:
+    """"diverged at step k", or the final test accuracy (with "failed" below FAILED_BELOW)."""
+    if history.diverged:
+        return f"diverged at step {history.diverged_at}"
+    accuracy = history.final_accuracy
+    return f"{accuracy:.0%}" + (" (failed)" if accuracy < FAILED_BELOW else "")
+
+
+def trained(history: History, level: float = 0.9) -> bool:
+    """True if the run did not diverge and ended at ``level`` test accuracy or above."""
+    return not history.diverged and history.final_accuracy >= level
+
+
+def steps_to(history: History, level: float) -> int | None:
+    """The first recorded step at which the test accuracy reached ``level`` (None if never)."""
+    reached = np.flatnonzero(np.asarray(history.test_accuracy) >= level)
+    return history.steps[reached[0]] if reached.size else None
+
+
+# ---- scale invariance ----------------------------------------------------------------------------
+
+def hidden_linears(model: nn.Module) -> dict[str, nn.Linear]:
+    """The Linear layers that feed a hidden layer ("linear1", "linear2", ...), not the output layer."""
+    return {f"linear{block.number}": block.linear for block in blocks_of(model)}
+
+
+@torch.no_grad()
+def scale_hidden_weights(model: nn.Module, a: float) -> nn.Module:
+    """Multiply the weight matrix of every hidden Linear layer by ``a``, in place (biases and the
+    output layer are left alone). Returns the model."""
+    for block in model.blocks:  # the layers that feed a hidden layer: linear1, linear2, ...
+        block.linear.weight.mul_(a)
+    return model
+
+
+def scale_invariance(a_values: Sequence[float], batch: torch.Tensor, width: int = WIDTH,
+                     seed: int | None = None) -> tuple[float, dict[float, tuple[float, float]]]:
+    """A Linear layer (no bias, weights N(0, 0.1^2)) followed by BatchNorm1d, in float64 and training
+    mode, on ``batch`` (m, d). Returns the mean variance of the pre-activations Wu over the batch, and for
+    each a: (largest |BN(aWu) - BN(Wu)|, a * |dL/d(aW)| / |dL/dW|), with the loss a fixed random
+    projection of the BN output. Scale invariance means (0, 1), up to BN's eps.
+    """
+    u = batch.double()
+    linear = nn.Linear(u.shape[1], width, bias=False).double()
+    norm = nn.BatchNorm1d(width).double()
+    generator = torch_generator(seed, stream=STREAM_SCALE_CHECK)
+    with torch.no_grad():
+        linear.weight.normal_(0.0, INIT_STD, generator=generator)
+    projection = torch.randn(u.shape[0], width, generator=generator, dtype=torch.float64)
+    W = linear.weight.detach().clone()
+
+    def output_and_gradient(a: float) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = (a * W).requires_grad_(True)
+        out = norm(u @ weight.T)
+        (gradient,) = torch.autograd.grad((out * projection).sum(), weight)
+        return out.detach(), gradient
+
+    reference, reference_gradient = output_and_gradient(1.0)
+    variance = (u @ W.T).var(dim=0, unbiased=False).mean().item()
+    results = {}
+    for a in a_values:
+        out, gradient = output_and_gradient(a)
+        results[a] = ((out - reference).abs().max().item(),
+                      a * gradient.norm().item() / reference_gradient.norm().item())
+    return variance, results
+
+
+def full_batch_gradients(model: nn.Module, data: Split) -> dict[str, float]:
+    """Norm of the cross-entropy gradient over the whole training set with respect to each hidden
+    layer's weight matrix, in training mode (the model is not touched)."""
+    gradients = weight_gradients(model, data.X_train, data.y_train)
+    return {name: gradients[name].norm().item() for name in hidden_linears(model)}
+
+
+def relative_weight_change(initial: nn.Module, trained_model: nn.Module) -> float:
+    """|W_end - W_start| / |W_start| over all hidden weight matrices together: how far training
+    moved them, relative to their size."""
+    change = sum(((hidden_linears(trained_model)[name].weight - layer.weight) ** 2).sum().item()
+                 for name, layer in hidden_linears(initial).items())
+    size = sum((layer.weight ** 2).sum().item() for layer in hidden_linears(initial).values())
+    return math.sqrt(change / size)
+
+
+# ---- saturating nonlinearities -----------------------------------------------------------------------
+
+def saturated_share(model: nn.Module, X: torch.Tensor, activation: str, slope_fraction: float = 0.1) -> float:
+    """Share of the hidden units' inputs, over the examples X (n, d) and all hidden layers, at which the
+    activation's slope is below ``slope_fraction`` of its largest slope (BN uses the statistics of X)."""
+    inputs = torch.cat([x.ravel() for x in preactivations(model, X).values()])
+    return float(np.mean(relative_slope(inputs, activation) < slope_fraction))
+
+
+def gradient_reach(model: nn.Module, data: Split) -> float:
+    """|dL/dW_first| / |dL/dW_last| over the hidden layers at the current weights: how much of the gradient
+    the last hidden layer gets reaches the first one."""
+    norms = list(full_batch_gradients(model, data).values())
+    return norms[0] / norms[-1]
+
+
+# ---- noise: of the gradient, and of BN's batch statistics --------------------------------------------
+
+def _random_batches(n: int, batch_size: int, n_batches: int, seed: int | None) -> list[torch.Tensor]:
+    generator = torch_generator(seed, stream=STREAM_NOISE_BATCHES)
+    return [torch.randperm(n, generator=generator)[:batch_size] for _ in range(n_batches)]
+
+
+def _check_batch_sizes(batch_sizes: Sequence[int], n: int) -> None:
+    if not batch_sizes or any(not isinstance(m, (int, np.integer)) or not 2 <= m <= n for m in batch_sizes):
+        raise ValueError(f"batch sizes must be integers from 2 to {n}, got {list(batch_sizes)}")
+
+
+def gradient_noise(model: nn.Module, data: Split, batch_sizes: Sequence[int], n_batches: int = 20,
+                   seed: int | None = None) -> np.ndarray:
+    """Relative noise of the mini-batch gradient, sqrt(mean |g_batch - g_full|^2) / |g_full|, over
+    ``n_batches`` random training batches of each size (all parameters together, training mode, on a
+    copy of the model). Returns (len(batch_sizes),)."""
+    _check_batch_sizes(batch_sizes, len(data.X_train))
+    model = copy.deepcopy(model).train()
+    full = flat_gradient(model, data.X_train, data.y_train)[1]
+    noise = []
+    for m in batch_sizes:
+        squared = [(flat_gradient(model, data.X_train[b], data.y_train[b])[1] - full).pow(2).sum().item()
+                   for b in _random_batches(len(data.X_train), m, n_batches, seed)]
+        noise.append(math.sqrt(np.mean(squared)) / full.norm().item())
+    return np.array(noise)
+
+
+@torch.no_grad()
+def normalization_noise(model: nn.Module, data: Split, batch_sizes: Sequence[int], n_batches: int = 20,
+                        seed: int | None = None) -> np.ndarray:
+    """How much BN's batch statistics move an example: for the first hidden layer's pre-activations
+    z (its Linear output), the root-mean-square difference between z normalized with the statistics
+    of a random training batch of size m and z normalized with those of the whole training set.
+    Returns (len(batch_sizes),); 0 would mean an example's normalized value ignores its companions."""
+    _check_batch_sizes(batch_sizes, len(data.X_train))
+    z = hidden_linears(model)["linear1"](data.X_train)  # (n_train, width)
+    standardized = (z - z.mean(dim=0)) / z.std(dim=0, unbiased=False)
+    noise = []
+    for m in batch_sizes:
+        squared = []
+        for b in _random_batches(len(z), m, n_batches, seed):
+            batch = z[b]
+            in_batch = (batch - batch.mean(dim=0)) / batch.std(dim=0, unbiased=False)
+            squared.append((in_batch - standardized[b]).pow(2).mean().item())
+        noise.append(math.sqrt(np.mean(squared)))
+    return np.array(noise)
+
+
+# ---- gamma and beta during training ------------------------------------------------------------------
+
+def _trajectory(history: History, which: str, layer: str) -> np.ndarray:
+    values = getattr(history, which)
+    if layer not in values:
+        raise ValueError(f"this run has no {which} for {layer!r}; "
+                         f"it has: {', '.join(values) or 'none (no BN)'}")
+    return np.stack(values[layer])
+
+
+def settled_fraction(trajectory: np.ndarray, steps: Sequence[int], by_step: int) -> float:
+    """How much of its total change a parameter vector had made by ``by_step``:
+    |theta(by_step) - theta(0)| / |theta(end) - theta(0)|, over all units together.
+
+    trajectory: (R, units), one row per record; steps: (R,), the step of each record."""
+    trajectory, steps = np.asarray(trajectory, dtype=float), np.asarray(steps)
+    if trajectory.ndim != 2 or len(trajectory) != len(steps):
+        raise ValueError(f"trajectory must be (records, units) with one record per step; got shape "
+                         f"{trajectory.shape} and {len(steps)} steps")
+    if by_step not in steps:
+        raise ValueError(f"no record at step {by_step}; records are at steps {steps.tolist()}")
+    row = int(np.flatnonzero(steps == by_step)[0])
+    total = np.linalg.norm(trajectory[-1] - trajectory[0])
+    return float(np.linalg.norm(trajectory[row] - trajectory[0]) / total) if total > 0 else math.nan
+
+
+def fluctuation(trajectory: np.ndarray, last_fraction: float = 0.5) -> float:
+    """The typical change of one unit's parameter from one record to the next over the last
+    ``last_fraction`` of training: the standard deviation of those changes over units and records.
+
+    trajectory: (R, units)."""
+    trajectory = np.asarray(trajectory, dtype=float)
+    if not 0 < last_fraction <= 1:
+        raise ValueError(f"last_fraction must be in (0, 1], got {last_fraction}")
+    start = int(round(len(trajectory) * (1 - last_fraction)))
+    changes = np.diff(trajectory[start:], axis=0)
+    if changes.size == 0:
+        raise ValueError("need at least two records in the last part of training")
+    return float(changes.std())
+
+
+def gamma_beta(history: History, layer: str = "norm1") -> tuple[np.ndarray, np.ndarray]:
+    """gamma and beta of one BN layer at every record: two (R, units) arrays."""
+    return _trajectory(history, "gamma", layer), _trajectory(history, "beta", layer)
+
+
+# ---- layer Jacobians -------------------------------------------------------------------------------
+
+@torch.no_grad()
+def with_fixed_statistics(model: nn.Module, X: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` in eval mode whose BN layers normalize with the mean and (biased) variance
+    of the batch X (n, d) instead of their running averages: each example then passes through a fixed
+    function, whose Jacobian we can take one example at a time."""
+    model = copy.deepcopy(model).train()
+    norms = {f"norm{block.number}": block.norm for block in model.blocks
+             if isinstance(block.norm, nn.modules.batchnorm._BatchNorm)}
+    with captured_inputs(norms) as inputs:
+        model(X)
+    for name, layer in norms.items():
+        layer.running_mean.copy_(inputs[name].mean(dim=0))
+        layer.running_var.copy_(inputs[name].var(dim=0, unbiased=False))
+    return model.eval()
+
+
+def hidden_blocks(model: MLP) -> dict[str, nn.Sequential]:
+    """The hidden blocks of an MLP as functions: "block 1" = linear1 -> (norm1) -> act1, ..."""
+    return {f"block {block.number}": nn.Sequential(*(layer for layer in block[1:] if layer is not None))
+            for block in model.blocks}
+
+
+def jacobian_singular_values(block: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> np.ndarray:
+    """Singular values of the Jacobian of ``block`` at each example: x (n, d_in) -> (n, min(d_in, d_out)),
+    largest first. ``block`` maps one example (d_in,) to (d_out,); it must not use batch statistics
+    (put BN layers in eval mode, e.g. with ``with_fixed_statistics``)."""
+    values = []
+    for example in x:
+        jacobian = torch.autograd.functional.jacobian(block, example)  # (d_out, d_in)
+        values.append(torch.linalg.svdvals(jacobian))
+    return torch.stack(values).detach().numpy()
+
+
+def block_singular_values(model: nn.Sequential, data: Split, n_examples: int = 20) -> dict[str, np.ndarray]:
+    """Jacobian singular values of every hidden block, and of the whole hidden stack, at the first
+    ``n_examples`` test images, with BN's statistics fixed to those of the training set.
+
+    Returns "block 1", ..., "hidden stack" -> (n_examples, k) singular values."""
+    fixed = with_fixed_statistics(model, data.X_train)
+    blocks = hidden_blocks(fixed)
+    h = data.X_test[:n_examples]
+    values = {}
+    with torch.no_grad():
+        inputs = []
+        for block in blocks.values():
+            inputs.append(h)
+            h = block(h)
+    for (name, block), x in zip(blocks.items(), inputs):
+        values[name] = torch.linalg.svdvals(batch_jacobians(block, x)).numpy()
+    stack = nn.Sequential(*blocks.values())
+    values["hidden stack"] = torch.linalg.svdvals(batch_jacobians(stack, inputs[0])).numpy()
+    return values
+
+
+def batch_jacobians(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The Jacobian of ``block`` at each row of x (n, d_in): (n, d_out, d_in). The block must treat the
+    examples independently (BN in eval mode): then the derivative of its outputs summed over the batch
+    with respect to example i is example i's own Jacobian, and d_out backward passes give all n at once."""
+    jacobians = torch.autograd.functional.jacobian(lambda batch: block(batch).sum(0), x)  # (d_out, n, d_in)
+    return jacobians.transpose(0, 1).detach()
+
+
+def near_one(singular_values: np.ndarray, factor: float = 2.0) -> float:
+    """Share of the singular values within a ``factor`` of 1 (between 1/factor and factor)."""
+    s = np.asarray(singular_values, dtype=float)
+    return float(np.mean((s >= 1 / factor) & (s <= factor)))
+
+
+# ---- what the panels show next to the training curves -------------------------------------------------
+
+def initial_gradients(experiments: Experiments, init_scales: Sequence[float] = INIT_SCALES,
+                      **fields) -> dict[float, dict[str, float]]:
+    """a -> net -> norm of the full-batch gradient with respect to the FIRST hidden layer's weights of the
+    freshly initialized network of that setting (the layer a vanishing gradient reaches last)."""
+    def first_layer_gradient(net: str, a: float) -> float:
+        model = Run(net=net, init_scale=a, **fields).build(experiments.seed)
+        return full_batch_gradients(model, experiments.data)["linear1"]
+
+    return {a: {net: first_layer_gradient(net, a) for net in WITH_AND_WITHOUT_BN} for a in init_scales}
+
+
+def batch_noise(experiments: Experiments, batch_sizes: Sequence[int] = BATCH_SIZES,
+                **fields) -> dict[str, np.ndarray]:
+    """The two noises of a mini-batch, for each batch size, at initialization:
+    "gradient, without BN" and "gradient, with BN" (``gradient_noise``), and
+    "BN's batch statistics" (``normalization_noise``). Each (len(batch_sizes),)."""
+    models = {net: Run(net=net, **fields).build(experiments.seed) for net in WITH_AND_WITHOUT_BN}
+    noise = {f"gradient, {net}": gradient_noise(model, experiments.data, batch_sizes, seed=experiments.seed)
+             for net, model in models.items()}
+    noise["BN's batch statistics"] = normalization_noise(models["with BN"], experiments.data, batch_sizes,
+                                                         seed=experiments.seed)
+    return noise
+
+
+def output_versus_gamma_beta(history: History, layer: int) -> dict[str, np.ndarray]:
+    """How closely the recorded distribution of BN layer ``layer``'s output (the input of ``act<layer>``,
+    over the test images, eval mode) follows its gamma and beta, at every record after step 0 (where the
+    running averages are still placeholders). Both arrays are (R - 1, units):
+    "median offset": |median - beta| / gamma; "band width": (85th - 15th percentile) / (2 gamma),
+    about 1.04 for a normally distributed normalized value."""
+    if tuple(history.percentiles) != (15, 50, 85):
+        raise ValueError(f"needs the 15/50/85th percentiles, this run recorded {history.percentiles}")
+    gamma, beta = (values[1:] for values in gamma_beta(history, f"norm{layer}"))
+    percentiles = history.percentile_array(f"act{layer}")[1:]  # (R - 1, 3, units)
+    return {"median offset": np.abs(percentiles[:, 1] - beta) / np.abs(gamma),
+            "band width": (percentiles[:, 2] - percentiles[:, 0]) / (2 * np.abs(gamma))}

@@ -1,0 +1,74 @@
+"""Notebook 06, why BN works, and when it fails: later research and pitfalls (sections 1-7).
+
+experiments  the shared runs (Run), noisy BN, ICS through the gradient, the landscape, scale invariance,
+             pitfalls
+figures      the noise and normalization panels; the ICS, landscape, weight-norm and pitfalls figures
+checks       the exercises: the effective learning rate, precise BN
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...claims import PAPER, SANTURKAR, Claim, register
+from ...widgets import SliderPanel
+from . import checks, experiments, figures
+
+
+def noise() -> SliderPanel:
+    """Section 1's panel."""
+    return figures.noise_panel(experiments.noisy_grid())
+
+
+def normalization() -> SliderPanel:
+    """Section 6's panel."""
+    return figures.normalization_panel(experiments.batch_size_grid())
+
+
+PANELS = {"06 noisy BN": (noise, {"level": [0.0, 2.0, 4.0]}),
+          "06 normalization and batch size": (normalization, {"batch_size": [2, 8, 60]})}
+
+CLAIMS = (
+    Claim("noisy-bn-still-helps",
+          "BN still helps when noise after every BN layer makes the layer inputs less stable than without "
+          "BN: noisy BN trains better than the same noise without BN, and than the plain network.",
+          f"{SANTURKAR}, section 2.1", "06_why_batchnorm_works",
+          "1. Noisy BN: make the inputs unstable on purpose"),
+    Claim("ics-gradient-change-reduced",
+          "BN reduces internal covariate shift, measured as the change of a layer's gradient when the layers "
+          "below it are updated on the same batch.",
+          f"{PAPER}, abstract; tested as in {SANTURKAR}, section 2.2",
+          "06_why_batchnorm_works", "2. Internal covariate shift, measured through the gradient"),
+    Claim("bn-smooths-loss-landscape-median",
+          "With BN the loss and its gradient change less along the gradient direction (typical step of "
+          "training).",
+          f"{SANTURKAR}, section 3.1 and Figure 4", "06_why_batchnorm_works",
+          "3. The loss landscape along the gradient"),
+    Claim("bn-smooths-loss-landscape-worst-case",
+          "With BN the loss and its gradient change less along the gradient direction (worst steps of "
+          "training).",
+          f"{SANTURKAR}, section 3.1 and Figure 4", "06_why_batchnorm_works",
+          "3. The loss landscape along the gradient"),
+    Claim("bn-improves-beta-smoothness",
+          "BN makes the loss smoother: a smaller effective β-smoothness (gradient change per unit of step).",
+          f"{SANTURKAR}, section 3.1 and Figure 4 (c)", "06_why_batchnorm_works",
+          "3. The loss landscape along the gradient"),
+    Claim("bn-weights-scale-invariant",
+          "Under BN the loss does not depend on the scale of a unit's incoming weights: the gradient is "
+          "orthogonal to them, their norm grows, and the effective learning rate η/|w|² falls.",
+          f"{PAPER}, section 3.3; van Laarhoven 2017; Arora et al. 2019", "06_why_batchnorm_works",
+          "4. Scale invariance and the effective learning rate"),
+    Claim("bn-output-depends-on-batch",
+          "In training mode, an example's output under BN depends on the other examples of its batch.",
+          f"{PAPER}, section 3.4; seed 003", "06_why_batchnorm_works", "5. Pitfalls, each one run"),
+    Claim("precise-bn-improves-accuracy",
+          "Recomputing the population statistics at the final weights (precise BN) improves test accuracy "
+          "over the running averages.", "Wu & Johnson 2021, section 3", "06_why_batchnorm_works",
+          "5. Pitfalls, each one run"),
+    Claim("layernorm-groupnorm-batch-independent",
+          "LayerNorm and GroupNorm do not depend on the batch, and keep working with batches of 2 where BN "
+          "fails.",
+          "Ba et al. 2016; Wu & He 2018", "06_why_batchnorm_works",
+          "6. Alternatives: LayerNorm and GroupNorm"),
+)
+register(*CLAIMS)

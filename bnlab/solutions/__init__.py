@@ -1,1 +1,0 @@
-"""Solutions to exercises that have no counterpart elsewhere in bnlab (see checks.show_solution)."""

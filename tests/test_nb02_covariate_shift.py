@@ -1,0 +1,334 @@
+"""Notebook 02's machinery (bnlab.covariate_shift), its figures and panels, and its exercise checks."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from bnlab.lessons.nb02_covariate_shift import experiments as cs
+from bnlab.lessons.nb02_covariate_shift.checks import check_minibatch_statistics, check_saturated_fraction
+from bnlab.data import load_digits
+from bnlab.models import WITH_AND_WITHOUT_BN, make_mlp
+from bnlab.probes import preactivations as batch_statistics_preactivations
+from bnlab.lessons.nb02_covariate_shift.figures import (
+    drift_figure,
+    figure_1,
+    minibatch_panel,
+    saturation_panel,
+    shift_figure,
+)
+from bnlab.probes import accuracy
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return load_digits(standardized=False, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """A short Figure 1 run: 200 steps, a record every 50."""
+    return cs.train_pair(steps=200, record_every=50, seed=0)
+
+
+# ---- covariate shift between training and test ----------------------------------------------
+
+def test_shift_pixels_scales_adds_and_clips():
+    pixels = np.array([[0.0, 8.0, 16.0]])
+    assert np.array_equal(cs.shift_pixels(pixels), pixels)
+    assert np.array_equal(cs.shift_pixels(pixels, contrast=0.5), [[0.0, 4.0, 8.0]])
+    assert np.array_equal(cs.shift_pixels(pixels, brightness=1.0), [[1.0, 9.0, 16.0]])  # 17 clipped to 16
+    assert np.array_equal(cs.shift_pixels(pixels, brightness=-2.0), [[0.0, 6.0, 14.0]])
+
+
+@pytest.mark.parametrize("options, message", [(dict(contrast=0.0), "contrast must be positive"),
+                                              (dict(brightness=20.0), "brightness must lie")])
+def test_shift_pixels_rejects_bad_settings(options, message):
+    with pytest.raises(ValueError, match=message):
+        cs.shift_pixels(np.zeros((1, 64)), **options)
+
+
+def test_unshifted_test_inputs_are_the_standardized_test_set(raw):
+    standardized = load_digits(seed=0)
+    assert torch.allclose(cs.shifted_test_inputs(raw), standardized.X_test, atol=1e-5)
+    brighter = cs.shifted_test_inputs(raw, brightness=1.0)
+    assert brighter.shape == standardized.X_test.shape and (brighter >= standardized.X_test - 1e-5).all()
+
+
+def test_shifted_test_inputs_need_raw_pixels():
+    with pytest.raises(ValueError, match="raw digits"):
+        cs.shifted_test_inputs(load_digits(seed=0))
+
+
+def test_accuracy_is_a_fraction_and_keeps_the_mode():
+    model = make_mlp(hidden=(8,), norm="torch_bn", seed=0)
+    model.train()
+    X, y = torch.randn(20, 64), torch.randint(0, 10, (20,))
+    value = accuracy(model, X, y)
+    assert 0.0 <= value <= 1.0 and model.training
+
+
+# ---- mini-batch statistics -------------------------------------------------------------------
+
+def test_minibatch_statistics_uses_full_consecutive_batches_and_the_biased_variance():
+    feature = np.arange(10.0)
+    means, variances = cs.minibatch_statistics(feature, 3)  # batches 0-2, 3-5, 6-8; 9 dropped
+    assert np.allclose(means, [1.0, 4.0, 7.0])
+    assert np.allclose(variances, [2 / 3] * 3)
+
+
+def test_random_batch_orders_are_reproducible_permutations():
+    orders = cs.random_batch_orders(300, n_batches=50, seed=1)
+    assert orders.shape == (50, 300) and all(sorted(row) == list(range(300)) for row in orders[:5])
+    assert np.array_equal(orders, cs.random_batch_orders(300, n_batches=50, seed=1))
+    assert not np.array_equal(orders, cs.random_batch_orders(300, n_batches=50, seed=2))
+    with pytest.raises(ValueError, match="n_batches must be an integer of at least 2"):
+        cs.random_batch_orders(300, n_batches=1)
+
+
+@pytest.mark.parametrize("batch_size", [1, 301, 2.5, True])
+def test_spread_across_batches_rejects_bad_batch_sizes(batch_size):
+    with pytest.raises(ValueError, match="batch_size must be an integer from 2"):
+        cs.spread_across_batches(np.zeros(300), [4, batch_size])
+
+
+def test_spread_across_batches_follows_the_laws_on_gaussian_data():
+    feature = np.random.default_rng(3).normal(2.0, 3.0, size=20_000)
+    sizes = [4, 16, 64]
+    measured_mean, measured_variance = cs.spread_across_batches(feature, sizes, n_batches=2000, seed=0)
+    law_mean, law_variance = cs.spread_laws(feature, sizes)
+    assert np.allclose(law_mean, 3.0 / np.sqrt(sizes), rtol=0.02)
+    # for a normal distribution mu4 = 3 sigma^4, so the variance law is sqrt(2 sigma^4 / m)
+    assert np.allclose(law_variance, np.sqrt(2 * 81 / np.array(sizes)), rtol=0.05)
+    assert np.allclose(measured_mean, law_mean, rtol=0.08)
+    assert np.allclose(measured_variance[1:], law_variance[1:], rtol=0.1)
+
+
+# ---- saturation ------------------------------------------------------------------------------
+
+def test_saturation_threshold_is_where_the_slope_drops_to_the_fraction():
+    for fraction in (0.1, 0.05, 0.5):
+        x = cs.saturation_threshold(fraction)
+        assert np.isclose(cs.relative_slope(x), fraction)
+    assert round(cs.saturation_threshold(), 2) == 3.64
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        cs.saturation_threshold(1.5)
+
+
+def test_relative_slope_is_one_at_zero_symmetric_and_safe_for_huge_inputs():
+    slope = cs.relative_slope(np.array([0.0, 2.0, -2.0, 1e4]))
+    assert slope[0] == 1.0 and np.isclose(slope[1], slope[2]) and slope[3] == 0.0
+
+
+def test_saturated_fraction_counts_both_sides():
+    x = np.array([[-5.0, -1.0, 0.0, 1.0], [3.0, 3.7, 10.0, -3.6]])
+    assert cs.saturated_fraction(x) == 3 / 8
+    assert cs.saturated_fraction(torch.tensor(x)) == 3 / 8
+    with pytest.raises(ValueError, match="empty"):
+        cs.saturated_fraction(np.array([]))
+
+
+# ---- looking inside a network ------------------------------------------------------------------
+
+def test_batch_statistics_preactivations_normalize_by_the_batch_and_restore_everything():
+    model = make_mlp(hidden=(20, 20), norm="torch_bn", init_std=0.1, seed=0)
+    with torch.no_grad():
+        model.norm2.weight.fill_(2.0)
+        model.norm2.bias.fill_(0.5)
+    model.eval()
+    before = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    X = torch.randn(200, 64)
+    inputs = batch_statistics_preactivations(model, X)
+    assert list(inputs) == ["act1", "act2"] and inputs["act2"].shape == (200, 20)
+    assert torch.allclose(inputs["act2"].mean(dim=0), torch.full((20,), 0.5), atol=1e-4)  # beta
+    spread = inputs["act2"].std(dim=0, unbiased=False)
+    assert torch.allclose(spread, torch.full((20,), 2.0), atol=1e-2)  # gamma
+    assert not model.training
+    assert all(torch.equal(before[name], buffer) for name, buffer in model.named_buffers())
+
+
+def test_without_bn_batch_statistics_change_nothing():
+    model = make_mlp(hidden=(20,), init_std=0.1, seed=0).eval()
+    X = torch.randn(30, 64)
+    with torch.no_grad():
+        expected = model.linear1(X)
+    assert torch.allclose(batch_statistics_preactivations(model, X)["act1"], expected)
+
+
+def test_train_pair_records_the_probe_for_both_networks(pair):
+    histories, models = pair
+    assert list(histories) == list(WITH_AND_WITHOUT_BN) == list(models)
+    for history in histories.values():
+        assert history.steps == [0, 50, 100, 150, 200]
+        assert cs.probe_array(history, "percentiles").shape == (5, 3, 100)
+        assert cs.probe_array(history, "saturated").shape == (5, 3)
+        assert np.all(cs.probe_array(history, "slope") <= 1.0)
+    assert "norm3" in dict(models["with BN"].named_modules())
+    assert "norm3" not in dict(models["without BN"].named_modules())
+
+
+def test_probe_array_needs_the_probe():
+    history = load_history_without_probe()
+    with pytest.raises(ValueError, match="no 'sigmoid inputs' probe"):
+        cs.probe_array(history, "percentiles")
+
+
+def load_history_without_probe():
+    from bnlab.training import train
+    return train(make_mlp(hidden=(8,), seed=0), load_digits(seed=0), steps=2, lr=0.1, progress=False)
+
+
+def test_a_truncated_long_run_equals_a_short_run(pair):
+    histories, _ = pair
+    short, _ = cs.train_pair(steps=100, record_every=50, seed=0)
+    for label, history in histories.items():
+        cut = cs.truncated(history, 100)
+        assert cut.steps == short[label].steps
+        assert np.allclose(cut.test_accuracy, short[label].test_accuracy)
+        assert np.allclose(cs.probe_array(cut, "percentiles"), cs.probe_array(short[label], "percentiles"),
+                           atol=1e-5)
+        assert len(cut.batch_loss) == 100 and len(history.steps) == 5  # the original is untouched
+    with pytest.raises(ValueError, match="no record"):
+        cs.truncated(dataclasses.replace(histories["with BN"], steps=[10, 20]), 5)
+
+
+def test_learning_rate_grid_reuses_a_run_at_its_learning_rate(pair):
+    histories, _ = pair
+    grid = cs.learning_rate_grid([cs.FIG1_LR], steps=100, record_every=50, seed=0, reuse=histories)
+    assert grid[cs.FIG1_LR]["with BN"].steps == [0, 50, 100]
+    reused = grid[cs.FIG1_LR]["with BN"].probes["sigmoid inputs"][0]
+    assert reused is histories["with BN"].probes["sigmoid inputs"][0]  # looked up, not trained again
+    with pytest.raises(ValueError, match="at least one"):
+        cs.learning_rate_grid([], steps=10)
+    with pytest.raises(ValueError, match="not recorded every 20 steps"):
+        cs.learning_rate_grid([cs.FIG1_LR], steps=100, record_every=20, seed=0, reuse=histories)
+
+
+def test_percentile_drift_is_the_range_averaged_over_percentiles():
+    percentiles = np.zeros((3, 3, 2))  # records, percentiles, units
+    percentiles[:, :, 0] = [[0, 0, 0], [1, 2, 3], [0.5, 0, 0]]
+    percentiles[:, 1, 1] = [5, 5, 5]
+    assert np.allclose(cs.percentile_drift(percentiles, [0, 10, 20]), [2.0, 0.0])
+    assert np.allclose(cs.percentile_drift(percentiles, [0, 10, 20], from_step=10), [(0.5 + 2 + 3) / 3, 0.0])
+    with pytest.raises(ValueError, match="no record at or after"):
+        cs.percentile_drift(percentiles, [0, 10, 20], from_step=50)
+    with pytest.raises(ValueError, match="records, percentiles, units"):
+        cs.percentile_drift(percentiles[0], [0, 10, 20])
+
+
+def test_typical_unit_is_the_median_one():
+    assert cs.typical_unit(np.array([5.0, 1.0, 3.0, 9.0, 2.0])) == 2
+
+
+def test_layer_gradient_norms_show_the_vanishing_gradient_and_touch_nothing():
+    data = load_digits(seed=0)
+    norms = {}
+    for label, norm in WITH_AND_WITHOUT_BN.items():
+        model = make_mlp(norm=norm, seed=0, **cs.FIG1_NETWORK)
+        model.eval()
+        buffers = {name: b.clone() for name, b in model.named_buffers()}
+        norms[label] = cs.layer_gradient_norms(model, data)
+        assert list(norms[label]) == ["linear1", "linear2", "linear3", "output"]
+        assert all(p.grad is None for p in model.parameters()) and not model.training
+        assert all(torch.equal(buffers[name], b) for name, b in model.named_buffers())
+    assert norms["without BN"]["output"] > 15 * norms["without BN"]["linear1"]
+    assert norms["with BN"]["output"] < 4 * norms["with BN"]["linear1"]
+
+
+# ---- figures and panels ----------------------------------------------------------------------
+
+def test_shift_figure_states_the_accuracies(raw):
+    fig = shift_figure(raw, brightness=1.0, accuracies={"without BN": 0.47, "with BN": 0.27})
+    assert "47% without BN" in fig.layout.title.text and "27% with BN" in fig.layout.title.text
+    assert np.isclose(sum(fig.data[0].y), 1.0) and np.isclose(sum(fig.data[1].y), 1.0)
+
+
+def test_figure_1_and_drift_figure(pair):
+    histories, _ = pair
+    drifts = {label: cs.percentile_drift(cs.probe_array(h, "percentiles"), h.steps)
+              for label, h in histories.items()}
+    medians = {label: float(np.median(d)) for label, d in drifts.items()}
+    fig = figure_1(histories, {label: 0 for label in histories}, medians)
+    assert "without BN" in fig.layout.title.text and len(fig.data) == 2 + 2 * 2
+    assert "median drift" in drift_figure(drifts).layout.title.text
+
+
+def test_minibatch_panel_title_follows_the_batch_size():
+    panel = minibatch_panel(feature=np.random.default_rng(0).normal(size=500))
+    panel.set(batch_size=4)
+    spread_4 = np.std(panel.figure.data[0].x)
+    panel.set(batch_size=64)
+    assert panel.figure.layout.title.text.startswith("Batch size m = 64")
+    assert 3 < spread_4 / np.std(panel.figure.data[0].x) < 5  # 4 = sqrt(64 / 4)
+    assert panel.status.value == ""
+
+
+def test_saturation_panel_looks_runs_up_and_shows_a_diverged_run(pair):
+    histories, _ = pair
+    diverged = {label: cs.truncated(history, 100) for label, history in histories.items()}
+    diverged["without BN"].diverged_at, diverged["without BN"].divergence = 101, "the loss became nan"
+    panel = saturation_panel({0.5: histories, 9.0: diverged}, lr=0.5)
+    assert "η = 0.5" in panel.figure.layout.title.text and panel.figure.data[6].x == ()
+    panel.set(lr=9.0)
+    assert "without BN diverged at step 101" in panel.figure.layout.title.text
+    assert panel.figure.data[6].text == ("without BN diverged at step 101",) and panel.status.value == ""
+    with pytest.raises(ValueError, match="not in the grid"):
+        saturation_panel({0.5: histories}, lr=3.0)
+
+
+# ---- exercise checks -------------------------------------------------------------------------
+
+def test_the_solutions_pass():
+    assert check_minibatch_statistics(cs.minibatch_statistics)
+    assert check_saturated_fraction(cs.saturated_fraction)
+
+
+def test_minibatch_statistics_mistakes_are_named():
+    def unbiased(feature, m):
+        batches = feature[: len(feature) // m * m].reshape(-1, m)
+        return batches.mean(axis=1), batches.var(axis=1, ddof=1)
+
+    def keeps_last(feature, m):
+        means = [feature[i:i + m].mean() for i in range(0, len(feature), m)]
+        return np.array(means), np.array([feature[i:i + m].var() for i in range(0, len(feature), m)])
+
+    def strided(feature, m):
+        batches = feature[: len(feature) // m * m].reshape(m, -1)
+        return batches.mean(axis=0), batches.var(axis=0)
+
+    def standard_deviations(feature, m):
+        batches = feature[: len(feature) // m * m].reshape(-1, m)
+        return batches.mean(axis=1), batches.std(axis=1)
+
+    def sums(feature, m):
+        batches = feature[: len(feature) // m * m].reshape(-1, m)
+        return batches.sum(axis=1), batches.var(axis=1)
+
+    assert "unbiased variance" in check_minibatch_statistics(unbiased).message
+    assert "incomplete" in check_minibatch_statistics(keeps_last).message
+    assert "not consecutive" in check_minibatch_statistics(strided).message
+    assert "standard deviations" in check_minibatch_statistics(standard_deviations).message
+    assert "sums" in check_minibatch_statistics(sums).message
+    assert "two arrays" in check_minibatch_statistics(lambda feature, m: feature).message
+
+    def unfinished(feature, m):
+        raise NotImplementedError
+
+    verdict = check_minibatch_statistics(unfinished)
+    assert not verdict and "NotImplementedError" in verdict.message
+
+
+def test_saturated_fraction_mistakes_are_named():
+    threshold = cs.saturation_threshold()
+    assert "one side" in check_saturated_fraction(lambda x: np.mean(x > threshold)).message
+    assert "count" in check_saturated_fraction(lambda x: np.sum(np.abs(x) > threshold)).message
+    assert "NOT saturated" in check_saturated_fraction(lambda x: np.mean(np.abs(x) <= threshold)).message
+    assert "one number" in check_saturated_fraction(lambda x: np.mean(np.abs(x) > threshold, axis=0)).message
+
+    def slope_below_a_tenth(x):  # compares the slope with 0.1 instead of 0.1 * 1/4
+        s = 1 / (1 + np.exp(-x))
+        return np.mean(s * (1 - s) < 0.1)
+
+    assert "0.025" in check_saturated_fraction(slope_below_a_tenth).message
+    assert "a number" in check_saturated_fraction(lambda x: "many").message

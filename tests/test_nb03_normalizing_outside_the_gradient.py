@@ -1,0 +1,269 @@
+"""Notebook 03's machinery, panel and checks: normalizing outside the gradient."""
+
+import numpy as np
+import pytest
+import torch
+
+from bnlab.lessons.nb03_normalizing_outside_the_gradient import experiments as og
+from bnlab.lessons.nb03_normalizing_outside_the_gradient.checks import (
+    EXERCISES,
+    check_bias_drift,
+    check_center_in_graph,
+    check_standardize_in_graph,
+)
+from bnlab.data import load_digits
+from bnlab.models import make_mlp
+from bnlab.lessons.nb03_normalizing_outside_the_gradient.experiments import NORMALIZATION_CHOICES, drift_sweeps
+from bnlab.lessons.nb03_normalizing_outside_the_gradient.figures import drift_panel, drift_title, first_nonfinite_step
+from bnlab.training import train
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return og.toy_problem(seed=0)
+
+
+# ---- normalizations ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scale", [False, True])
+@pytest.mark.parametrize("inside", [False, True])
+def test_normalizations_center_and_scale_each_column(scale, inside):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 3, dtype=torch.float64, generator=generator) * torch.tensor([1.0, 5.0, 0.5]) + 7
+    out = og.normalization(scale, inside)(x)
+    assert out.shape == x.shape
+    assert torch.allclose(out.mean(dim=0), torch.zeros(3, dtype=torch.float64), atol=1e-12)
+    if scale:
+        assert torch.allclose(out.var(dim=0, unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-3)
+    else:
+        assert torch.allclose(out, x - x.mean(dim=0))
+
+
+@pytest.mark.parametrize("scale", [False, True])
+def test_only_the_inside_normalization_lets_autograd_see_the_mean(scale):
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 2, dtype=torch.float64, generator=generator).requires_grad_()
+    weights = torch.randn(40, 2, dtype=torch.float64, generator=generator) + 1.0  # gradient with a mean
+    gradients = {}
+    for inside in (False, True):
+        (gradient,) = torch.autograd.grad((og.normalization(scale, inside)(x) * weights).sum(), x)
+        gradients[inside] = gradient.sum(dim=0)  # what a bias added to every example would receive
+    assert torch.allclose(gradients[True], torch.zeros(2, dtype=torch.float64), atol=1e-12)
+    assert gradients[False].abs().min() > 1e-3
+
+
+def test_normalization_rejects_non_booleans():
+    with pytest.raises(ValueError, match="True or False"):
+        og.normalization("yes", True)
+
+
+# ---- toy layer and data ------------------------------------------------------------------------
+
+def test_toy_problem_is_whitened_float64_and_its_directions_orthonormal(toy):
+    z = toy.X_train.numpy()
+    assert z.shape == (og.TOY_EXAMPLES, og.TOY_INPUTS) and toy.y_train.dtype == torch.float64
+    assert np.allclose(z.mean(axis=0), 0, atol=1e-12) and np.allclose(z.T @ z / len(z), np.eye(og.TOY_INPUTS))
+    directions = og.teacher_directions(seed=0)
+    assert np.allclose(directions @ directions.T, np.eye(2))
+    assert abs(toy.y_train.mean().item() - og.TARGET_OFFSET) < 0.2
+    assert np.isclose(np.linalg.norm(og.toy_start(seed=0)), 1.0)
+    with pytest.raises(ValueError, match="direction must be 0 or 1"):
+        og.toy_problem(direction=2)
+
+
+def test_toy_layer_shapes_and_real_parameters(toy):
+    one = og.ToyLayer(og.toy_start(seed=0), og.center_in_graph)
+    assert one(toy.X_train).shape == (og.TOY_EXAMPLES,)
+    assert one.W.shape == (og.TOY_INPUTS,) and one.b.dim() == 0
+    copies = og.ToyLayer(og.toy_start(seed=0), og.center_in_graph, copies=3)
+    assert copies(toy.X_train).shape == (og.TOY_EXAMPLES, 3) and copies.W.shape == (og.TOY_INPUTS, 3)
+    assert torch.allclose(copies.W, one.W.detach()[:, None].expand(-1, 3))  # every copy starts at the same W
+    frozen = og.ToyLayer(og.toy_start(seed=0), og.center_in_graph, learn_weight=False)
+    assert not frozen.weight.requires_grad and frozen.bias.requires_grad
+
+
+@pytest.mark.parametrize("bad", [{"weight": np.ones((2, 2))}, {"normalize": 3}, {"copies": 0}])
+def test_toy_layer_rejects_bad_input(bad):
+    arguments = dict(weight=np.ones(3), normalize=og.center_in_graph) | bad
+    with pytest.raises(ValueError):
+        og.ToyLayer(**arguments)
+
+
+def test_centering_outside_the_gradient_drifts_b_linearly_and_leaves_the_loss_alone(toy):
+    runs = {inside: og.train_toy(og.ToyLayer(og.toy_start(seed=0), og.normalization(False, inside),
+                                             learn_weight=False), toy, steps=50, lr=0.1, record_every=10)
+            for inside in (False, True)}
+    b = np.array(runs[False].probes["b"])
+    gradient = runs[False].probes["dL/db"][0]
+    expected = og.bias_step_outside_gradient(np.zeros(og.TOY_EXAMPLES), toy.y_train.numpy(), 0.1)
+    assert np.allclose(np.diff(b), 10 * expected, rtol=1e-9) and np.isclose(expected, -0.1 * gradient)
+    assert np.ptp(runs[False].probes["loss"]) < 1e-10
+    assert np.abs(runs[True].probes["b"]).max() < 1e-12 and np.abs(runs[True].probes["dL/db"]).max() < 1e-12
+
+
+def test_train_toy_records_the_cosine_with_a_direction(toy):
+    layer = og.ToyLayer(og.toy_start(seed=0), og.standardize_in_graph)
+    history = og.train_toy(layer, toy, steps=3, lr=0.1, record_every=1, direction=og.toy_start(seed=0))
+    assert set(history.probes) == {"b", "dL/db", "|W|", "loss", "cosine"} and history.steps == [0, 1, 2, 3]
+    assert np.isclose(history.probes["cosine"][0], 1.0)
+
+
+def test_bias_gradient_and_rescaled_steps_want_one_copy(toy):
+    copies = og.ToyLayer(og.toy_start(seed=0), og.center_in_graph, copies=2)
+    with pytest.raises(ValueError, match="one-copy"):
+        og.bias_gradient(copies, toy)
+    with pytest.raises(ValueError, match="one-copy"):
+        og.rescaled_steps(copies, toy, lr=0.01, factors=[1, 2])
+    with pytest.raises(ValueError, match="positive"):
+        og.rescaled_steps(og.ToyLayer(og.toy_start(seed=0), og.center_in_graph), toy, lr=0.01, factors=[0])
+
+
+def test_one_sweep_equals_separate_runs_at_each_learning_rate(toy):
+    lrs = (0.01, 0.05, 0.2)
+    for scale in (False, True):
+        sweep = og.lr_sweep(scale, inside=False, lrs=lrs, steps=40, record_every=10, seed=0)
+        assert sweep.bias.shape == sweep.weight_norm.shape == sweep.loss.shape == (5, 3)
+        for k, lr in enumerate(lrs):
+            layer = og.ToyLayer(og.toy_start(seed=0), og.normalization(scale, False))
+            history = og.train_toy(layer, toy, steps=40, lr=lr)
+            assert np.allclose(history.probes["b"], sweep.bias[:, k], rtol=1e-9, atol=1e-12)
+            assert np.allclose(history.probes["|W|"], sweep.weight_norm[:, k], rtol=1e-9)
+            with torch.no_grad():
+                assert np.isclose(og.toy_loss(layer, toy).item(), sweep.loss[-1, k], rtol=1e-9)
+
+
+def test_sweep_column_and_bad_learning_rates():
+    sweep = og.lr_sweep(False, True, lrs=(0.01, 0.1), steps=10, record_every=5, seed=0)
+    assert sweep.column(0.012) == 0 and sweep.column(0.09) == 1
+    with pytest.raises(ValueError, match="positive"):
+        sweep.column(0.0)
+    with pytest.raises(ValueError, match="positive learning rates"):
+        og.lr_sweep(False, True, lrs=(0.1, -1.0))
+
+
+def test_standardizing_outside_the_gradient_makes_the_norm_run_away(toy):
+    norms = {}
+    for inside in (False, True):
+        layer = og.ToyLayer(og.toy_start(seed=0), og.normalization(True, inside))
+        norms[inside] = og.train_toy(layer, toy, steps=200, lr=0.1, record_every=50).probes["|W|"]
+    squared = np.array(norms[False]) ** 2
+    assert norms[False][-1] > 5 * norms[True][-1] and norms[True][-1] < 2
+    assert np.ptp(np.diff(squared)[1:]) < 0.05 * np.diff(squared)[1:].mean()  # |W|² grows linearly
+
+
+def test_rescaled_steps_show_the_effective_learning_rate(toy):
+    for inside in (False, True):
+        layer = og.ToyLayer(og.toy_start(seed=0), og.normalization(True, inside))
+        measured = og.rescaled_steps(layer, toy, lr=0.01, factors=[1, 4, 16])
+        assert np.allclose(measured["|W|"], [1, 4, 16])
+        product = measured["|W|"] * measured["|dL/dW|"]
+        assert np.ptp(product) < 1e-3 * product.mean()
+        turn = measured["rotation"] * measured["|W|"] ** 2
+        assert turn.max() < 1.1 * turn.min()
+    assert layer.W.norm().item() == pytest.approx(1.0)  # the layer itself was not changed
+
+
+def test_bias_step_formula():
+    step = og.bias_step_outside_gradient(np.array([1.0, -1.0]), np.array([3.0, 1.0]), 0.5)
+    assert step == pytest.approx(2.0)
+
+
+# ---- reading a digits MLP ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(seed=0)
+
+
+def test_mlp_readers(digits):
+    model = make_mlp(hidden=(16, 16), norm="bnlab_bn_detached", seed=0)
+    history = train(model, digits, steps=30, lr=1.0, record_every=10, seed=0, progress=False)
+    bias, weight = og.hidden_norm(history, model, "bias"), og.hidden_norm(history, model, "weight")
+    expected = np.hypot(history.param_norms["linear1.bias"], history.param_norms["linear2.bias"])
+    assert bias.shape == weight.shape == (4,) and np.allclose(bias, expected)
+    with pytest.raises(ValueError, match="'bias' or 'weight'"):
+        og.hidden_norm(history, model, "gamma")
+    rows = torch.cat([model.linear1.weight.pow(2).sum(dim=1), model.linear2.weight.pow(2).sum(dim=1)])
+    assert og.median_effective_lr(model, 0.5) == pytest.approx(0.5 / rows.median().item())
+    with pytest.raises(ValueError, match="no hidden blocks"):
+        og.median_effective_lr(torch.nn.Sequential(torch.nn.ReLU()), 0.1)
+
+
+def test_batch_statistics_accuracy_leaves_the_running_averages_alone(digits):
+    model = make_mlp(hidden=(16,), norm="bnlab_bn", seed=0)
+    train(model, digits, steps=50, lr=0.5, record_every=50, seed=0, progress=False)
+    before, mode = model.norm1.running_mean.clone(), model.training
+    accuracy = og.batch_statistics_accuracy(model, digits)
+    assert 0.5 < accuracy <= 1.0 and model.training == mode
+    assert torch.equal(model.norm1.running_mean, before)
+
+
+# ---- panel ------------------------------------------------------------------------------------
+
+def test_panel_titles_state_the_drift_and_the_norms():
+    panel = drift_panel(og.all_drift_sweeps(seed=0))
+    panel.set(lr=0.1, normalization="centering only")
+    title = panel.figure.layout.title.text
+    assert "drifts 0.19" in title and "per step" in title
+    panel.set(normalization="centering and scaling")
+    assert "|W| runs to" in panel.figure.layout.title.text
+    outside = np.array(panel.figure.data[1].y)  # |W| outside the gradient
+    assert outside[-1] > 5 * outside[0]
+
+
+def test_panel_says_diverged_for_a_nonfinite_run():
+    sweeps = drift_sweeps(NORMALIZATION_CHOICES[0])
+    broken = og.Sweep(sweeps["outside"].lrs, sweeps["outside"].steps, sweeps["outside"].bias.copy(),
+                      sweeps["outside"].weight_norm, sweeps["outside"].loss)
+    broken.bias[7:, 2] = np.nan
+    assert first_nonfinite_step(broken, 2) == broken.steps[7]
+    title = drift_title(NORMALIZATION_CHOICES[0], broken.lrs[2],
+                        {"outside": broken, "inside": sweeps["inside"]})
+    assert f"diverged at step {broken.steps[7]}" in title
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        drift_sweeps("whitening")
+
+
+# ---- checks -----------------------------------------------------------------------------------
+
+def test_solutions_pass_and_are_registered():
+    assert check_bias_drift(og.bias_step_outside_gradient)
+    assert check_center_in_graph(og.center_in_graph)
+    assert check_standardize_in_graph(og.standardize_in_graph)
+    assert {exercise.name for exercise in EXERCISES} == {"bias_drift", "center_in_graph", "standardize_in_graph"}
+
+
+def test_bias_drift_mistakes_are_named():
+    right = og.bias_step_outside_gradient
+    assert "wrong sign" in check_bias_drift(lambda x, y, lr: -right(x, y, lr)).message
+    assert "half" in check_bias_drift(lambda x, y, lr: right(x, y, lr) / 2).message
+    assert "MEAN" in check_bias_drift(lambda x, y, lr: right(x, y, lr) * len(y)).message
+    assert "the gradient dL/db" in check_bias_drift(lambda x, y, lr: right(x, y, lr) / lr).message
+    assert "one number" in check_bias_drift(lambda x, y, lr: np.full(3, right(x, y, lr))).message
+    assert "b moved by" in check_bias_drift(lambda x, y, lr: 1.0).message
+
+
+def test_center_mistakes_are_named():
+    assert "outside the gradient" in check_center_in_graph(og.center_outside_gradient).message
+    assert "whole batch" in check_center_in_graph(lambda x: x - x.mean()).message
+    assert "dim=1" in check_center_in_graph(lambda x: x - x.mean(dim=1, keepdim=True)).message
+    assert "torch tensor" in check_center_in_graph(lambda x: (x - x.mean(dim=0)).detach().numpy()).message
+    copied = check_center_in_graph(lambda x: torch.tensor((x - x.mean(0)).detach().numpy()))
+    assert "no path" in copied.message
+
+    def unfinished(x):
+        raise NotImplementedError
+    verdict = check_center_in_graph(unfinished)
+    assert not verdict and "NotImplementedError" in verdict.message and "Traceback" not in verdict.message
+
+
+def test_standardize_mistakes_are_named():
+    def detached_std(x):
+        return (x - x.mean(dim=0)) / x.std(dim=0, unbiased=False).detach()
+
+    def unbiased(x):
+        return (x - x.mean(dim=0)) / x.std(dim=0)
+    assert "standard deviation is outside" in check_standardize_in_graph(detached_std).message
+    assert "mean is still outside" in check_standardize_in_graph(og.standardize_outside_gradient).message
+    assert "unbiased" in check_standardize_in_graph(unbiased).message
+    assert "variance 1" in check_standardize_in_graph(og.center_in_graph).message

@@ -1,0 +1,245 @@
+"""Notebook 04's lesson package: Algorithm 1 by hand, test time, its panels and its checks."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bnlab.batchnorm import BatchNorm, batch_statistics, normalize
+from bnlab.lessons.nb04_batchnorm_from_scratch import experiments as bn
+from bnlab.lessons.nb04_batchnorm_from_scratch import figures
+
+def _double(*shape, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+
+def _trained_looking_mlp():
+    from bnlab.models import make_mlp
+    model = make_mlp(in_features=6, hidden=(8, 8), out_features=3, norm="bnlab_bn", seed=0)
+    with torch.no_grad():
+        for layer in (model.norm1, model.norm2):
+            layer.running_mean.uniform_(-1, 1)
+            layer.running_var.uniform_(0.5, 2)
+            layer.gamma.uniform_(0.5, 2)
+            layer.beta.uniform_(-1, 1)
+    return model
+
+
+
+@pytest.mark.parametrize("shape", [(12, 4), (3, 2, 4, 5)])
+def test_hand_written_forward_and_backward_match_autograd_and_torch(shape):
+    x = (_double(*shape) * 3 + 1).requires_grad_(True)
+    gamma = (_double(shape[1], seed=1).abs() + 0.5).requires_grad_(True)
+    beta = _double(shape[1], seed=2).requires_grad_(True)
+    grad_out = _double(*shape, seed=3)
+    y = bn.batch_norm_forward(x, gamma, beta, eps=1e-3)
+    y.backward(grad_out)
+    reference = (nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d)(shape[1], eps=1e-3).double()
+    with torch.no_grad():
+        reference.weight.copy_(gamma)
+        reference.bias.copy_(beta)
+    x2 = x.detach().clone().requires_grad_(True)
+    y2 = reference(x2)
+    y2.backward(grad_out)
+    assert torch.allclose(y, y2, atol=1e-12)
+    assert torch.allclose(y, normalize(x, *batch_statistics(x), gamma, beta, 1e-3), atol=1e-12)
+    grads = bn.batch_norm_backward(grad_out, x.detach(), gamma.detach(), eps=1e-3)
+    for ours, autograd, theirs in zip(grads, (x.grad, gamma.grad, beta.grad),
+                                      (x2.grad, reference.weight.grad, reference.bias.grad)):
+        assert ours.shape == autograd.shape
+        assert torch.allclose(ours, autograd, atol=1e-12) and torch.allclose(ours, theirs, atol=1e-10)
+
+
+def test_input_gradient_sums_to_zero_per_channel():
+    x, grad_out = _double(10, 3) * 5 + 2, _double(10, 3, seed=4)
+    grad_x, _, _ = bn.batch_norm_backward(grad_out, x, torch.ones(3, dtype=torch.float64))
+    assert grad_x.sum(dim=0).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("function", ["forward", "backward"])
+@pytest.mark.parametrize("shape, message", [((5,), "2-D"), ((2, 3, 4), "2-D"), ((1, 3), "at least 2"),
+                                            ((1, 3, 1, 1), "at least 2")])
+def test_hand_written_functions_reject_bad_shapes(function, shape, message):
+    x, ones = torch.randn(*shape), torch.ones(3)
+    with pytest.raises(ValueError, match=message):
+        if function == "forward":
+            bn.batch_norm_forward(x, ones, ones)
+        else:
+            bn.batch_norm_backward(x, x, ones)
+
+
+def test_backward_rejects_a_gradient_of_the_wrong_shape():
+    with pytest.raises(ValueError, match="grad_out"):
+        bn.batch_norm_backward(torch.randn(4, 2), torch.randn(4, 3), torch.ones(3))
+
+
+def test_forward_in_batches_equals_training_mode_batch_by_batch_and_changes_nothing():
+    model = _trained_looking_mlp()
+    X = torch.randn(23, 6)
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    logits, statistics = bn.forward_in_batches(model, X, batch_size=5)
+    assert logits.shape == (20, 3) and set(statistics) == {"norm1", "norm2"}
+    assert statistics["norm1"][0].shape == (4, 8)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in saved.items())
+    import copy
+    training = copy.deepcopy(model).train()
+    with torch.no_grad():
+        expected = torch.cat([training(X[i:i + 5]) for i in range(0, 20, 5)])
+    assert torch.allclose(logits, expected, atol=1e-5)
+
+
+def test_normalize_in_batches_matches_the_pure_functions_per_batch():
+    x = _double(11, 3)
+    y = bn.normalize_in_batches(x, 4)
+    for k in range(2):
+        batch = x[4 * k:4 * k + 4]
+        expected = normalize(batch, *batch_statistics(batch), None, None, 1e-5)
+        assert torch.allclose(y[4 * k:4 * k + 4], expected)
+    pairs = bn.normalize_in_batches(10 * x, 2)   # two values: x_hat = ±d / sqrt(d² + eps), ±1 when d² ≫ eps
+    assert torch.allclose(pairs.abs(), torch.ones(10, 3, dtype=torch.float64), atol=1e-4)
+    with pytest.raises(ValueError, match="batch_size"):
+        bn.normalize_in_batches(x, 1)
+    with pytest.raises(ValueError, match="nn.Sequential"):
+        bn.forward_in_batches(BatchNorm(3), x, 2)
+
+
+def test_population_statistics_are_unbiased_averages_of_batch_statistics():
+    from bnlab.models import make_mlp
+    model = make_mlp(in_features=4, hidden=(50,), out_features=2, norm="bnlab_bn", seed=0)
+    X = torch.randn(4000, 4, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        z = model.linear1(X)
+    mean, var = bn.population_statistics(model, X, batch_size=4, seed=0)["norm1"]
+    assert torch.allclose(mean, z.mean(dim=0), atol=1e-5)         # every example used once
+    assert (var / z.var(dim=0)).mean().item() == pytest.approx(1.0, abs=0.03)  # m/(m-1) removes the bias
+
+
+def test_inference_affine_is_what_eval_mode_computes():
+    for layer in (_trained_looking_mlp().norm1, nn.BatchNorm1d(8)):
+        layer.eval()
+        scale, shift = bn.inference_affine(layer)
+        x = torch.randn(5, 8)
+        assert torch.allclose(layer(x), x * scale + shift, atol=1e-6)
+    with pytest.raises(ValueError, match="BatchNorm"):
+        bn.inference_affine(nn.Linear(2, 2))
+
+
+def test_accuracy_with_batch_statistics_is_deterministic_and_checks_its_arguments():
+    model = _trained_looking_mlp()
+    X, y = torch.randn(30, 6), torch.randint(0, 3, (30,))
+    first = bn.accuracy_with_batch_statistics(model, X, y, 4, repeats=2, seed=1)
+    assert first == bn.accuracy_with_batch_statistics(model, X, y, 4, repeats=2, seed=1) and 0 <= first <= 1
+    with pytest.raises(ValueError, match="repeats"):
+        bn.accuracy_with_batch_statistics(model, X, y, 4, repeats=0)
+
+
+# ---- panels of notebook 04 ---------------------------------------------------------------------------
+
+def test_gamma_beta_panel_recovers_the_input_at_gamma_sigma_beta_mu():
+    from bnlab.lessons.nb04_batchnorm_from_scratch.figures import gamma_beta_panel
+    x = np.array([0.0, 1.0, 1.0, 4.0, -2.0])
+    panel = gamma_beta_panel(x)
+    assert "would give the input back" in panel.figure.layout.title.text
+    panel.set(gamma=round(float(np.sqrt(x.var() + 1e-5)), 2), beta=1.0)   # sigma_B = 2.0, mu_B = 0.8
+    assert "would give" in panel.figure.layout.title.text
+    panel.set(beta=0.8)
+    assert "the input back (largest |y − x|" in panel.figure.layout.title.text and panel.status.value == ""
+    with pytest.raises(ValueError, match="one unit"):
+        gamma_beta_panel(np.zeros((3, 2)))
+
+
+def test_batch_size_panel_says_plus_minus_one_at_m_2():
+    from bnlab.data import load_digits
+    from bnlab.models import make_mlp
+    from bnlab.lessons.nb04_batchnorm_from_scratch.experiments import BatchSizeSweep, batch_size_sweep
+    from bnlab.lessons.nb04_batchnorm_from_scratch.figures import batch_size_panel
+    data = load_digits(seed=0)
+    model = make_mlp(norm="bnlab_bn", seed=0).eval()
+    sweep = batch_size_sweep(model, data, batch_sizes=[2, 3, 8], repeats=1)
+    assert isinstance(sweep, BatchSizeSweep) and sweep.batch_accuracy.shape == (3,)
+    panel = batch_size_panel(model, data, sweep)
+    assert "x̂ = ±1 (within 0.01 for" in panel.figure.layout.title.text
+    centers, share = np.array(panel.figure.data[1].x), np.array(panel.figure.data[1].y)
+    assert share[np.isclose(np.abs(centers), 0.95)].sum() > 0.9
+    panel.set(batch_size=8)
+    assert "±√(m − 1) = ±2.65" in panel.figure.layout.title.text and panel.figure.data[4].x == (8,)
+    with pytest.raises(ValueError, match="not swept"):
+        sweep.at(64)
+
+
+# ---- checks of notebook 04 -------------------------------------------------------------------------
+
+def test_forward_check_accepts_the_solution_and_names_mistakes():
+    from bnlab.lessons.nb04_batchnorm_from_scratch.checks import check_batch_norm_forward as check
+
+    def with_statistics(over, unbiased=False, eps_used=None, affine=True):
+        def forward(x, gamma, beta, eps=1e-5):
+            dims = over(x)
+            e = eps if eps_used is None else eps_used
+            x_hat = (x - x.mean(dim=dims, keepdim=True)) / torch.sqrt(
+                x.var(dim=dims, unbiased=unbiased, keepdim=True) + e)
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            return gamma.reshape(shape) * x_hat + beta.reshape(shape) if affine else x_hat
+        return forward
+
+    right = bn.reduction_dims
+    assert check(bn.batch_norm_forward)
+    assert check(with_statistics(right))
+    assert "unbiased variance" in check(with_statistics(right, unbiased=True)).message
+    assert "left out eps" in check(with_statistics(right, eps_used=0.0)).message
+    assert "over its channels" in check(with_statistics(lambda x: (1,))).message
+    assert "whole tensor" in check(with_statistics(lambda x: tuple(range(x.dim())))).message
+    assert "without gamma and beta" in check(with_statistics(right, affine=False)).message
+    per_position = check(with_statistics(lambda x: (0,)))
+    assert "right for (N, C)" in per_position.message and "each position" in per_position.message
+    assert "two things" in check(lambda x, g, b, eps: (x, x)).message
+    assert "shape" in check(lambda x, g, b, eps: x[:1]).message
+    assert "NotImplementedError" in check(lambda *args: (_ for _ in ()).throw(NotImplementedError())).message
+
+
+def test_backward_check_accepts_the_solution_and_names_mistakes():
+    from bnlab.lessons.nb04_batchnorm_from_scratch.checks import check_batch_norm_backward as check
+
+    def wrong(dx=None, dgamma=None, dbeta=None):
+        def backward(grad_out, x, gamma, eps=1e-5):
+            right = bn.batch_norm_backward(grad_out, x, gamma, eps)
+            mean = x.mean(dim=0)
+            inv_std = 1 / torch.sqrt(x.var(dim=0, unbiased=False) + eps)
+            parts = dict(x=x, grad_out=grad_out, gamma=gamma, inv_std=inv_std, mean=mean, right=right)
+            return tuple(right[i] if f is None else f(parts) for i, f in enumerate((dx, dgamma, dbeta)))
+        return backward
+
+    assert check(bn.batch_norm_backward)
+    statistics_constant = wrong(dx=lambda p: p["grad_out"] * p["gamma"] * p["inv_std"])
+    assert "treats the mean and the variance as constants" in check(statistics_constant).message
+    no_mean_term = wrong(dx=lambda p: p["right"][0] + (p["grad_out"] * p["gamma"] * p["inv_std"]).mean(dim=0))
+    assert "path through the mean" in check(no_mean_term).message
+    assert "shape (16, 5), the shape of x" in check(wrong(dgamma=lambda p: p["grad_out"] * p["x"])).message
+    assert "shape (1, 5)" in check(wrong(dbeta=lambda p: p["grad_out"].sum(dim=0, keepdim=True))).message
+    assert "x instead of x_hat" in check(wrong(dgamma=lambda p: (p["grad_out"] * p["x"]).sum(dim=0))).message
+    assert "mean over the batch" in check(wrong(dbeta=lambda p: p["grad_out"].mean(dim=0))).message
+    assert "three gradients" in check(lambda g, x, gamma, eps: g).message
+    forgot_gamma = wrong(dx=lambda p: bn.batch_norm_backward(p["grad_out"], p["x"],
+                                                             torch.ones_like(p["gamma"]), 0.01)[0])
+    assert "forgot gamma" in check(forgot_gamma).message
+
+
+def test_checks_never_raise_on_strange_results():
+    from bnlab.lessons.nb04_batchnorm_from_scratch.checks import check_batch_norm_backward, check_batch_norm_forward
+    for strange in [None, "y", [1, 2], {"a": 1}, float("nan"), torch.full((16, 5), float("nan"))]:
+        assert not check_batch_norm_forward(lambda *args, value=strange: value)
+        assert not check_batch_norm_backward(lambda *args, value=strange: (value, value, value))
+
+
+def test_set_to_identity_makes_the_bn_network_compute_the_plain_one():
+    from bnlab.models import make_mlp
+    X = torch.randn(20, 64, generator=torch.Generator().manual_seed(6))
+    plain, normalized = make_mlp(norm="none", seed=1), make_mlp(norm="bnlab_bn", seed=1)
+    bn.set_to_identity(normalized, X)
+    assert torch.equal(normalized.norm1.running_mean, torch.zeros(100))   # running statistics untouched
+    assert torch.allclose(normalized.train()(X), plain(X), atol=1e-5)
+    with pytest.raises(ValueError, match="affine"):
+        bn.set_to_identity(nn.Sequential(BatchNorm(64, affine=False)), X)
+    with pytest.raises(ValueError, match="nn.Sequential"):
+        bn.set_to_identity(BatchNorm(64), X)

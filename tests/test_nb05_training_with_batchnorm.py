@@ -1,0 +1,313 @@
+"""Notebook 05's machinery (bnlab.bn_training), its figures and panels, and its exercise checks."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bnlab.lessons.nb05_training_with_batchnorm import experiments as bt
+from bnlab.lessons.nb05_training_with_batchnorm.checks import check_jacobian_singular_values, check_scale_hidden_weights
+from bnlab.data import load_digits
+from bnlab.models import WITH_AND_WITHOUT_BN
+from bnlab.lessons.nb05_training_with_batchnorm.figures import (
+    batch_size_training_panel,
+    gamma_beta_figure,
+    init_scale_panel,
+    jacobian_figure,
+    learning_rate_panel,
+    saturation_figure,
+    unit_distribution_figure,
+)
+from bnlab.training import History
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_digits(seed=0)
+
+
+@pytest.fixture(scope="module")
+def short_runs():
+    """Experiments of 20 steps with a record every 10: enough to exercise every code path."""
+    return bt.Experiments(steps=20, record_every=10, seed=0)
+
+
+def _history(accuracy, diverged_at=None, steps=(0, 10, 20)):
+    history = History(settings={}, steps=list(steps), test_accuracy=list(accuracy))
+    history.diverged_at = diverged_at
+    return history
+
+
+# ---- settings and shared runs ---------------------------------------------------------------------
+
+def test_setting_rejects_unknown_net_and_bad_scale():
+    with pytest.raises(ValueError, match="net must be one of"):
+        bt.Run(net="with LayerNorm")
+    with pytest.raises(ValueError, match="init_scale must be positive"):
+        bt.Run(init_scale=0.0)
+
+
+def test_setting_builds_the_named_network_with_scaled_hidden_weights():
+    base, scaled = bt.Run().build(0), bt.Run(init_scale=10.0).build(0)
+    assert bt.Run().network == "3×100 sigmoid"
+    assert bt.Run(depth=6, activation="relu").network == "6×100 ReLU"
+    assert isinstance(base.norm1, nn.BatchNorm1d) and len(bt.hidden_linears(base)) == 3
+    assert torch.allclose(scaled.linear2.weight, 10 * base.linear2.weight)
+    assert torch.equal(scaled.output.weight, base.output.weight)
+
+
+def test_experiments_train_each_setting_once(short_runs):
+    first = short_runs.run(bt.Run(lr=0.1))
+    assert short_runs.run(bt.Run(lr=0.1)) is first and first.steps == [0, 10, 20]
+    pair = short_runs.pair(lr=0.1)
+    assert list(pair) == ["without BN", "with BN"] and pair["with BN"] is first
+    assert short_runs.model(bt.Run(lr=0.1)) is short_runs.model(bt.Run(lr=0.1, steps=999))  # at its budget
+    assert short_runs.training_steps == 40
+
+
+def test_pairs_train_several_settings_together(short_runs):
+    pairs = short_runs.pairs({"sigmoid": dict(lr=0.2), "tanh": dict(lr=0.2, activation="tanh")})
+    assert list(pairs) == ["sigmoid", "tanh"] and list(pairs["tanh"]) == ["without BN", "with BN"]
+    assert pairs["tanh"]["with BN"] is short_runs.run(bt.Run(lr=0.2, activation="tanh"))
+    assert short_runs.run_all([bt.Run(lr=0.2)] * 2) == [pairs["sigmoid"]["with BN"]] * 2
+    alone = bt.Experiments(steps=20, record_every=10, seed=0).run(bt.Run(lr=0.2, activation="tanh"))
+    assert alone.batch_loss == pairs["tanh"]["with BN"].batch_loss  # the same numbers as a run on its own
+
+
+def test_grid_sweeps_one_field_and_refuses_others(short_runs):
+    grid = short_runs.grid("lr", [0.1, 1.0])
+    assert list(grid) == [0.1, 1.0] and grid[0.1]["with BN"] is short_runs.run(bt.Run(lr=0.1))
+    with pytest.raises(ValueError, match="cannot sweep 'net'"):
+        short_runs.grid("net", ["with BN"])
+
+
+def test_outcome_steps_to_and_trained():
+    finished, diverged = _history([0.1, 0.5, 0.93]), _history([0.1], diverged_at=7, steps=(0,))
+    assert bt.outcome(finished) == "93%" and bt.outcome(_history([0.1, 0.2, 0.3])) == "30% (failed)"
+    assert bt.outcome(diverged) == "diverged at step 7"
+    assert bt.steps_to(finished, 0.5) == 10 and bt.steps_to(finished, 0.95) is None
+    assert bt.trained(finished, 0.9) and not bt.trained(diverged, 0.05)
+
+
+# ---- scale invariance -----------------------------------------------------------------------------
+
+def test_scaling_hidden_weights_leaves_a_bn_network_unchanged(data):
+    model, scaled = bt.Run().build(0), bt.scale_hidden_weights(bt.Run().build(0), 100.0)
+    with torch.no_grad():  # training mode: batch statistics
+        assert torch.allclose(model(data.X_train[:60]), scaled(data.X_train[:60]), atol=1e-3)
+    plain, plain_scaled = (bt.Run(net="without BN").build(0) for _ in range(2))
+    bt.scale_hidden_weights(plain_scaled, 100.0)
+    with torch.no_grad():
+        assert not torch.allclose(plain(data.X_train[:60]), plain_scaled(data.X_train[:60]), atol=1e-2)
+
+
+def test_scale_invariance_of_one_layer_holds_up_to_eps(data):
+    variance, results = bt.scale_invariance([0.01, 10.0], data.X_train[:60])
+    assert 0.1 < variance < 2
+    change, ratio = results[10.0]
+    assert change < 1e-3 and abs(ratio - 1) < 1e-4
+    assert results[0.01][0] > 0.1  # a² variance close to eps: not invariant any more
+
+
+def test_bn_gradients_shrink_like_one_over_a(data):
+    g1 = bt.full_batch_gradients(bt.Run().build(0), data)
+    g10 = bt.full_batch_gradients(bt.Run(init_scale=10.0).build(0), data)
+    assert list(g1) == ["linear1", "linear2", "linear3"]
+    assert all(abs(10 * g10[name] / g1[name] - 1) < 1e-3 for name in g1)
+
+
+def test_relative_weight_change():
+    model = bt.Run().build(0)
+    assert bt.relative_weight_change(model, model) == 0
+    assert np.isclose(bt.relative_weight_change(model, bt.Run(init_scale=3.0).build(0)), 2.0, rtol=1e-5)
+
+
+# ---- noise -------------------------------------------------------------------------------------------
+
+def test_gradient_noise_shrinks_with_the_batch(data):
+    noise = bt.gradient_noise(bt.Run(net="without BN").build(0), data, [4, 64], n_batches=10, seed=0)
+    assert noise.shape == (2,) and 2.5 < noise[0] / noise[1] < 5.5  # about sqrt(16) = 4
+    with pytest.raises(ValueError, match="batch sizes must be integers from 2"):
+        bt.gradient_noise(bt.Run().build(0), data, [1, 8])
+
+
+def test_normalization_noise_shrinks_with_the_batch_and_is_large_for_pairs(data):
+    noise = bt.normalization_noise(bt.Run().build(0), data, [2, 8, 128], n_batches=10, seed=0)
+    assert noise[0] > 0.7 and noise[0] > noise[1] > noise[2]
+
+
+# ---- gamma and beta ---------------------------------------------------------------------------------
+
+def test_settled_fraction_and_fluctuation():
+    steps = [0, 10, 20, 30]
+    trajectory = np.array([[0.0, 0.0], [3.0, 4.0], [3.0, 4.0], [6.0, 8.0]])  # half the change by step 10
+    assert bt.settled_fraction(trajectory, steps, 10) == pytest.approx(0.5)
+    assert np.isnan(bt.settled_fraction(np.zeros((4, 2)), steps, 10))
+    with pytest.raises(ValueError, match="no record at step 15"):
+        bt.settled_fraction(trajectory, steps, 15)
+    with pytest.raises(ValueError, match="one record per step"):
+        bt.settled_fraction(trajectory, steps[:3], 10)
+    zigzag = np.array([[0.0], [1.0], [0.0], [1.0], [0.0]])
+    assert bt.fluctuation(zigzag, last_fraction=1.0) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="last_fraction"):
+        bt.fluctuation(trajectory, 0.0)
+
+
+def test_gamma_beta_needs_a_bn_run(short_runs):
+    gamma, beta = bt.gamma_beta(short_runs.run(bt.Run(lr=0.1)), "norm2")
+    assert gamma.shape == beta.shape == (3, 100) and np.all(gamma[0] == 1)
+    with pytest.raises(ValueError, match="no BN"):
+        bt.gamma_beta(short_runs.run(bt.Run(net="without BN", lr=0.1)), "norm1")
+    assert bt.typical_unit(np.array([5.0, 1.0, 3.0])) == 2
+
+
+# ---- saturation ------------------------------------------------------------------------------------
+
+def test_saturated_share_and_gradient_reach(data):
+    small = bt.Run(net="without BN").build(0)
+    large = bt.Run(net="without BN", init_scale=100.0).build(0)
+    assert bt.saturated_share(small, data.X_train, "sigmoid") < 0.01
+    assert bt.saturated_share(large, data.X_train, "sigmoid") > 0.5
+    assert bt.gradient_reach(small, data) < 0.2
+    with pytest.raises(ValueError, match="saturation is defined for"):
+        bt.saturated_share(small, data.X_train, "relu")
+
+
+# ---- Jacobians --------------------------------------------------------------------------------------
+
+def test_fixed_statistics_copy_normalizes_like_the_batch(data):
+    model = bt.Run().build(0)
+    fixed = bt.with_fixed_statistics(model, data.X_train)
+    assert not fixed.training and model.training and torch.equal(model.norm1.running_mean, torch.zeros(100))
+    with torch.no_grad():
+        assert torch.allclose(fixed(data.X_train), model(data.X_train), atol=1e-4)
+
+
+def test_hidden_blocks_split_the_network():
+    blocks = bt.hidden_blocks(bt.Run().build(0))
+    assert list(blocks) == ["block 1", "block 2", "block 3"]
+    assert [type(layer) for layer in blocks["block 2"]] == [nn.Linear, nn.BatchNorm1d, nn.Sigmoid]
+    assert len(bt.hidden_blocks(bt.Run(net="without BN").build(0))["block 1"]) == 2
+
+
+def test_jacobian_singular_values_of_a_linear_map_are_those_of_its_matrix():
+    W = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    values = bt.jacobian_singular_values(lambda v: W @ v, torch.randn(4, 3))
+    assert values.shape == (4, 3) and np.allclose(values, torch.linalg.svdvals(W).numpy(), atol=1e-6)
+
+
+def test_batch_jacobians_equal_each_example_s_own_jacobian(data):
+    block = bt.hidden_blocks(bt.with_fixed_statistics(bt.Run().build(0), data.X_train))["block 2"]
+    x = torch.randn(4, 100, generator=torch.Generator().manual_seed(1))
+    together = bt.batch_jacobians(block, x)
+    assert together.shape == (4, 100, 100)
+    for i in range(4):
+        alone = torch.autograd.functional.jacobian(lambda v: block(v[None])[0], x[i])
+        assert torch.allclose(together[i], alone, atol=1e-6)
+
+
+def test_block_singular_values_shapes_and_near_one(data):
+    values = bt.block_singular_values(bt.Run(net="without BN").build(0), data, n_examples=3)
+    assert list(values) == ["block 1", "block 2", "block 3", "hidden stack"]
+    assert values["block 1"].shape == (3, 64) and values["block 2"].shape == (3, 100)
+    assert bt.near_one(values["block 2"]) < 0.1
+    assert bt.near_one(np.array([0.4, 0.5, 1.0, 2.0, 2.1])) == pytest.approx(0.6)
+
+
+# ---- panels and figures ----------------------------------------------------------------------------
+
+def test_learning_rate_panel_shows_a_diverged_run(short_runs):
+    panel = learning_rate_panel(bt.learning_rate_grids(short_runs))
+    panel.set(network="6×100 ReLU", lr=10.0)
+    assert "without BN diverged at step" in panel.figure.layout.title.text
+    assert panel.figure.data[2].text[0].startswith("without BN diverged at step")
+    assert 10.0 in panel.figure.data[6].x  # the X on the accuracy-against-η plot
+    panel.set(network="3×100 sigmoid", lr=0.1)
+    assert "diverged" not in panel.figure.layout.title.text and panel.figure.data[2].x == ()
+    with pytest.raises(ValueError, match="lr must be one of"):
+        learning_rate_panel(bt.learning_rate_grids(short_runs), lr=0.5)
+
+
+def test_batch_size_and_init_scale_panels_move(short_runs):
+    paper = bt.paper_network()
+    batch_panel = batch_size_training_panel(short_runs.grid("batch_size", bt.BATCH_SIZES, **paper),
+                                            bt.batch_noise(short_runs, **paper))
+    batch_panel.set(batch_size=2)
+    assert batch_panel.figure.layout.title.text.startswith("Batch size m = 2:")
+    assert batch_panel.status.value == ""
+    init_panel = init_scale_panel(short_runs.grid("init_scale", bt.INIT_SCALES, **paper),
+                                  bt.initial_gradients(short_runs, **paper))
+    init_panel.set(init_scale=100.0)
+    assert init_panel.figure.layout.title.text.startswith("Initial weights × 100:")
+    assert list(init_panel.figure.data[-1].x) == [100.0, 100.0]
+
+
+def test_static_figures_build(short_runs, data):
+    runs = {"sigmoid": short_runs.pair(lr=0.1),
+            "diverged": short_runs.pair(depth=6, activation="relu", lr=10.0)}
+    bars = saturation_figure(runs, "title")
+    assert bars.data[0].text[1].startswith("diverged at step")
+    bn = {lr: short_runs.run(bt.Run(lr=lr)) for lr in (0.1, 1.0)}
+    assert len(gamma_beta_figure(bn, "norm3", [0, 1], "title").data) == 2 * 2 * 2
+    assert len(unit_distribution_figure(bn, 3, 0, "title").data) == 2 * 5
+    values = {f"{net}, {when}": bt.block_singular_values(bt.Run(net=net).build(0), data, n_examples=2)
+              for net in WITH_AND_WITHOUT_BN for when in ("at initialization", "after training")}
+    assert len(jacobian_figure(values, "title").data) == 2 * 3  # per subplot: the band and two histograms
+
+
+# ---- exercise checks ---------------------------------------------------------------------------------
+
+def test_scale_check_accepts_the_solution_and_names_mistakes():
+    assert check_scale_hidden_weights(bt.scale_hidden_weights)
+
+    def without_no_grad(model, a):
+        for layer in bt.hidden_linears(model).values():
+            layer.weight.mul_(a)
+
+    def every_linear(model, a):
+        with torch.no_grad():
+            for layer in model.modules():
+                if isinstance(layer, nn.Linear):
+                    layer.weight.mul_(a)
+
+    def biases_too(model, a):
+        with torch.no_grad():
+            for layer in bt.hidden_linears(model).values():
+                layer.weight.mul_(a)
+                layer.bias.mul_(a)
+
+    def a_copy(model, a):
+        for layer in bt.hidden_linears(model).values():
+            layer.weight.detach().clone().mul_(a)
+
+    def twice(model, a):
+        with torch.no_grad():
+            for layer in bt.hidden_linears(model).values():
+                layer.weight.mul_(a * a)
+
+    for mistake, words in [(without_no_grad, "torch.no_grad"), (every_linear, "output layer too"),
+                           (biases_too, "linear1.bias"), (a_copy, "did not change"),
+                           (twice, "multiplied by 100")]:
+        verdict = check_scale_hidden_weights(mistake)
+        assert not verdict and words in verdict.message, verdict.message
+
+
+def test_jacobian_check_accepts_the_solution_and_names_mistakes():
+    assert check_jacobian_singular_values(bt.jacobian_singular_values)
+
+    def jacobians(block, x):
+        return torch.stack([torch.autograd.functional.jacobian(block, v) for v in x])
+
+    def squares(block, x):
+        return bt.jacobian_singular_values(block, x) ** 2
+
+    def first_example_only(block, x):
+        return bt.jacobian_singular_values(block, x)[0]
+
+    def of_the_output(block, x):  # singular values of the block's outputs, not of its Jacobian
+        return torch.stack([torch.linalg.svdvals(block(v)[None]).expand(5) for v in x])
+
+    for mistake, words in [(jacobians, "Jacobian matrices themselves"), (squares, "squares"),
+                           (first_example_only, "one row per example"), (of_the_output, "differ")]:
+        verdict = check_jacobian_singular_values(mistake)
+        assert not verdict and words in verdict.message, verdict.message
