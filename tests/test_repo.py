@@ -18,8 +18,10 @@ def test_requirements_pin_exact_versions_and_install_bnlab():
     lines = _requirement_lines("requirements.txt")
     assert "torch==2.13.0" in lines
     assert "-e ." in lines
+    cpu_index = "--extra-index-url https://download.pytorch.org/whl/cpu"
+    assert cpu_index in lines
     for line in lines:
-        assert line == "-e ." or re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][\w.]*", line), line
+        assert line in ("-e .", cpu_index) or re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][\w.]*", line), line
     names = {line.split("==")[0] for line in lines if "==" in line}
     assert {"jupyterlab", "numpy", "torch", "ipywidgets", "plotly", "nbval", "anywidget"} <= names
     for line in _requirement_lines("requirements-dev.txt"):
