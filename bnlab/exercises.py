@@ -100,7 +100,8 @@ def solution_printer(exercises: Sequence[Exercise]) -> Callable[[str], None]:
     def show_solution(exercise: str) -> None:
         """Print one solution to ``exercise`` (try it yourself first!)."""
         if exercise not in by_name:
-            print(f"No exercise called {exercise!r} here; exercises with solutions: {', '.join(sorted(by_name))}")
+            print(f"No exercise called {exercise!r} here; "
+                  f"exercises with solutions: {', '.join(sorted(by_name))}")
             return
         print(inspect.getsource(by_name[exercise].solution))
 

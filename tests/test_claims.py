@@ -7,9 +7,10 @@ from __future__ import annotations
 import nbformat
 import numpy as np
 import pytest
-
-from bnlab import claims, course  # course: every lesson registers its claims
 from notebook_tools import LEDGER_JSON, LEDGER_PAGE, NOTEBOOK_DIR, NOTEBOOKS, printed_text
+
+import bnlab.course  # noqa: F401  (importing the course registers every lesson's claims)
+from bnlab import claims
 
 
 @pytest.fixture(scope="module")

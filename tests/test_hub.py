@@ -11,6 +11,7 @@ from test_binder import _pins
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import links  # noqa: E402
+
 HUB = ROOT / "requirements-hub.txt"
 
 

@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from bnlab.data import load_digits
 from bnlab.lessons.nb02_covariate_shift import experiments as cs
 from bnlab.lessons.nb02_covariate_shift.checks import check_minibatch_statistics, check_saturated_fraction
-from bnlab.data import load_digits
-from bnlab.models import WITH_AND_WITHOUT_BN, make_mlp
-from bnlab.probes import preactivations as batch_statistics_preactivations
 from bnlab.lessons.nb02_covariate_shift.figures import (
     drift_figure,
     figure_1,
@@ -18,7 +16,9 @@ from bnlab.lessons.nb02_covariate_shift.figures import (
     saturation_panel,
     shift_figure,
 )
+from bnlab.models import WITH_AND_WITHOUT_BN, make_mlp
 from bnlab.probes import accuracy
+from bnlab.probes import preactivations as batch_statistics_preactivations
 
 
 @pytest.fixture(scope="module")

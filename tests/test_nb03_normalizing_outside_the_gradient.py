@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from bnlab.data import load_digits
 from bnlab.lessons.nb03_normalizing_outside_the_gradient import experiments as og
 from bnlab.lessons.nb03_normalizing_outside_the_gradient.checks import (
     EXERCISES,
@@ -11,10 +12,16 @@ from bnlab.lessons.nb03_normalizing_outside_the_gradient.checks import (
     check_center_in_graph,
     check_standardize_in_graph,
 )
-from bnlab.data import load_digits
+from bnlab.lessons.nb03_normalizing_outside_the_gradient.experiments import (
+    NORMALIZATION_CHOICES,
+    drift_sweeps,
+)
+from bnlab.lessons.nb03_normalizing_outside_the_gradient.figures import (
+    drift_panel,
+    drift_title,
+    first_nonfinite_step,
+)
 from bnlab.models import make_mlp
-from bnlab.lessons.nb03_normalizing_outside_the_gradient.experiments import NORMALIZATION_CHOICES, drift_sweeps
-from bnlab.lessons.nb03_normalizing_outside_the_gradient.figures import drift_panel, drift_title, first_nonfinite_step
 from bnlab.training import train
 
 

@@ -7,7 +7,7 @@ from torch import nn
 
 from bnlab.batchnorm import BatchNorm, batch_statistics, normalize
 from bnlab.lessons.nb04_batchnorm_from_scratch import experiments as bn
-from bnlab.lessons.nb04_batchnorm_from_scratch import figures
+
 
 def _double(*shape, seed=0):
     generator = torch.Generator().manual_seed(seed)
@@ -151,9 +151,9 @@ def test_gamma_beta_panel_recovers_the_input_at_gamma_sigma_beta_mu():
 
 def test_batch_size_panel_says_plus_minus_one_at_m_2():
     from bnlab.data import load_digits
-    from bnlab.models import make_mlp
     from bnlab.lessons.nb04_batchnorm_from_scratch.experiments import BatchSizeSweep, batch_size_sweep
     from bnlab.lessons.nb04_batchnorm_from_scratch.figures import batch_size_panel
+    from bnlab.models import make_mlp
     data = load_digits(seed=0)
     model = make_mlp(norm="bnlab_bn", seed=0).eval()
     sweep = batch_size_sweep(model, data, batch_sizes=[2, 3, 8], repeats=1)
@@ -226,7 +226,10 @@ def test_backward_check_accepts_the_solution_and_names_mistakes():
 
 
 def test_checks_never_raise_on_strange_results():
-    from bnlab.lessons.nb04_batchnorm_from_scratch.checks import check_batch_norm_backward, check_batch_norm_forward
+    from bnlab.lessons.nb04_batchnorm_from_scratch.checks import (
+        check_batch_norm_backward,
+        check_batch_norm_forward,
+    )
     for strange in [None, "y", [1, 2], {"a": 1}, float("nan"), torch.full((16, 5), float("nan"))]:
         assert not check_batch_norm_forward(lambda *args, value=strange: value)
         assert not check_batch_norm_backward(lambda *args, value=strange: (value, value, value))

@@ -5,10 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from bnlab.lessons.nb05_training_with_batchnorm import experiments as bt
-from bnlab.lessons.nb05_training_with_batchnorm.checks import check_jacobian_singular_values, check_scale_hidden_weights
 from bnlab.data import load_digits
-from bnlab.models import WITH_AND_WITHOUT_BN
+from bnlab.lessons.nb05_training_with_batchnorm import experiments as bt
+from bnlab.lessons.nb05_training_with_batchnorm.checks import (
+    check_jacobian_singular_values,
+    check_scale_hidden_weights,
+)
 from bnlab.lessons.nb05_training_with_batchnorm.figures import (
     batch_size_training_panel,
     gamma_beta_figure,
@@ -18,6 +20,7 @@ from bnlab.lessons.nb05_training_with_batchnorm.figures import (
     saturation_figure,
     unit_distribution_figure,
 )
+from bnlab.models import WITH_AND_WITHOUT_BN
 from bnlab.training import History
 
 

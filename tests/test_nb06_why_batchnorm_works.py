@@ -9,10 +9,15 @@ from torch import nn
 
 from bnlab import claims
 from bnlab.lessons.nb06_why_batchnorm_works import experiments as wb
-from bnlab.lessons.nb06_why_batchnorm_works.checks import check_effective_learning_rate, check_recompute_statistics
-from bnlab.lessons.nb06_why_batchnorm_works.checks import solution_effective_learning_rate
+from bnlab.lessons.nb06_why_batchnorm_works.checks import (
+    check_effective_learning_rate,
+    check_recompute_statistics,
+    solution_effective_learning_rate,
+)
 from bnlab.lessons.nb06_why_batchnorm_works.experiments import NoisyBatchNorm, StepNoise
-from bnlab.models import make_mlp
+from bnlab.lessons.nb06_why_batchnorm_works.experiments import (
+    recompute_statistics as solution_recompute_statistics,
+)
 from bnlab.lessons.nb06_why_batchnorm_works.figures import (
     ics_figure,
     landscape_figure,
@@ -21,8 +26,8 @@ from bnlab.lessons.nb06_why_batchnorm_works.figures import (
     pitfalls_figure,
     weight_norm_figure,
 )
+from bnlab.models import make_mlp
 from bnlab.training import History, train
-from bnlab.lessons.nb06_why_batchnorm_works.experiments import recompute_statistics as solution_recompute_statistics
 
 
 @pytest.fixture(scope="module")

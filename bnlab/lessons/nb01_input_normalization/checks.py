@@ -7,7 +7,16 @@ from typing import Callable
 import numpy as np
 
 from ...data import standardize, whiten
-from ...exercises import Exercise, Verdict, as_array, call_learner, checked, correct, not_yet, solution_printer
+from ...exercises import (
+    Exercise,
+    Verdict,
+    as_array,
+    call_learner,
+    checked,
+    correct,
+    not_yet,
+    solution_printer,
+)
 
 
 def _exercise_inputs(seed: int = 7) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Notebook 01, section 4: the slider panel that runs gradient descent on raw, standardized and whitened inputs."""
+"""Notebook 01, section 1: the slider panel of gradient descent on raw, standardized and whitened inputs."""
 
 from __future__ import annotations
 

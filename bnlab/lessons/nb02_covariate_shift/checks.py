@@ -6,12 +6,21 @@ from typing import Callable
 
 import numpy as np
 
-from . import experiments as cs
-from ...seeding import numpy_rng
-from ...exercises import Exercise, LearnerError, Verdict, as_array, call_learner, checked, correct, not_yet, solution_printer
-from .experiments import minibatch_statistics
+from ...exercises import (
+    Exercise,
+    LearnerError,
+    Verdict,
+    as_array,
+    call_learner,
+    checked,
+    correct,
+    not_yet,
+    solution_printer,
+)
 from ...probes import MAX_SIGMOID_SLOPE, SATURATION_SLOPE_FRACTION, saturated_fraction
-
+from ...seeding import numpy_rng
+from . import experiments as cs
+from .experiments import minibatch_statistics
 
 CHECK_SEED = 7  # the exercises' inputs are the same for every course seed
 STREAM_CHECK_INPUTS = 21

@@ -166,7 +166,8 @@ class Figure1Run:
     def train(self, seed: int) -> tuple[History, nn.Module]:
         """Train from scratch under ``seed``: (History, trained network)."""
         model = make_mlp(norm=WITH_AND_WITHOUT_BN[self.net], seed=seed, **FIG1_NETWORK)
-        history = train(model, load_digits(seed=seed), steps=self.steps, lr=self.lr, batch_size=self.batch_size,
+        history = train(model, load_digits(seed=seed), steps=self.steps, lr=self.lr,
+                        batch_size=self.batch_size,
                         record_every=self.record_every, seed=seed,
                         probes={"sigmoid inputs": sigmoid_input_probe})
         return history, model

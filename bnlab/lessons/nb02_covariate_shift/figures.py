@@ -31,7 +31,6 @@ from ...training import History
 from ...widgets import SliderPanel, int_slider, lr_selection_slider
 from . import experiments as cs
 
-
 # ---- section 1: covariate shift between training and test -----------------------------------
 
 

@@ -12,12 +12,28 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ...seeding import numpy_rng
 from ...data import Split
-from .experiments import ToyLayer, center_outside_gradient, toy_problem, toy_start, train_toy
-from ...exercises import Exercise, LearnerError, Verdict, call_learner, checked, correct, not_yet, solution_printer
-from .experiments import bias_step_outside_gradient, center_in_graph, standardize_in_graph
-
+from ...exercises import (
+    Exercise,
+    LearnerError,
+    Verdict,
+    call_learner,
+    checked,
+    correct,
+    not_yet,
+    solution_printer,
+)
+from ...seeding import numpy_rng
+from .experiments import (
+    ToyLayer,
+    bias_step_outside_gradient,
+    center_in_graph,
+    center_outside_gradient,
+    standardize_in_graph,
+    toy_problem,
+    toy_start,
+    train_toy,
+)
 
 CHECK_SEED = 11      # the checks use their own toy data, the same for every course seed
 STREAM_CHECK_INPUTS = 34

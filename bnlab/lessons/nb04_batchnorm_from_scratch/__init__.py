@@ -11,7 +11,7 @@ import numpy as np
 
 from ...claims import PAPER, Claim, register
 from ...widgets import SliderPanel
-from . import checks, experiments, figures
+from . import checks, experiments, figures  # noqa: F401  (checks: read by bnlab.course)
 
 
 def gamma_beta() -> SliderPanel:

@@ -12,10 +12,18 @@ import numpy as np
 import torch
 
 from ...batchnorm import reduction_dims
-from .experiments import batch_norm_forward
-from ...exercises import Exercise, LearnerError, Verdict, as_array, call_learner, checked, correct, not_yet, solution_printer
-from .experiments import batch_norm_backward
-
+from ...exercises import (
+    Exercise,
+    LearnerError,
+    Verdict,
+    as_array,
+    call_learner,
+    checked,
+    correct,
+    not_yet,
+    solution_printer,
+)
+from .experiments import batch_norm_backward, batch_norm_forward
 
 CHECK_SEED = 12
 CHECK_EPS = 0.01       # large enough that forgetting it shows, small enough to be realistic

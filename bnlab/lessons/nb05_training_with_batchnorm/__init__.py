@@ -8,11 +8,9 @@ checks       the exercises: scale the hidden weights, Jacobian singular values
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...claims import PAPER, Claim, register
 from ...widgets import SliderPanel
-from . import checks, experiments, figures
+from . import checks, experiments, figures  # noqa: F401  (checks: read by bnlab.course)
 
 PANEL_STEPS = 120  # the registry's panels (tests, benchmarks) use short runs; the notebook trains its own
 
@@ -30,7 +28,8 @@ def batch_size() -> SliderPanel:
     """Section 5's panel over short runs."""
     runs = _short_runs()
     grid = runs.grid("batch_size", experiments.BATCH_SIZES, **experiments.paper_network())
-    return figures.batch_size_training_panel(grid, experiments.batch_noise(runs, **experiments.paper_network()))
+    noise = experiments.batch_noise(runs, **experiments.paper_network())
+    return figures.batch_size_training_panel(grid, noise)
 
 
 def init_scale() -> SliderPanel:

@@ -14,10 +14,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...exercises import (
+    Exercise,
+    LearnerError,
+    Verdict,
+    as_array,
+    call_learner,
+    checked,
+    correct,
+    not_yet,
+    solution_printer,
+)
 from ...models import make_mlp
-from ...exercises import Exercise, LearnerError, Verdict, as_array, call_learner, checked, correct, not_yet, solution_printer
 from .experiments import jacobian_singular_values, scale_hidden_weights
-
 
 CHECK_SEED = 5       # the checks use their own small networks and inputs, the same for every course seed
 CHECK_SCALE = 10.0

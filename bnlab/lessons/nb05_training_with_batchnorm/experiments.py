@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ...data import Split, load_digits
-from ...models import WITH_AND_WITHOUT_BN, MLP, blocks_of, make_mlp
+from ...models import MLP, WITH_AND_WITHOUT_BN, blocks_of, make_mlp
 from ...probes import (  # noqa: F401  (typical_unit: read by the notebook as bt.typical_unit)
     captured_inputs,
     flat_gradient,
@@ -51,6 +51,7 @@ SWEEP_STEPS, RECORD_EVERY = 200, 50
 FAILED_BELOW = 0.5                   # a run that ends below 50% test accuracy has failed (chance is 10%)
 STREAM_NOISE_BATCHES = 50            # torch streams (bnlab.seeding): the noise measurements' random batches,
 STREAM_SCALE_CHECK = 51              # ... the weights and loss of the scale-invariance check
+Grid = Mapping[float, Mapping[str, History]]  # swept value -> "without BN" / "with BN" -> History
 
 
 # ---- settings and the runs they share ------------------------------------------------------------
@@ -98,7 +99,8 @@ class Run:
     def train(self, seed: int) -> tuple[History, MLP]:
         """Train a fresh network under ``seed``: (History, trained network)."""
         model = self.build(seed)
-        history = train(model, load_digits(seed=seed), steps=self.steps, lr=self.lr, batch_size=self.batch_size,
+        history = train(model, load_digits(seed=seed), steps=self.steps, lr=self.lr,
+                        batch_size=self.batch_size,
                         record_every=self.record_every, seed=seed, progress=False)
         return history, model
 

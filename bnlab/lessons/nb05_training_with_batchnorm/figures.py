@@ -31,9 +31,7 @@ from ...models import WITH_AND_WITHOUT_BN
 from ...training import History
 from ...widgets import SliderPanel, choice, lr_selection_slider
 from . import experiments as bt
-
-Grid = Mapping[float, Mapping[str, History]]  # swept value -> "without BN" / "with BN" -> History
-
+from .experiments import Grid
 
 # ---- the three sweep panels --------------------------------------------------------------------------
 # Trace order: 0-1 accuracy curves (col 1), 2-3 their diverged markers, 4-5 accuracy at the end against

@@ -8,11 +8,9 @@ checks       the exercises: the effective learning rate, precise BN
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...claims import PAPER, SANTURKAR, Claim, register
 from ...widgets import SliderPanel
-from . import checks, experiments, figures
+from . import checks, experiments, figures  # noqa: F401  (checks: read by bnlab.course)
 
 
 def noise() -> SliderPanel:

@@ -14,10 +14,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...exercises import (
+    Exercise,
+    Verdict,
+    as_array,
+    call_learner,
+    checked,
+    correct,
+    not_yet,
+    solution_printer,
+)
 from ...models import make_mlp
-from ...exercises import Exercise, Verdict, as_array, call_learner, checked, correct, not_yet, solution_printer
 from .experiments import recompute_statistics
-
 
 CHECK_SEED = 6  # the checks use their own small networks and inputs, the same for every course seed
 

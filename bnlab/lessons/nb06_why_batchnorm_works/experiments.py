@@ -133,15 +133,16 @@ class Run:
 
     def build(self, seed: int) -> MLP:
         """The freshly initialized network (PyTorch's default initialization), noise seeded by ``seed``."""
-        model = make_mlp(hidden=(WIDTH,) * DEPTH, activation=ACTIVATION, norm=NOISE_NORMS.get(self.norm, self.norm),
-                         seed=seed)
+        norm = NOISE_NORMS.get(self.norm, self.norm)  # the noisy layers are this lesson's own
+        model = make_mlp(hidden=(WIDTH,) * DEPTH, activation=ACTIVATION, norm=norm, seed=seed)
         return set_noise(model, self.noise, seed)
 
     def train(self, seed: int) -> tuple[History, MLP]:
         """Train the run with the course's one loop: (History, trained network)."""
         model = self.build(seed)
         probes = training_probes(self.lr, seed) if self.probes else None
-        history = train(model, load_digits(seed=seed), steps=self.steps, lr=self.lr, batch_size=self.batch_size,
+        history = train(model, load_digits(seed=seed), steps=self.steps, lr=self.lr,
+                        batch_size=self.batch_size,
                         record_every=RECORD_EVERY, probes=probes, seed=seed, progress=False)
         return history, model
 
@@ -209,7 +210,8 @@ def batch_size_grid(seed: int | None = None,
     without normalization and with BN are the probed runs of ``clean_pair``)."""
     def run(norm: str, m: int) -> Run:
         return base_run(norm) if m == BATCH_SIZE else Run(norm=norm, batch_size=m)
-    return _histories({m: {label: run(norm, m) for label, norm in NORMALIZATIONS.items()} for m in sizes}, seed)
+    grid = {m: {label: run(norm, m) for label, norm in NORMALIZATIONS.items()} for m in sizes}
+    return _histories(grid, seed)
 
 
 def learning_rate_pair(seed: int | None = None, lrs: Sequence[float] = (LR, HIGH_LR)) -> dict[float, History]:
