@@ -4,16 +4,17 @@ re-executes each one and compares its outputs with the committed ones.)"""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 import sys
 
 import nbformat
 import pytest
 
 from notebook_tools import IGNORE_TAG, NOTEBOOKS, PLOT_MIME, ROOT, WIDGET_MIME, compared_outputs, execute_offline
-
-sys.path.insert(0, str(ROOT / "tools"))
-from build_notebooks import SOURCES, parse_source  # noqa: E402
+from tools.build_notebooks import SOURCES, notebook_from_source
 
 MAX_BYTES = 2_000_000
 ids = [path.stem for path in NOTEBOOKS]
@@ -26,7 +27,7 @@ def test_the_series_starts_with_00_and_01():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_committed_notebook_matches_its_source(path):
     """Edit notebooks/src/NN_*.py, then run `python tools/build_notebooks.py NN`."""
-    source_cells = parse_source((SOURCES / f"{path.stem}.py").read_text())
+    source_cells = notebook_from_source(SOURCES / f"{path.stem}.py").cells
     committed = nbformat.read(path, as_version=4).cells
     assert [(c.cell_type, c.source) for c in committed] == [(c.cell_type, c.source) for c in source_cells]
 
@@ -65,6 +66,25 @@ def test_only_figure_cells_are_excluded_from_nbval(path):
         assert (IGNORE_TAG in cell.metadata.get("tags", [])) == figure, f"cell {index}"
         if figure:
             assert not any(out.output_type == "stream" for out in cell.outputs), f"cell {index} prints and plots"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_jupytext_sync_writes_an_edited_notebook_back_to_its_source(path, tmp_path):
+    """With jupytext.toml, `jupytext --sync notebooks/NN.ipynb` (or saving in JupyterLab with jupytext)
+    turns an edit made in the notebook into the same edit of notebooks/src/NN.py, and nothing else."""
+    source = SOURCES / f"{path.stem}.py"
+    notebooks = tmp_path / "notebooks"
+    (notebooks / "src").mkdir(parents=True)
+    shutil.copy(ROOT / "jupytext.toml", tmp_path)
+    shutil.copy(source, notebooks / "src")
+    notebook = notebook_from_source(source)
+    notebook.cells.append(nbformat.v4.new_markdown_cell("An added cell."))
+    nbformat.write(notebook, notebooks / path.name)
+    os.utime(notebooks / "src" / source.name, (0, 0))  # the notebook is the newer file: sync reads it
+    subprocess.run([sys.executable, "-m", "jupytext", "--sync", "--quiet", f"notebooks/{path.name}"], cwd=tmp_path,
+                   check=True)
+    expected = source.read_text() + "\n# %% [markdown]\n# An added cell.\n"
+    assert (notebooks / "src" / source.name).read_text() == expected
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
