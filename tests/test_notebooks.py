@@ -1,6 +1,7 @@
-"""The committed notebooks: built from their sources, executed clean, readable without a kernel,
-deterministic and offline (other seeds: test_notebook_seeds.py). (nbval, run from the same pytest command,
-re-executes each one and compares its outputs with the committed ones.)"""
+"""The committed notebooks: built from their sources (and paired with them for jupytext), executed
+clean, readable without a kernel. nbval, run from the same pytest command, re-executes each one offline
+(the network guard is on: see the last test) and compares its outputs with the committed ones;
+test_notebook_seeds.py runs each for seeds 1 to 4, offline and in another working directory."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import sys
 
 import nbformat
 import pytest
+from nbval.kernel import CURRENT_ENV_KERNEL_NAME, RunningKernel
 
-from notebook_tools import IGNORE_TAG, NOTEBOOKS, PLOT_MIME, ROOT, WIDGET_MIME, compared_outputs, execute_offline
+from notebook_tools import GUARD_PROOF, IGNORE_TAG, NOTEBOOKS, PLOT_MIME, ROOT, WIDGET_MIME
 from tools.build_notebooks import SOURCES, notebook_from_source
 
 MAX_BYTES = 2_000_000
@@ -87,10 +89,12 @@ def test_jupytext_sync_writes_an_edited_notebook_back_to_its_source(path, tmp_pa
     assert (notebooks / "src" / source.name).read_text() == expected
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_notebook_is_deterministic_and_offline(path, tmp_path, monkeypatch):
-    """A fresh kernel, no network, another working directory: the compared outputs equal the committed
-    ones."""
-    fresh = execute_offline(path, 0, tmp_path, monkeypatch)
-    # nbval (a second fresh kernel, in the same pytest command) compares its own run with the committed file too
-    assert compared_outputs(fresh) == compared_outputs(nbformat.read(path, as_version=4))
+def test_nbval_kernels_cannot_reach_the_network(tmp_path):
+    """A kernel started the way nbval starts the notebooks' kernels (this session's environment, set by
+    conftest.py) has the network guard on."""
+    kernel = RunningKernel(CURRENT_ENV_KERNEL_NAME, cwd=str(tmp_path))
+    try:
+        reply = kernel.kc.execute_interactive(GUARD_PROOF, timeout=60, output_hook=lambda message: None)
+    finally:
+        kernel.stop()
+    assert reply["content"]["status"] == "ok", reply["content"].get("evalue")
