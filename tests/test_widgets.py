@@ -116,7 +116,7 @@ def test_slider_factories():
 
 def test_time_updates_returns_one_time_per_value():
     seconds = parabola_panel().time_updates("lr", [0.1, 0.2, 0.3])
-    assert seconds.shape == (3,) and np.all(seconds > 0)
+    assert seconds.shape == (3,)
 
 
 def test_lr_selection_slider_stops_at_the_given_values():
