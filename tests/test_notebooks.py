@@ -83,8 +83,8 @@ def test_jupytext_sync_writes_an_edited_notebook_back_to_its_source(path, tmp_pa
     notebook.cells.append(nbformat.v4.new_markdown_cell("An added cell."))
     nbformat.write(notebook, notebooks / path.name)
     os.utime(notebooks / "src" / source.name, (0, 0))  # the notebook is the newer file: sync reads it
-    subprocess.run([sys.executable, "-m", "jupytext", "--sync", "--quiet", f"notebooks/{path.name}"], cwd=tmp_path,
-                   check=True)
+    sync = [sys.executable, "-m", "jupytext", "--sync", "--quiet", f"notebooks/{path.name}"]
+    subprocess.run(sync, cwd=tmp_path, check=True)
     expected = source.read_text() + "\n# %% [markdown]\n# An added cell.\n"
     assert (notebooks / "src" / source.name).read_text() == expected
 
