@@ -19,11 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import numpy as np
-from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tools.notebook_runner import execute  # noqa: E402
+
 NOTEBOOK_TARGET_S, MEMORY_TARGET_MB = 30.0, 1024.0
 MEDIAN_TARGET_MS, P95_TARGET_MS = 100.0, 300.0
 PEAK_MEMORY_CELL = """
@@ -35,13 +36,8 @@ print(peak / 2**20 if sys.platform == "darwin" else peak / 2**10)  # MB
 
 def run_notebook(path: Path) -> tuple[float, float]:
     """(seconds from kernel start to the last cell, the kernel's peak resident memory in MB)."""
-    notebook = nbformat.read(path, as_version=4)
-    notebook.cells.append(nbformat.v4.new_code_cell(PEAK_MEMORY_CELL))
-    os.environ["BNLAB_PROGRESS"] = "0"
-    os.environ.pop("BNLAB_STATIC_IMAGES", None)
     start = time.perf_counter()
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    notebook = execute(path, cwd=path.parent, extra_cells=[PEAK_MEMORY_CELL])
     seconds = time.perf_counter() - start
     return seconds, float(notebook.cells[-1].outputs[0]["text"])
 

@@ -1,19 +1,22 @@
-"""The committed notebooks: built from their sources, executed clean, readable without a kernel,
-deterministic and offline (other seeds: test_notebook_seeds.py). (nbval, run from the same pytest command,
-re-executes each one and compares its outputs with the committed ones.)"""
+"""The committed notebooks: built from their sources (and paired with them for jupytext), executed
+clean, readable without a kernel. nbval, run from the same pytest command, re-executes each one offline
+(the network guard is on: see the last test) and compares its outputs with the committed ones;
+test_notebook_seeds.py runs each for seeds 1 to 4, offline and in another working directory."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 import sys
 
 import nbformat
 import pytest
+from nbval.kernel import CURRENT_ENV_KERNEL_NAME, RunningKernel
 
-from notebook_tools import IGNORE_TAG, NOTEBOOKS, PLOT_MIME, ROOT, WIDGET_MIME, compared_outputs, execute_offline
-
-sys.path.insert(0, str(ROOT / "tools"))
-from build_notebooks import SOURCES, parse_source  # noqa: E402
+from notebook_tools import GUARD_PROOF, IGNORE_TAG, NOTEBOOKS, PLOT_MIME, ROOT, WIDGET_MIME
+from tools.build_notebooks import SOURCES, notebook_from_source
 
 MAX_BYTES = 2_000_000
 ids = [path.stem for path in NOTEBOOKS]
@@ -26,7 +29,7 @@ def test_the_series_starts_with_00_and_01():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_committed_notebook_matches_its_source(path):
     """Edit notebooks/src/NN_*.py, then run `python tools/build_notebooks.py NN`."""
-    source_cells = parse_source((SOURCES / f"{path.stem}.py").read_text())
+    source_cells = notebook_from_source(SOURCES / f"{path.stem}.py").cells
     committed = nbformat.read(path, as_version=4).cells
     assert [(c.cell_type, c.source) for c in committed] == [(c.cell_type, c.source) for c in source_cells]
 
@@ -68,9 +71,30 @@ def test_only_figure_cells_are_excluded_from_nbval(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_notebook_is_deterministic_and_offline(path, tmp_path, monkeypatch):
-    """A fresh kernel, no network, another working directory: the compared outputs equal the committed
-    ones."""
-    fresh = execute_offline(path, 0, tmp_path, monkeypatch)
-    # nbval (a second fresh kernel, in the same pytest command) compares its own run with the committed file too
-    assert compared_outputs(fresh) == compared_outputs(nbformat.read(path, as_version=4))
+def test_jupytext_sync_writes_an_edited_notebook_back_to_its_source(path, tmp_path):
+    """With jupytext.toml, `jupytext --sync notebooks/NN.ipynb` (or saving in JupyterLab with jupytext)
+    turns an edit made in the notebook into the same edit of notebooks/src/NN.py, and nothing else."""
+    source = SOURCES / f"{path.stem}.py"
+    notebooks = tmp_path / "notebooks"
+    (notebooks / "src").mkdir(parents=True)
+    shutil.copy(ROOT / "jupytext.toml", tmp_path)
+    shutil.copy(source, notebooks / "src")
+    notebook = notebook_from_source(source)
+    notebook.cells.append(nbformat.v4.new_markdown_cell("An added cell."))
+    nbformat.write(notebook, notebooks / path.name)
+    os.utime(notebooks / "src" / source.name, (0, 0))  # the notebook is the newer file: sync reads it
+    sync = [sys.executable, "-m", "jupytext", "--sync", "--quiet", f"notebooks/{path.name}"]
+    subprocess.run(sync, cwd=tmp_path, check=True)
+    expected = source.read_text() + "\n# %% [markdown]\n# An added cell.\n"
+    assert (notebooks / "src" / source.name).read_text() == expected
+
+
+def test_nbval_kernels_cannot_reach_the_network(tmp_path):
+    """A kernel started the way nbval starts the notebooks' kernels (this session's environment, set by
+    conftest.py) has the network guard on."""
+    kernel = RunningKernel(CURRENT_ENV_KERNEL_NAME, cwd=str(tmp_path))
+    try:
+        reply = kernel.kc.execute_interactive(GUARD_PROOF, timeout=60, output_hook=lambda message: None)
+    finally:
+        kernel.stop()
+    assert reply["content"]["status"] == "ok", reply["content"].get("evalue")

@@ -1,6 +1,9 @@
 """The repository's promises: exact pins, the README's two commands, CI running the test command."""
 
+import os
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -40,16 +43,38 @@ def test_readme_gives_exactly_two_commands_that_set_up_start_and_test():
     assert "pytest" in test
 
 
-def test_ci_runs_the_readme_test_command_and_fails_on_no_tests():
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert "readme_commands.py test" in ci
-    assert '"$status" -eq 5' in ci
+def _run_ci_with_test_command(tmp_path, command):
+    """Run a copy of .ci/run in a repository whose README's test command is ``command``; a stand-in
+    chromium on PATH keeps the script from installing one."""
+    for name in (".ci/run", "tools/readme_commands.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "README.md").write_text(f"<!-- test-command -->\n```bash\n{command}\n```\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "chromium").write_text("#!/bin/sh\n")
+    (bin_dir / "chromium").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(["bash", str(tmp_path / ".ci" / "run")], env=env, capture_output=True, text=True)
 
 
-def test_pytest_runs_nbval_over_the_notebooks():
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    assert "--nbval " in pyproject and "--nbval-sanitize-with tests/sanitize.cfg" in pyproject
-    assert 'testpaths = ["tests", "notebooks"]' in pyproject
+def test_ci_runs_the_readme_test_command_and_passes_its_exit_status_on(tmp_path):
+    result = _run_ci_with_test_command(tmp_path, "echo the README command ran; exit 3")
+    assert "the README command ran" in result.stdout and result.returncode == 3
+
+
+def test_ci_fails_when_pytest_collects_no_tests(tmp_path):
+    result = _run_ci_with_test_command(tmp_path, "exit 5")  # pytest's status for "no tests collected"
+    assert result.returncode == 1 and "collected no tests" in result.stdout
+
+
+def test_pytest_runs_nbval_over_every_notebook():
+    """The README's test command (pytest's options in pyproject.toml) collects nbval's cells of each
+    committed notebook."""
+    result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q"], cwd=ROOT,
+                            capture_output=True, text=True, check=True)
+    collected = {line.split("::")[0] for line in result.stdout.splitlines() if "::Cell " in line}
+    assert collected == {f"notebooks/{path.name}" for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
 
 
 def test_top_level_layout():

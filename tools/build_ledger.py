@@ -13,35 +13,24 @@ recorded by some notebook for every seed.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 LEDGER_JSON, LEDGER_PAGE = NOTEBOOKS / "claims_ledger.json", NOTEBOOKS / "claims_ledger.md"
 sys.path.insert(0, str(ROOT))
 from bnlab import claims, course  # noqa: E402,F401  (course: every lesson registers its claims)
-
-
-def printed_text(notebook: nbformat.NotebookNode) -> str:
-    return "".join(output.text for cell in notebook.cells if cell.cell_type == "code"
-                   for output in cell.outputs if output.output_type == "stream" and output.name == "stdout")
+from tools.notebook_runner import execute, printed_text  # noqa: E402
 
 
 def run(path: Path, seed: int) -> list[claims.Measurement]:
     """Execute a notebook in a fresh kernel with BNLAB_SEED=seed; its recorded claims."""
-    os.environ.update(BNLAB_SEED=str(seed), BNLAB_PROGRESS="0")
-    os.environ.pop("BNLAB_STATIC_IMAGES", None)
-    notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    return claims.parse(printed_text(notebook))
+    return claims.parse(printed_text(execute(path, cwd=NOTEBOOKS, seed=seed)))
 
 
 def collect(seeds: tuple[int, ...], prefixes: list[str]) -> dict[str, dict[int, claims.Measurement]]:

@@ -3,63 +3,41 @@
     python tools/build_notebooks.py            # every notebook
     python tools/build_notebooks.py 01 03      # the ones whose names start with 01 or 03
 
-Each notebook is executed top to bottom in a fresh kernel with BNLAB_STATIC_IMAGES=1 (every
-figure also gets a PNG, for GitHub and nbviewer; needs `pip install -r requirements-build.txt`
-and a Chromium on PATH) and BNLAB_PROGRESS=0 (no progress bars in committed outputs).
+jupytext reads each source (the pairing is in jupytext.toml), and tools/notebook_runner.py executes
+the notebook top to bottom in a fresh kernel with BNLAB_STATIC_IMAGES=1 (every figure also gets a
+PNG, for GitHub and nbviewer; needs `pip install -r requirements-build.txt` and a Chromium on PATH)
+and BNLAB_PROGRESS=0 (no progress bars in committed outputs).
 Cells that show figures or widgets are tagged ``nbval-ignore-output``: nbval compares every
 other cell's output. Widget state is never saved (it would add megabytes per figure).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
+import jupytext
 import nbformat
-from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tools.notebook_runner import execute  # noqa: E402
+
 NOTEBOOKS = ROOT / "notebooks"
 SOURCES = NOTEBOOKS / "src"
+SOURCE_FORMAT = "py:percent"  # as paired in jupytext.toml
 IGNORE_TAG = "nbval-ignore-output"
 RICH_OUTPUTS = ("application/vnd.plotly.v1+json", "application/vnd.jupyter.widget-view+json")
-CELL_MARKER = "# %%"
-
-
-def parse_source(text: str) -> list[nbformat.NotebookNode]:
-    """Cells of a percent-format source: '# %%' starts a code cell, '# %% [markdown]' a
-    markdown cell whose lines start with '# '."""
-    cells, kind, lines = [], None, []
-
-    def flush() -> None:
-        if kind is None:
-            return
-        body = "\n".join(lines).strip("\n")
-        if kind == "markdown":
-            body = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in body.split("\n"))
-            cells.append(nbformat.v4.new_markdown_cell(body))
-        else:
-            cells.append(nbformat.v4.new_code_cell(body))
-
-    for line in text.split("\n"):
-        if line.startswith(CELL_MARKER):
-            flush()
-            kind, lines = ("markdown" if "[markdown]" in line else "code"), []
-        else:
-            lines.append(line)
-    flush()
-    return cells
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
 def notebook_from_source(path: Path) -> nbformat.NotebookNode:
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = parse_source(path.read_text())
-    notebook.metadata = {
-        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    }
+    """The notebook jupytext reads from a source. Each cell keeps jupytext's ``lines_to_next_cell``
+    (where the source has fewer blank lines than PEP 8 between two cells), so that
+    ``jupytext --sync`` writes the source back unchanged."""
+    notebook = jupytext.read(path, fmt=SOURCE_FORMAT)
+    notebook.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
     return notebook
 
 
@@ -85,11 +63,8 @@ def tidy(notebook: nbformat.NotebookNode) -> None:
 
 def build(source: Path) -> Path:
     target = NOTEBOOKS / f"{source.stem}.ipynb"
-    notebook = notebook_from_source(source)
-    os.environ.update(BNLAB_STATIC_IMAGES="1", BNLAB_PROGRESS="0")
     started = time.perf_counter()
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    notebook = execute(notebook_from_source(source), cwd=NOTEBOOKS, static_images=True)
     tidy(notebook)
     nbformat.write(notebook, target)
     size = target.stat().st_size / 1e6
