@@ -94,7 +94,8 @@ def main() -> None:
     if not args.sliders_only:
         print("\n| notebook | run time (s) | target | peak memory (MB) | target | |")
         print("|---|---:|---:|---:|---:|---|")
-        for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        from bnlab.course import COURSE
+        for path in (ROOT / "notebooks" / entry.file for entry in COURSE):
             seconds, megabytes = run_notebook(path)
             ok = seconds <= NOTEBOOK_TARGET_S and megabytes <= MEMORY_TARGET_MB
             results["notebooks"].append({"notebook": path.stem, "seconds": seconds, "peak_mb": megabytes})

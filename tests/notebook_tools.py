@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bnlab.course import COURSE
 from tools.notebook_runner import printed_text  # noqa: F401  (tests/test_claims.py reads it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = [NOTEBOOK_DIR / entry.file for entry in COURSE]  # the tests' parametrisation: the course registry
 LEDGER_JSON = NOTEBOOK_DIR / "claims_ledger.json"
 LEDGER_PAGE = NOTEBOOK_DIR / "claims_ledger.md"
 IGNORE_TAG = "nbval-ignore-output"

@@ -95,8 +95,8 @@ def _move_every_control(page, notebook: str) -> list[str]:
     return failures
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_in_a_real_browser_and_every_slider_moves_its_figure(lab, browser, path):
+def _check_in_the_browser(lab, browser, path) -> None:
+    """Open one notebook in a fresh workspace, run all its cells, move every control of every panel."""
     base, token = lab
     SCREENSHOTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -114,3 +114,20 @@ def test_notebook_runs_in_a_real_browser_and_every_slider_moves_its_figure(lab, 
         page.close()
         shut_down_kernels(base, token)
     print(f"\n{path.stem}: {time.monotonic() - started:.0f} s in the browser; screenshots in {SCREENSHOTS}")
+
+
+# Two classes, so that pytest-xdist's loadscope gives each half of the series to its own worker (each
+# worker starts its own JupyterLab and Chromium); the halves take about the same time.
+FIRST, LATER = NOTEBOOKS[:4], NOTEBOOKS[4:]
+
+
+class TestFirstNotebooks:
+    @pytest.mark.parametrize("path", FIRST, ids=[p.stem for p in FIRST])
+    def test_notebook_runs_in_a_real_browser_and_every_slider_moves_its_figure(self, lab, browser, path):
+        _check_in_the_browser(lab, browser, path)
+
+
+class TestLaterNotebooks:
+    @pytest.mark.parametrize("path", LATER, ids=[p.stem for p in LATER])
+    def test_notebook_runs_in_a_real_browser_and_every_slider_moves_its_figure(self, lab, browser, path):
+        _check_in_the_browser(lab, browser, path)

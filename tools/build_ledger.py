@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 LEDGER_JSON, LEDGER_PAGE = NOTEBOOKS / "claims_ledger.json", NOTEBOOKS / "claims_ledger.md"
 sys.path.insert(0, str(ROOT))
-from bnlab import claims, course  # noqa: E402,F401  (course: every lesson registers its claims)
+from bnlab import claims, course  # noqa: E402  (importing course registers every lesson's claims)
 from tools.notebook_runner import execute, printed_text  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def collect(seeds: tuple[int, ...], prefixes: list[str]) -> dict[str, dict[int, 
     ledger: dict[str, dict[int, claims.Measurement]] = {}
     if prefixes and LEDGER_JSON.exists():
         ledger = claims.load_ledger(LEDGER_JSON)
-    notebooks = [p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    notebooks = [NOTEBOOKS / entry.file for entry in course.COURSE  # the registry's notebooks, in order
                  if (not prefixes or p.name.startswith(tuple(prefixes)))
                  and claims.parse(printed_text(nbformat.read(p, as_version=4)))]
     measured = [claims.parse(printed_text(nbformat.read(p, as_version=4))) for p in notebooks]

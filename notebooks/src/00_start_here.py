@@ -24,8 +24,8 @@ if "google.colab" in sys.modules:
 
 # %%
 import bnlab
-from bnlab.lessons.nb00_start_here.checks import check_mean, show_solution
 from bnlab.environment import check_environment
+from bnlab.lessons.nb00_start_here.checks import check_mean, show_solution
 from bnlab.lessons.nb00_start_here.figures import PARABOLA_STEPS, parabola_panel
 
 SEED = bnlab.setup()
@@ -128,6 +128,9 @@ check_mean(mean)
 #   so everybody who runs a notebook sees the same numbers.
 # * Slider panels redraw one figure in place; a diverging setting is labelled as diverged.
 # * Exercises come with a `check_...` function and a `show_solution(...)` for when you are stuck.
+# * Each notebook runs in a kernel of its own, of about 0.45 GB. When you finish a notebook, shut its
+#   kernel down (*Kernel > Shut Down Kernel*): Binder allows 2 GB in all, and with four or five
+#   kernels open it stops one without warning.
 #
 # Next: [01 · Input normalization](01_input_normalization.ipynb).
 #
