@@ -16,6 +16,7 @@ from torch import nn
 
 from bnlab import batchnorm as bn
 from bnlab.batchnorm import BatchNorm, NonFiniteInputError
+from bnlab.lessons.nb04_batchnorm_from_scratch.experiments import batch_norm_backward, batch_norm_forward
 
 FAST = settings(max_examples=30, deadline=None, derandomize=True, database=None)
 
@@ -82,8 +83,8 @@ def test_hand_written_backward_equals_autograd(shape, seed, eps):
     beta = torch.zeros(shape[1], dtype=torch.float64, requires_grad=True)
     grad_out = _values(shape, seed + 2, scale=1.0)
     x_leaf = x.clone().requires_grad_(True)
-    bn.batch_norm_forward(x_leaf, gamma, beta, eps).backward(grad_out)
-    grad_x, grad_gamma, grad_beta = bn.batch_norm_backward(grad_out, x, gamma.detach(), eps)
+    batch_norm_forward(x_leaf, gamma, beta, eps).backward(grad_out)
+    grad_x, grad_gamma, grad_beta = batch_norm_backward(grad_out, x, gamma.detach(), eps)
     assert torch.allclose(grad_x, x_leaf.grad, atol=1e-9)
     assert torch.allclose(grad_gamma, gamma.grad, atol=1e-9)
     assert torch.allclose(grad_beta, beta.grad, atol=1e-9)
@@ -112,7 +113,7 @@ def test_one_value_per_channel_in_training_mode_is_a_clear_error(channels, spati
     with pytest.raises(ValueError, match="at least 2"):
         BatchNorm(channels)(x)
     with pytest.raises(ValueError, match="at least 2 values per channel"):
-        bn.batch_norm_forward(x, torch.ones(channels), torch.zeros(channels))
+        batch_norm_forward(x, torch.ones(channels), torch.zeros(channels))
     layer = BatchNorm(channels).eval()
     assert layer(x).shape == x.shape   # eval mode uses the running statistics: a single example is fine
 
