@@ -108,6 +108,7 @@ class Page:
     href: str
     title: str
     number: str = ""
+    name: str = ""            # the notebook's title without its number
     question: str = ""
     binder: str = ""
     colab: str = ""
@@ -167,6 +168,7 @@ def build(out: Path = DEFAULT_OUT) -> Report:
 
     notebooks = {entry.stem: nbformat.read(NOTEBOOKS / entry.file, as_version=4) for entry in COURSE}
     pages = [Page(href=built_name(entry.file), title=f"{entry.number} {entry.title}", number=entry.number,
+                  name=entry.title,
                   question=entry.question, binder=binder_url(entry.file), colab=colab_url(entry.file),
                   figures=count_outputs(notebooks[entry.stem], PLOTLY_MIME),
                   widgets=count_outputs(notebooks[entry.stem], WIDGET_MIME), read_only_note=READ_ONLY_NOTE)
@@ -216,7 +218,7 @@ def build(out: Path = DEFAULT_OUT) -> Report:
 
 def index_body(pages: list[Page], ledger: Page) -> str:
     rows = "\n".join(
-        f'<tr><td>{page.number}</td><td><a href="{page.href}">{html.escape(page.title.split(" ", 1)[1])}</a></td>'
+        f'<tr><td>{page.number}</td><td><a href="{page.href}">{html.escape(page.name)}</a></td>'
         f'<td>{inline_markdown(page.question)}</td>'
         f'<td class="bnlab-run"><a href="{page.binder}" target="_blank" rel="noopener">Binder</a>'
         f'<a href="{page.colab}" target="_blank" rel="noopener">Colab</a></td></tr>' for page in pages)
