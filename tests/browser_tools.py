@@ -137,3 +137,37 @@ PANEL_FINGERPRINTS = """() => {
     return JSON.stringify([title, notes, data]);
   });
 }"""
+
+
+@contextmanager
+def static_server(root: Path):
+    """Serve the folder ``root`` over HTTP on 127.0.0.1 (a random free port), in a thread of this
+    process; yields the base URL. For the web edition (tools/build_site.py)."""
+    import functools
+    import http.server
+    import threading
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+# The web edition's page, once its figures are drawn: what tests/test_browser.py checks.
+SITE_PAGE_STATE = """() => ({
+  plotly: typeof window.Plotly !== 'undefined',
+  plots: document.querySelectorAll('.js-plotly-plot').length,
+  drawn: [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.querySelector('.main-svg')).length,
+  maths: document.querySelectorAll('math').length,
+  images: [...document.images].filter(img => !(img.complete && img.naturalWidth > 0)).length,
+})"""

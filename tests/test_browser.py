@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import shutil
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from browser_tools import (CHROMIUM_FLAGS, CURRENT_NOTEBOOK, NOTEBOOK_READY, PANEL_FINGERPRINTS, RUN_ALL,
-                           RUN_STATE, find_chromium, jupyter_lab, shut_down_kernels)
+                           RUN_STATE, SITE_PAGE_STATE, find_chromium, jupyter_lab, shut_down_kernels,
+                           static_server)
 from notebook_tools import NOTEBOOKS, ROOT
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -131,3 +133,50 @@ class TestLaterNotebooks:
     @pytest.mark.parametrize("path", LATER, ids=[p.stem for p in LATER])
     def test_notebook_runs_in_a_real_browser_and_every_slider_moves_its_figure(self, lab, browser, path):
         _check_in_the_browser(lab, browser, path)
+
+
+# The web edition (tools/build_site.py): every page from a file server on 127.0.0.1, with no kernel.
+SITE_PAGES = ["index.html", "claims_ledger.html", *(f"{path.stem}.html" for path in NOTEBOOKS)]
+
+
+@pytest.fixture(scope="module")
+def site_server(tmp_path_factory):
+    """The web edition, built into a temporary folder and served on 127.0.0.1 only."""
+    from tools.build_site import build
+
+    site = tmp_path_factory.mktemp("web") / "_site"
+    report = build(site)
+    assert not report.math_failures, report.math_failures
+    with static_server(site) as base:
+        yield base, {page.href: page.figures for page in report.pages}
+
+
+@pytest.mark.parametrize("name", SITE_PAGES)
+def test_web_edition_page_draws_its_figures_and_asks_nothing_of_another_host(site_server, browser, name):
+    base, figures = site_server
+    off_machine, errors = [], []
+
+    def route(request_route):
+        if urlsplit(request_route.request.url).hostname == "127.0.0.1":
+            request_route.continue_()
+        else:
+            off_machine.append(request_route.request.url)
+            request_route.abort()
+
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    try:
+        page.route("**/*", route)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{base}/{name}", wait_until="load", timeout=60_000)
+        expected = figures[name]
+        if expected:
+            page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= "
+                                   f"{expected}", timeout=30_000, polling=200)
+        state = page.evaluate(SITE_PAGE_STATE)
+    finally:
+        page.close()
+    assert not errors, errors
+    assert not off_machine, off_machine
+    assert state["plots"] == state["drawn"] == expected, state
+    assert state["plotly"] == (expected > 0), state
+    assert state["images"] == 0, f"{state['images']} pictures did not load"
