@@ -41,10 +41,10 @@ def test_links_are_generated_from_the_one_slug():
     assert (ROOT / "README.md").read_text() == links.readme_text((ROOT / "README.md").read_text()), \
         "README links are stale: run python tools/links.py"
     for source in sorted((ROOT / "notebooks" / "src").glob("*.py")):
-        assert links.with_colab_cell_in_source(source.read_text()) == source.read_text(), source.name
+        assert links.with_setup_cell_in_source(source.read_text()) == source.read_text(), source.name
     for path in links.committed_notebooks():
         code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
-        assert code[0].source == links.colab_cell(), f"{path.name}: first code cell is not the Colab cell"
+        assert code[0].source == links.setup_cell(), f"{path.name}: first code cell is not the set-up cell"
 
 
 @pytest.mark.parametrize("document", _documents(), ids=lambda d: d[0].name)

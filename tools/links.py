@@ -4,7 +4,7 @@ The slug is `[project.urls] Repository` in pyproject.toml. After forking, change
 
     python tools/links.py
 
-which rewrites the README's notebook table and badges and the Colab set-up cell at the top of every
+which rewrites the README's notebook table and badges and the set-up cell at the top of every
 notebook (its source in notebooks/src/ and the committed .ipynb, without re-executing anything).
 tests/test_links.py fails when anything is out of date.
 """
@@ -21,10 +21,12 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bnlab.course import COURSE  # noqa: E402  (the list of notebooks: titles, questions, files)
+from bnlab.environment import pinned_versions  # noqa: E402  (the versions requirements.txt pins)
 
 NOTEBOOKS = ROOT / "notebooks"
 BRANCH = "main"
-COLAB_MARKER = "# bnlab: Colab set-up"
+SETUP_MARKER = "# bnlab set-up"
+COLAB_PINNED = ("plotly", "ipywidgets", "anywidget")  # Colab ships its own versions; the course pins these
 TABLE_START, TABLE_END = "<!-- notebooks-table:start -->", "<!-- notebooks-table:end -->"
 PULLER_START, PULLER_END = "<!-- nbgitpuller:start -->", "<!-- nbgitpuller:end -->"
 MAP_START, MAP_END = "# <!-- course-map:start -->", "# <!-- course-map:end -->"  # in notebook 00's source
@@ -63,15 +65,34 @@ def nbgitpuller_url(hub: str, notebook: str) -> str:
             f"&branch={BRANCH}&urlpath={quote(f'lab/tree/{folder}/notebooks/{notebook}', safe='')}")
 
 
-def colab_cell() -> str:
-    """The first code cell of every notebook: installs bnlab where it is missing (Colab), enables
-    Colab's widget manager there, and does nothing anywhere else."""
-    return f'''{COLAB_MARKER} (does nothing elsewhere): install bnlab if it is missing, enable widgets.
+def setup_cell() -> str:
+    """The first code cell of every notebook. It makes ``import bnlab`` work in this kernel, without a
+    restart: a copy of the course around the notebook (a clone, or nbgitpuller's pull on a hub) comes
+    first; on Colab, bnlab and the course's versions of plotly and the widgets are installed and Colab's
+    widget manager is switched on; anywhere else without bnlab it stops, saying what to run."""
+    pins = pinned_versions()
+    colab_packages = " ".join(f"{name}=={pins[name]}" for name in COLAB_PINNED)
+    return f'''{SETUP_MARKER}: use the copy of the course around this notebook; on Colab, install bnlab.
 import importlib.util
+import site
 import sys
+from pathlib import Path
 
+repository = "{repository_url()}"
+here = Path.cwd()
+course_copy = next((folder for folder in [here, *here.parents] if (folder / "bnlab" / "course.py").is_file()),
+                   None)
+if course_copy is not None and str(course_copy) not in sys.path:
+    sys.path.insert(0, str(course_copy))  # this copy's bnlab comes first, even where another one is installed
 if importlib.util.find_spec("bnlab") is None:
-    get_ipython().run_line_magic("pip", "install -q git+{repository_url()}")
+    if "google.colab" not in sys.modules:
+        raise ModuleNotFoundError("bnlab is not installed for this kernel and this notebook is not inside a "
+                                  "copy of the course: run the README's start command in a clone of "
+                                  f"{{repository}}, or open the course through your hub's link.")
+    course_versions = "{colab_packages}"
+    get_ipython().run_line_magic("pip", f"install -q {{course_versions}} git+{{repository}}")
+    site.addsitedir(site.getusersitepackages())  # a user site this install created is new to the kernel
+    importlib.invalidate_caches()
 if "google.colab" in sys.modules:
     from google.colab import output
 
@@ -119,10 +140,10 @@ def readme_text(text: str) -> str:
     return re.sub(r"\[!\[Binder\]\([^)]*\)\]\([^)]*\)", lambda _: badge, text)
 
 
-def with_colab_cell_in_source(text: str) -> str:
-    """A notebook source whose first code cell is the current Colab cell (inserted if missing)."""
-    cell = "# %%\n" + colab_cell() + "\n\n"
-    block = re.compile(r"# %%\n" + re.escape(COLAB_MARKER) + r".*?(?=\n# %%)", re.S)
+def with_setup_cell_in_source(text: str) -> str:
+    """A notebook source whose first code cell is the current set-up cell (inserted if missing)."""
+    cell = "# %%\n" + setup_cell() + "\n\n"
+    block = re.compile(r"# %%\n" + re.escape(SETUP_MARKER) + r".*?(?=\n# %%)", re.S)
     if block.search(text):
         return block.sub(lambda _: cell.rstrip("\n") + "\n", text, count=1)
     first_code = re.search(r"^# %%\n", text, re.M)
@@ -140,18 +161,18 @@ def update() -> list[str]:
         start_here.write_text(new)
         changed.append(f"{start_here.relative_to(ROOT)} (rebuild it: python tools/build_notebooks.py 00)")
     for source in sorted((NOTEBOOKS / "src").glob("*.py")):
-        if source.read_text() != (new := with_colab_cell_in_source(source.read_text())):
+        if source.read_text() != (new := with_setup_cell_in_source(source.read_text())):
             source.write_text(new)
             changed.append(str(source.relative_to(ROOT)))
     for path in committed_notebooks():
         notebook = nbformat.read(path, as_version=4)
-        cells = [c for c in notebook.cells if c.cell_type == "code" and c.source.startswith(COLAB_MARKER)]
-        if cells and cells[0].source != colab_cell():
-            cells[0].source = colab_cell()
+        cells = [c for c in notebook.cells if c.cell_type == "code" and c.source.startswith(SETUP_MARKER)]
+        if cells and cells[0].source != setup_cell():
+            cells[0].source = setup_cell()
             nbformat.write(notebook, path)
             changed.append(str(path.relative_to(ROOT)))
         elif not cells:
-            changed.append(f"{path.relative_to(ROOT)} has no Colab cell yet: rebuild it with tools/build_notebooks.py")
+            changed.append(f"{path.relative_to(ROOT)} has no set-up cell yet: rebuild it with tools/build_notebooks.py")
     return changed
 
 

@@ -37,16 +37,19 @@ def kernel_env(*, seed: int = 0, static_images: bool = False, offline: bool = Fa
 
 
 def execute(notebook: nbformat.NotebookNode | Path, *, cwd: Path, seed: int = 0, static_images: bool = False,
-            offline: bool = False, extra_cells: Iterable[str] = ()) -> nbformat.NotebookNode:
+            offline: bool = False, extra_cells: Iterable[str] = (),
+            env_overrides: Mapping[str, str] | None = None) -> nbformat.NotebookNode:
     """Run ``notebook`` (a node, executed in place, or the path of a .ipynb) top to bottom in a fresh
     kernel started in ``cwd``, then ``extra_cells`` (code appended after the notebook's own cells).
+    ``env_overrides``: variables set for the kernel on top of ``kernel_env`` (the set-up cell's tests).
     Returns the executed notebook; a cell that raises stops the run with nbclient's CellExecutionError."""
     if isinstance(notebook, Path):
         notebook = nbformat.read(notebook, as_version=4)
     notebook.cells.extend(nbformat.v4.new_code_cell(code) for code in extra_cells)
     client = NotebookClient(notebook, timeout=TIMEOUT_S, kernel_name=KERNEL_NAME,
                             resources={"metadata": {"path": str(cwd)}})
-    client.execute(env=kernel_env(seed=seed, static_images=static_images, offline=offline))
+    env = {**kernel_env(seed=seed, static_images=static_images, offline=offline), **(env_overrides or {})}
+    client.execute(env=env)
     return notebook
 
 

@@ -16,12 +16,27 @@
 #    hypothesis at the end of this notebook.
 
 # %%
-# bnlab: Colab set-up (does nothing elsewhere): install bnlab if it is missing, enable widgets.
+# bnlab set-up: use the copy of the course around this notebook; on Colab, install bnlab.
 import importlib.util
+import site
 import sys
+from pathlib import Path
 
+repository = "https://github.com/bnlab-course/bnlab"
+here = Path.cwd()
+course_copy = next((folder for folder in [here, *here.parents] if (folder / "bnlab" / "course.py").is_file()),
+                   None)
+if course_copy is not None and str(course_copy) not in sys.path:
+    sys.path.insert(0, str(course_copy))  # this copy's bnlab comes first, even where another one is installed
 if importlib.util.find_spec("bnlab") is None:
-    get_ipython().run_line_magic("pip", "install -q git+https://github.com/bnlab-course/bnlab")
+    if "google.colab" not in sys.modules:
+        raise ModuleNotFoundError("bnlab is not installed for this kernel and this notebook is not inside a "
+                                  "copy of the course: run the README's start command in a clone of "
+                                  f"{repository}, or open the course through your hub's link.")
+    course_versions = "plotly==7.1.0 ipywidgets==8.1.9 anywidget==0.11.0"
+    get_ipython().run_line_magic("pip", f"install -q {course_versions} git+{repository}")
+    site.addsitedir(site.getusersitepackages())  # a user site this install created is new to the kernel
+    importlib.invalidate_caches()
 if "google.colab" in sys.modules:
     from google.colab import output
 
