@@ -67,6 +67,38 @@ def jupyter_lab(root: Path, settings_dir: Path, log: Path):
                 server.kill()
 
 
+@contextmanager
+def jupyter_notebook(root: Path, settings_dir: Path, log: Path):
+    """Run Notebook 7 (`jupyter notebook`) on 127.0.0.1 with a random token, serving ``root``, with the
+    same test settings as `jupyter_lab` (Notebook 7 reads JupyterLab's settings); yields the base URL
+    and the token. Notebooks open at ``{base}/notebooks/<name>``."""
+    for name, values in LAB_SETTINGS.items():
+        target = settings_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(values))
+    port, token = _free_port(), secrets.token_hex(16)
+    command = [sys.executable, "-m", "notebook", "--no-browser", "--ServerApp.ip=127.0.0.1",
+               f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
+               f"--ServerApp.root_dir={root}", "--JupyterNotebookApp.expose_app_in_browser=True",
+               f"--JupyterNotebookApp.user_settings_dir={settings_dir}",
+               # the page reads its settings from /lab/api/settings, which JupyterLab's server
+               # extension (loaded beside Notebook 7) answers from LabApp's folder, not Notebook's
+               f"--LabApp.user_settings_dir={settings_dir}", "--allow-root"]
+    env = dict(os.environ, BNLAB_PROGRESS="0")
+    with open(log, "w") as log_file:
+        server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_for(f"{base}/api/status?token={token}", server, log, name="jupyter notebook")
+            yield base, token
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
 def shut_down_kernels(base: str, token: str) -> None:
     """Stop every kernel of the server, so one notebook's kernel does not outlive its test."""
     headers = {"Authorization": f"token {token}"}
@@ -77,17 +109,18 @@ def shut_down_kernels(base: str, token: str) -> None:
         urllib.request.urlopen(request).close()
 
 
-def _wait_for(url: str, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+def _wait_for(url: str, server: subprocess.Popen, log: Path, timeout: float = 60,
+              name: str = "jupyter lab") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited early:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"{name} exited early:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
         except OSError:
             time.sleep(0.5)
-    raise RuntimeError(f"jupyter lab did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"{name} did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 # JavaScript run in the page (window.jupyterapp exists because of expose_app_in_browser).
