@@ -124,3 +124,15 @@ class BatchNorm(nn.Module):
         unbiased_var = var * m / (m - 1)  # Algorithm 2 keeps the unbiased estimate
         self.running_mean.lerp_(mean, self.momentum)
         self.running_var.lerp_(unbiased_var, self.momentum)
+
+
+def affine_parameters(layer: nn.Module | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """gamma and beta of a normalization layer, whatever it calls them (torch: weight/bias);
+    (None, None) for no layer or one without them."""
+    gamma = getattr(layer, "gamma", None)
+    if gamma is None:
+        gamma = getattr(layer, "weight", None)
+    beta = getattr(layer, "beta", None)
+    if beta is None:
+        beta = getattr(layer, "bias", None)
+    return gamma, beta

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batchnorm import NonFiniteInputError
+from .batchnorm import NonFiniteInputError, affine_parameters
 from .data import Split
 from .models import blocks_of
 from .probes import activation_inputs, captured_inputs
@@ -287,7 +287,7 @@ def _record_standard(history: History, model: nn.Module, data: Split, loss_fn: n
     for name, preact in preactivations.items():
         history.preact_percentiles.setdefault(name, []).append(unit_percentiles(preact, q).numpy())
     for block in blocks_of(model):
-        gamma, beta = _affine_parameters(block.norm)
+        gamma, beta = affine_parameters(block.norm)
         if gamma is not None:
             history.gamma.setdefault(f"norm{block.number}", []).append(gamma.detach().numpy().copy())
             history.beta.setdefault(f"norm{block.number}", []).append(beta.detach().numpy().copy())
@@ -305,18 +305,6 @@ def unit_percentiles(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     needed = sorted(set(below.tolist()) | set(above.tolist()))
     partly_sorted = torch.from_numpy(np.partition(x.numpy(), needed, axis=0))
     return partly_sorted[below].lerp(partly_sorted[above], (ranks - below)[:, None])
-
-
-def _affine_parameters(layer: nn.Module | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """gamma and beta of a normalization layer, whatever it calls them (torch: weight/bias);
-    (None, None) for no layer or one without them."""
-    gamma = getattr(layer, "gamma", None)
-    if gamma is None:
-        gamma = getattr(layer, "weight", None)
-    beta = getattr(layer, "beta", None)
-    if beta is None:
-        beta = getattr(layer, "bias", None)
-    return gamma, beta
 
 
 def _accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from browser_tools import (CHROMIUM_FLAGS, CURRENT_NOTEBOOK, NOTEBOOK_READY, PANEL_FINGERPRINTS, RUN_ALL,
-                           RUN_STATE, SITE_PAGE_STATE, find_chromium, jupyter_lab, shut_down_kernels,
-                           static_server)
-from notebook_tools import NOTEBOOKS, ROOT
+                           RUN_STATE, SITE_PAGE_STATE, find_chromium, jupyter_lab, jupyter_notebook,
+                           shut_down_kernels, static_server)
+from notebook_tools import NOTEBOOK_DIR, NOTEBOOKS, ROOT
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 CHROMIUM = find_chromium()
@@ -180,3 +180,62 @@ def test_web_edition_page_draws_its_figures_and_asks_nothing_of_another_host(sit
     assert state["plots"] == state["drawn"] == expected, state
     assert state["plotly"] == (expected > 0), state
     assert state["images"] == 0, f"{state['images']} pictures did not load"
+
+
+# Notebook 7, the README's second front end: the quickest notebook and one with a slider panel (an int
+# slider) and a lookup-only panel (a selection slider over precomputed runs). Notebook 7 is built from
+# JupyterLab's components, so window.jupyterapp runs the same commands (RUN_ALL, RUN_STATE) and the
+# page holds the same .jp-NotebookPanel; each notebook opens in a page of its own at /notebooks/<name>.
+NOTEBOOK7 = [NOTEBOOK_DIR / "00_start_here.ipynb", NOTEBOOK_DIR / "02_covariate_shift.ipynb"]
+
+
+class TestNotebook7:
+    @pytest.fixture(scope="class")
+    def notebook7(self, tmp_path_factory):
+        """A Notebook 7 server serving a copy of the two notebooks (the committed files are never touched)."""
+        root = tmp_path_factory.mktemp("notebook7")
+        for path in NOTEBOOK7:
+            shutil.copy(path, root / path.name)
+        with jupyter_notebook(root, tmp_path_factory.mktemp("settings7"), root / "jupyter.log") as server:
+            yield server
+
+    @pytest.mark.parametrize("path", NOTEBOOK7, ids=[p.stem for p in NOTEBOOK7])
+    def test_notebook_runs_in_notebook_7_and_every_slider_moves_its_figure(self, notebook7, browser, path):
+        base, token = notebook7
+        SCREENSHOTS.mkdir(exist_ok=True)
+        name = f"notebook7-{path.stem}"
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        started = time.monotonic()
+        try:
+            page.goto(f"{base}/notebooks/{path.name}?token={token}", timeout=60_000)
+            try:
+                page.wait_for_function("() => !!window.jupyterapp", timeout=30_000, polling=200)
+            except playwright_api.TimeoutError:
+                raise AssertionError(f"{path.name}: Notebook 7 did not expose window.jupyterapp within 30 s "
+                                     f"(is --JupyterNotebookApp.expose_app_in_browser set?)") from None
+            state = _run_all_cells(page)
+            assert not state["errors"], state["errors"]
+            panels = (page.locator(f"{CURRENT_NOTEBOOK} .widget-vbox").filter(has=page.locator(".js-plotly-plot"))
+                      .filter(has=page.locator(".widget-hbox")))
+            drawn = page.locator(f"{CURRENT_NOTEBOOK} .widget-vbox .js-plotly-plot .main-svg")
+            expected = NOTEBOOK7_PANELS[path.stem]
+            try:
+                page.wait_for_function(f"n => document.querySelectorAll({CURRENT_NOTEBOOK!r} + ' .widget-vbox "
+                                       f".js-plotly-plot .main-svg').length >= n", arg=expected, timeout=30_000)
+            except playwright_api.TimeoutError:
+                raise AssertionError(f"{path.name}: {drawn.count()} of {expected} slider panels drew their "
+                                     f"figure within 30 s") from None
+            assert panels.count() == expected, f"{path.name}: {panels.count()} slider panels, expected {expected}"
+            failures = _move_every_control(page, name)
+            assert not failures, failures
+            panels.last.scroll_into_view_if_needed()
+            page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+        finally:
+            page.close()
+            shut_down_kernels(base, token)
+        print(f"\n{name}: {time.monotonic() - started:.0f} s in the browser; screenshots in {SCREENSHOTS}")
+
+
+# How many slider panels (a plotly figure with a row of controls) each notebook shows once it has run.
+NOTEBOOK7_PANELS = {"00_start_here": 1, "02_covariate_shift": 2}

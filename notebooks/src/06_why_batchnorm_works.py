@@ -86,12 +86,12 @@ data = wb.digits(SEED)
 # inputs are made unsteady on purpose should lose its advantage. Santurkar et al. built exactly that
 # network: right after every BN layer they add noise whose distribution changes at every step.
 #
-# Our version (`make_mlp(norm="noisy_bn")`, the layer `StepNoise`): at every training step, each unit $j$
-# draws a fresh scale $s_j \sim U(1, 1 + \ell)$ and shift $m_j \sim U(-\ell, \ell)$, and passes on
-# $s_j\,\mathrm{BN}(x)_j + m_j$. The noise level $\ell$ sets how far the mean and the spread of every unit's
-# input jump from one step to the next. (At test time the layer uses the noise's average,
-# $(1 + \ell/2)\,x$.) We train four networks: without BN, with BN, noisy BN, and the network without BN
-# with the same noise after each linear layer.
+# Our version (`NoisyBatchNorm` of this notebook's lesson package: BN followed by the layer `StepNoise`):
+# at every training step, each unit $j$ draws a fresh scale $s_j \sim U(1, 1 + \ell)$ and shift $m_j \sim
+# U(-\ell, \ell)$, and passes on $s_j\,\mathrm{BN}(x)_j + m_j$. The noise level $\ell$ sets how far the
+# mean and the spread of every unit's input jump from one step to the next. (At test time the layer uses
+# the noise's average, $(1 + \ell/2)\,x$.) We train four networks: without BN, with BN, noisy BN, and the
+# network without BN with the same noise after each linear layer.
 #
 # **Predict before you run.** At noise level 2, the mean of a unit's input jumps by about 1.3 at every
 # step. Will noisy BN train better or worse than the clean network without BN?

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...batchnorm import BatchNorm, batch_statistics, normalize, per_channel, reduction_dims
+from ...batchnorm import BatchNorm, affine_parameters, batch_statistics, normalize, per_channel, reduction_dims
 from ...data import Split, load_digits
 from ...models import make_mlp
 from ...probes import accuracy
@@ -100,13 +100,6 @@ def _is_batch_norm(module: nn.Module) -> bool:
     return isinstance(module, (BatchNorm, nn.modules.batchnorm._BatchNorm))
 
 
-def _affine(layer: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """gamma and beta of bnlab's BatchNorm or torch's (which calls them weight and bias)."""
-    if isinstance(layer, BatchNorm):
-        return layer.gamma, layer.beta
-    return layer.weight, layer.bias
-
-
 def inference_affine(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """Algorithm 2, step 11: in eval mode a BN layer is the fixed map y = scale * x + shift per channel.
 
@@ -115,7 +108,7 @@ def inference_affine(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """
     if not _is_batch_norm(layer):
         raise ValueError(f"expected a BatchNorm layer, got {type(layer).__name__}")
-    gamma, beta = _affine(layer)
+    gamma, beta = affine_parameters(layer)
     scale = 1 / torch.sqrt(layer.running_var + layer.eps)
     if gamma is not None:
         scale = gamma.detach() * scale
@@ -181,7 +174,7 @@ def forward_in_batches(model: nn.Sequential, X: torch.Tensor, batch_size: int
     statistics = {}
     for name, module in model.named_children():
         if _is_batch_norm(module):
-            gamma, beta = _affine(module)
+            gamma, beta = affine_parameters(module)
             h, *statistics[name] = _normalized_batches(h, batch_size, gamma, beta, module.eps)
         else:
             h = module(h)
@@ -236,7 +229,7 @@ def set_to_identity(model: nn.Sequential, X: torch.Tensor) -> None:
     h = X
     for module in model.children():
         if _is_batch_norm(module):
-            gamma, beta = _affine(module)
+            gamma, beta = affine_parameters(module)
             if gamma is None or beta is None:
                 raise ValueError("a BN layer without gamma and beta (affine=False) "
                                  "cannot be set to the identity")
