@@ -3,8 +3,10 @@ fast every slider redraws its figure. Prints a table with the targets beside the
 
     python benchmarks/run.py                 # everything
     python benchmarks/run.py --sliders-only  # just the slider latencies (seconds, not minutes)
+    python benchmarks/run.py --test-suite    # also the README test command's pytest phase (minutes)
 
-Targets (2-core CPU): notebook <= 30 s, peak memory <= 1 GB, slider median <= 100 ms, p95 <= 300 ms.
+Targets (2-core CPU): notebook <= 30 s, peak memory <= 1 GB, slider median <= 100 ms, p95 <= 300 ms,
+the test command's pytest phase <= 300 s.
 Slider latency is the time of one redraw in the kernel (the update function and the figure
 widget's batch update), for each value a control sweeps in bnlab.course.panels().
 """
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +30,7 @@ from tools.notebook_runner import execute  # noqa: E402
 
 NOTEBOOK_TARGET_S, MEMORY_TARGET_MB = 30.0, 1024.0
 MEDIAN_TARGET_MS, P95_TARGET_MS = 100.0, 300.0
+TEST_SUITE_TARGET_S = 300.0  # the README test command's pytest phase on a 2-core machine
 PEAK_MEMORY_CELL = """
 import resource, sys
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -81,9 +85,24 @@ def verdict(ok: bool) -> str:
     return "ok" if ok else "OVER"
 
 
+def test_suite_seconds() -> tuple[float, str]:
+    """Wall-clock seconds of the README test command's pytest phase (the venv already installed), and
+    pytest's closing line. Minutes, not seconds: only with --test-suite."""
+    from tools.readme_commands import readme_command
+
+    pytest_phase = readme_command("test").split("&&")[-1].strip().replace(".venv/bin/python", sys.executable)
+    start = time.perf_counter()
+    finished = subprocess.run(pytest_phase, shell=True, cwd=ROOT, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    lines = finished.stdout.strip().splitlines()
+    return seconds, lines[-1] if lines else f"pytest printed nothing (exit {finished.returncode})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sliders-only", action="store_true")
+    parser.add_argument("--test-suite", action="store_true",
+                        help="also time the README test command's pytest phase (about 10 minutes)")
     args = parser.parse_args()
     print(f"# bnlab benchmarks: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
@@ -107,6 +126,11 @@ def main() -> None:
         ok = row["median_ms"] <= MEDIAN_TARGET_MS and row["p95_ms"] <= P95_TARGET_MS
         print(f"| {row['panel']} | {row['control']} | {row['values']} | {row['median_ms']:.1f} | "
               f"{row['p95_ms']:.1f} | {MEDIAN_TARGET_MS:.0f} / {P95_TARGET_MS:.0f} | {verdict(ok)} |")
+    if args.test_suite:
+        seconds, closing = test_suite_seconds()
+        results["test_suite_s"] = seconds
+        print("\n| README test command, pytest phase | wall time (s) | target | |\n|---|---:|---:|---|")
+        print(f"| {closing} | {seconds:.0f} | {TEST_SUITE_TARGET_S:.0f} | {verdict(seconds <= TEST_SUITE_TARGET_S)} |")
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))
