@@ -52,3 +52,10 @@ def test_readme_table_and_notebook_00_map_are_generated_from_the_registry():
     assert links.with_course_map_in_source(start_here) == start_here, "run python tools/links.py"
     for entry in course.COURSE:
         assert entry.question in readme and entry.title in start_here
+
+
+def test_every_notebook_ends_with_a_link_to_the_next_one():
+    for entry, following in zip(course.COURSE, course.COURSE[1:]):
+        text = (SOURCES / f"{entry.stem}.py").read_text()
+        next_paragraph = text[text.rindex("Next:"):].split("\n#\n")[0]
+        assert f"]({following.file})" in next_paragraph, f"{entry.stem} does not point at {following.file}"

@@ -10,8 +10,8 @@
 # 2. predict how scale, offset and correlation of the inputs slow gradient descent down, via the
 #    condition number κ;
 # 3. compare raw, centered, min-max, standardized (z-score) and whitened inputs on real data;
-# 4. say why full whitening is too costly (and, inside a network, impossible) on mini-batches,
-#    which is why Batch Normalization normalizes each unit separately.
+# 4. say why full whitening inside a network is costly, and singular on a mini-batch smaller than
+#    the layer, which is why Batch Normalization normalizes each unit separately.
 
 # %%
 # bnlab set-up: use the copy of the course around this notebook; on Colab, install bnlab.
@@ -267,7 +267,7 @@ add_line(eigen_time, list(timings), [timings[1024] * (d / 1024) ** 3 for d in ti
 eigen_time
 
 # %% [markdown]
-# **Mini-batches make it impossible.** A network normalizes with the statistics of the current
+# **Mini-batches make it singular.** A network normalizes with the statistics of the current
 # mini-batch. With a batch of $m = 60$ examples and a layer of $d = 100$ units, the batch covariance
 # has rank at most $m - 1 = 59$ (less when the examples are alike): it has no inverse square root
 # at all. Here is the first hidden layer of a digits network:
@@ -288,9 +288,12 @@ except ValueError as error:
 assert rank <= m - 1 < d
 
 # %% [markdown]
-# Standardizing each unit needs only one mean and one variance per unit, which 60 examples
-# estimate well. That is the compromise Batch Normalization makes (Ioffe & Szegedy 2015, section 3):
-# normalize each unit on its own, with the mini-batch's mean and variance.
+# Whitening a layer is not impossible: adding a small multiple of the identity to the covariance
+# makes it invertible, and Decorrelated Batch Normalization (Huang et al. 2018) whitens groups of units
+# that way. But it costs an eigendecomposition per layer and step, and a covariance estimated from 60
+# examples is noisy. Standardizing each unit needs only one mean and one variance per unit, which 60
+# examples estimate well. That is the compromise Batch Normalization makes (Ioffe & Szegedy 2015,
+# section 3): normalize each unit on its own, with the mini-batch's mean and variance.
 
 # %% [markdown]
 # ## 4. Exercises
@@ -336,11 +339,13 @@ check_whiten(whiten)
 # * An offset adds a steep direction ($\mu\mu^\top$), unequal scales and correlations stretch the bowl.
 #   On digits: κ ≈ 5·10⁶ raw, ≈ 150 standardized, 1 whitened, and the step counts follow.
 # * Min-max scaling fixes units but not offsets, and an outlier can squash it; z-scoring is the usual choice.
-# * Full whitening is the ideal but costs on the order of $d^3$ per step and is impossible when the batch
-#   is smaller than the layer. Batch Normalization standardizes each unit with mini-batch statistics instead.
+# * Full whitening is the ideal but costs on the order of $d^3$ per step, and a mini-batch smaller than
+#   the layer gives a singular covariance (regularized, as Decorrelated BN does, it is noisy). Batch
+#   Normalization standardizes each unit with mini-batch statistics instead.
 #
-# **Next:** [00 · Start here](00_start_here.ipynb) has the map. Notebook 02 asks what happens when the
-# input distribution *moves*: covariate shift, and its internal cousin.
+# **Next:** [02 · Covariate shift](02_covariate_shift.ipynb) asks what happens when the input
+# distribution *moves*: covariate shift, and its internal cousin. [00 · Start here](00_start_here.ipynb)
+# has the map.
 #
 # ## References
 # * Y. LeCun, L. Bottou, G. Orr and K.-R. Müller (1998). *Efficient BackProp.* In *Neural Networks:

@@ -543,8 +543,9 @@ for label, norm in NETWORKS.items():
 # * Hence Batch Normalization: the normalization is a layer of the network, differentiated through its
 #   mini-batch mean and variance.
 #
-# **Next:** notebook 04 builds that layer from scratch: Algorithm 1 forward, its backward pass checked
-# against autograd, and what happens at test time. [00 · Start here](00_start_here.ipynb) has the map.
+# **Next:** [04 · Batch norm from scratch](04_batchnorm_from_scratch.ipynb) builds that layer from scratch:
+# Algorithm 1 forward, its backward pass checked against autograd, and what happens at test time. [00 ·
+# Start here](00_start_here.ipynb) has the map.
 #
 # ## References
 # * S. Ioffe and C. Szegedy (2015). *Batch Normalization: Accelerating Deep Network Training by Reducing

@@ -731,9 +731,9 @@ check_batch_norm_backward(batch_norm_backward)
 # * **BN matches two moments, not shapes:** a bimodal batch stays bimodal, a skewed one skewed.
 # * **Feature maps:** one mean and variance per channel, over $N\cdot H\cdot W$ values.
 #
-# **Next:** notebook 05 trains with BN: higher learning rates, bad initializations, saturating
-# nonlinearities, and what $\gamma$ and $\beta$ do during training. [00 · Start here](00_start_here.ipynb)
-# has the map.
+# **Next:** [05 · Training with BN](05_training_with_batchnorm.ipynb) trains with BN: higher learning rates,
+# bad initializations, saturating nonlinearities, and what $\gamma$ and $\beta$ do during training. [00 ·
+# Start here](00_start_here.ipynb) has the map.
 #
 # ## References
 # * S. Ioffe and C. Szegedy (2015). *Batch Normalization: Accelerating Deep Network Training by Reducing

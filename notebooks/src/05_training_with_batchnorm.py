@@ -676,8 +676,8 @@ check_jacobian_singular_values(jacobian_singular_values)
 # * **Jacobians.** BN moved the layers' singular values toward 1 compared with the plain sigmoid network,
 #   but left them spread over more than a decade: the paper's "close to 1" did not reproduce.
 #
-# **Next:** notebook 06 (why BN works, and when it fails) tests the internal-covariate-shift explanation
-# itself, and collects BN's pitfalls and its alternatives. The map of the series is in
+# **Next:** [06 · Why BN works, and when it fails](06_why_batchnorm_works.ipynb) tests the
+# internal-covariate-shift explanation itself, and collects BN's pitfalls and its alternatives. The map of the series is in
 # [00 · Start here](00_start_here.ipynb).
 #
 # ## References
