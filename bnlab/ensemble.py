@@ -183,6 +183,8 @@ class StackedMLP:
     @torch.no_grad()
     def restore_buffers(self, saved: Mapping[str, torch.Tensor], keep: torch.Tensor) -> None:
         """Put back the ``saved`` running statistics of every member where ``keep`` (K,) is False."""
+        if keep.all():
+            return
         for name, buffer in self.buffers.items():
             buffer.copy_(torch.where(keep.unsqueeze(1), buffer, saved[name]))
 
@@ -324,6 +326,7 @@ class StackedSGD:
     @torch.no_grad()
     def step(self, gradients: Sequence[torch.Tensor], alive: torch.Tensor) -> None:
         """gradients: one per parameter, of its stacked shape (K, ...); alive: (K,) bool."""
+        everyone = bool(alive.all())  # the usual case: no member to hold back
         for i, (p, gradient) in enumerate(zip(self.parameters, gradients)):
             per_member = (-1,) + (1,) * (p.dim() - 1)  # (K, 1, ...): broadcasts a (K,) setting over p
             direction = gradient
@@ -331,7 +334,9 @@ class StackedSGD:
                 momentum = self.momentum.view(per_member)
                 direction = torch.where(momentum > 0, momentum * self.velocity[i] + gradient, gradient)
                 self.velocity[i] = direction
-            p.sub_(torch.where(alive.view(per_member), self.lr.view(per_member) * direction, 0.0))
+            if not everyone:  # a member held back moves by 0 (0 * a NaN gradient would be NaN)
+                direction = torch.where(alive.view(per_member), direction, 0.0)
+            p.addcmul_(self.lr.view(per_member), direction, value=-1)  # p <- p - lr * direction
 
 
 def _sgd_step(stack: StackedMLP, optimizer: StackedSGD, data: Split, indices: torch.Tensor,
