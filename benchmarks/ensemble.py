@@ -116,7 +116,8 @@ def alone_seconds(n: int, data, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 54])
     parser.add_argument("--alone", type=int, default=8, help="networks trained alone for the baseline")
     parser.add_argument("--repeats", type=int, default=3)
@@ -139,8 +140,8 @@ def main() -> None:
         step = batched_step_seconds(k, data, args.repeats)
         vmap = float("nan") if args.no_vmap else vmap_step_seconds(k, data, args.repeats)
         gflops = step_flops(k) / step / 1e9
-        print(f"{k:>4} {batched * 1e3:>15.1f} {alone * 1e3:>13.1f} {alone / batched:>8.1f}x {step * 1e3:>8.2f} "
-              f"{gflops:>13.1f} {gflops / peak:>8.0%} {vmap * 1e3:>13.2f}")
+        print(f"{k:>4} {batched * 1e3:>15.1f} {alone * 1e3:>13.1f} {alone / batched:>8.1f}x "
+              f"{step * 1e3:>8.2f} {gflops:>13.1f} {gflops / peak:>8.0%} {vmap * 1e3:>13.2f}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,14 @@ Activations are kept "features-major": a member's batch is a (units, examples) m
 the whole ensemble is (K, units, N) and a Linear layer is W @ h + b, with W as nn.Linear stores it.
 Measured on one CPU thread (``benchmarks/ensemble.py``), this layout with autograd was as fast as or
 faster than ``torch.func.vmap`` over ``functional_call`` and than an examples-major (K, N, units) layout.
+
+A History records everything ``train`` records (steps, train/test loss, test accuracy, batch_loss,
+param_norms, gamma/beta, the pre-activation percentiles over the test set, probes), with three differences:
+* ``seconds`` is the member's share of its group's wall time (the group's time / its size);
+* ``settings`` holds seed, lr, init_std, batch_size and momentum (``train``'s: lr and batch_size);
+* probes are called on a copy of the member's network, built at every record (a cost only probes pay).
+Not supported: regression targets, and norms other than "none", "torch_bn" and "bnlab_bn" (LayerNorm,
+GroupNorm and the detached BN train with ``train``).
 """
 
 from __future__ import annotations
@@ -208,13 +216,15 @@ class EnsembleHistories(list):
     """
 
     def __init__(self, histories: Sequence[History], members: Sequence[Member], data: Split,
-                 states: Sequence[Callable[[], dict[str, torch.Tensor]]]) -> None:
+                 places: Sequence[tuple[StackedMLP, int]]) -> None:
         super().__init__(histories)
-        self.members, self._data, self._states = list(members), data, list(states)
+        self.members, self._data, self._places = list(members), data, list(places)
 
     def state_dict(self, k: int) -> dict[str, torch.Tensor]:
-        """Member k's trained state dict, loadable into ``members[k].make_mlp(data)``."""
-        return self._states[k]()
+        """Member k's trained state dict (without torch BatchNorm's step counter), for
+        ``members[k].make_mlp(data)``."""
+        stack, position = self._places[k]  # its group's stack and its place in it
+        return stack.state_dict(position)
 
     def network(self, k: int) -> MLP:
         """Member k as a trained ``make_mlp`` network (a new one on every call), in training mode."""
@@ -251,13 +261,12 @@ def train_ensemble(members: Sequence[Member], data: Split, *, steps: int, record
     def train_group(indices: list[int]) -> tuple[list[History], StackedMLP]:
         return _train_group([members[k] for k in indices], data, **settings)
 
-    histories: list[History | None] = [None] * len(members)
-    states: list[Callable[[], dict]] = [dict] * len(members)
+    trained: dict[int, tuple[History, tuple[StackedMLP, int]]] = {}  # member index -> (History, place)
     for indices, (group_histories, stack) in zip(groups.values(), side_by_side(train_group, groups.values())):
         for position, (k, history) in enumerate(zip(indices, group_histories)):
-            histories[k] = history
-            states[k] = lambda stack=stack, position=position: stack.state_dict(position)
-    return EnsembleHistories(histories, members, data, states)
+            trained[k] = history, (stack, position)
+    histories, places = zip(*(trained[k] for k in range(len(members))))
+    return EnsembleHistories(histories, members, data, places)
 
 
 def _checked(members: Sequence[Member], data: Split, steps: int, record_every: int) -> list[Member]:

@@ -75,7 +75,8 @@ def test_every_member_trains_as_it_would_alone(together, alone, k):
         assert np.allclose(ours.param_norms[name], norms, rtol=RTOL), name
     assert set(ours.preact_percentiles) == set(theirs.preact_percentiles)
     for layer in theirs.preact_percentiles:
-        assert np.allclose(ours.percentile_array(layer), theirs.percentile_array(layer), rtol=1e-3, atol=1e-4)
+        # a percentile near 0 has no relative precision: an absolute floor of 1e-5 for those
+        assert np.allclose(ours.percentile_array(layer), theirs.percentile_array(layer), rtol=RTOL, atol=1e-5)
     assert set(ours.gamma) == set(theirs.gamma) and set(ours.beta) == set(theirs.beta)
     for layer in theirs.gamma:
         assert np.allclose(np.stack(ours.gamma[layer]), np.stack(theirs.gamma[layer]), rtol=RTOL, atol=ATOL)
@@ -123,7 +124,8 @@ def test_a_diverging_member_changes_nothing_for_the_others(digits):
 
 def test_parameter_norm_past_the_limit_is_divergence(digits):
     members = [Member(seed=0, lr=0.1, hidden=(16,)), Member(seed=0, lr=0.1, hidden=(16,), norm="torch_bn")]
-    histories = train_ensemble(members, digits, steps=20, record_every=10, max_param_norm=1e-3, progress=False)
+    histories = train_ensemble(members, digits, steps=20, record_every=10, max_param_norm=1e-3,
+                               progress=False)
     for history, member in zip(histories, members):
         alone = train(member.make_mlp(digits), digits, steps=20, lr=0.1, record_every=10,
                       max_param_norm=1e-3, seed=0, progress=False)
