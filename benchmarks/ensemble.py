@@ -32,8 +32,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bnlab  # noqa: E402,F401  (pins torch's CPU code paths first, as the notebooks do)
 from bnlab.data import load_digits  # noqa: E402
-from bnlab.ensemble import Member, StackedMLP, StackedSGD, _sgd_step, train_ensemble  # noqa: E402
-from bnlab.training import History, train  # noqa: E402
+from bnlab.ensemble import Member, _Group, _sgd_step, train_ensemble  # noqa: E402
+from bnlab.training import PERCENTILES, train  # noqa: E402
 
 STEPS, RECORD_EVERY, BATCH, LR = 200, 100, 60, 0.5
 WIDTHS = (64, 100, 100, 100, 10)  # the paper's network on the digits
@@ -62,16 +62,11 @@ def step_flops(k: int) -> float:
 
 def batched_step_seconds(k: int, data, repeats: int, steps: int = 20) -> float:
     """Seconds of one batched SGD step (forward, backward, update) of k networks, without records."""
-    group = members(k)
-    stack = StackedMLP([m.make_mlp(data) for m in group], "sigmoid", "torch_bn")
-    optimizer = StackedSGD(stack, [m.lr for m in group], [m.momentum for m in group])
-    histories = [History(settings={}) for _ in group]
-    alive = torch.ones(k, dtype=torch.bool)
-    indices = torch.randint(len(data.X_train), (steps, k, BATCH), generator=torch.Generator().manual_seed(0))
+    group = _Group(members(k), data, PERCENTILES)
 
     def run() -> None:
         for step in range(steps):
-            _sgd_step(stack, optimizer, data, indices[step], histories, alive, step)
+            _sgd_step(group, data, step)
     run()  # warm-up
     return best_of(repeats, run) / steps
 

@@ -196,6 +196,13 @@ class StackedMLP:
         for name, buffer in self.buffers.items():
             buffer.copy_(torch.where(keep.unsqueeze(1), buffer, saved[name]))
 
+    @torch.no_grad()
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the members in ``rows`` (indices into K), in that order."""
+        self.parameters = {name: p[rows].requires_grad_() for name, p in self.parameters.items()}
+        self.buffers = {name: buffer[rows] for name, buffer in self.buffers.items()}
+        self.size = len(rows)
+
     def norms(self) -> dict[str, torch.Tensor]:
         """Parameter name -> (K,) the Euclidean norm of each member's copy."""
         with torch.no_grad():
@@ -216,15 +223,14 @@ class EnsembleHistories(list):
     """
 
     def __init__(self, histories: Sequence[History], members: Sequence[Member], data: Split,
-                 places: Sequence[tuple[StackedMLP, int]]) -> None:
+                 states: Sequence[dict[str, torch.Tensor]]) -> None:
         super().__init__(histories)
-        self.members, self._data, self._places = list(members), data, list(places)
+        self.members, self._data, self._states = list(members), data, list(states)
 
     def state_dict(self, k: int) -> dict[str, torch.Tensor]:
-        """Member k's trained state dict (without torch BatchNorm's step counter), for
+        """Member k's trained state dict (a copy, without torch BatchNorm's step counter), for
         ``members[k].make_mlp(data)``."""
-        stack, position = self._places[k]  # its group's stack and its place in it
-        return stack.state_dict(position)
+        return {name: tensor.clone() for name, tensor in self._states[k].items()}
 
     def network(self, k: int) -> MLP:
         """Member k as a trained ``make_mlp`` network (a new one on every call), in training mode."""
@@ -258,15 +264,15 @@ def train_ensemble(members: Sequence[Member], data: Split, *, steps: int, record
                     percentiles=tuple(percentiles), probes=dict(probes or {}),
                     progress=progress and len(groups) == 1)
 
-    def train_group(indices: list[int]) -> tuple[list[History], StackedMLP]:
+    def train_group(indices: list[int]) -> tuple[list[History], list[dict[str, torch.Tensor]]]:
         return _train_group([members[k] for k in indices], data, **settings)
 
-    trained: dict[int, tuple[History, tuple[StackedMLP, int]]] = {}  # member index -> (History, place)
-    for indices, (group_histories, stack) in zip(groups.values(), side_by_side(train_group, groups.values())):
-        for position, (k, history) in enumerate(zip(indices, group_histories)):
-            trained[k] = history, (stack, position)
-    histories, places = zip(*(trained[k] for k in range(len(members))))
-    return EnsembleHistories(histories, members, data, places)
+    trained: dict[int, tuple[History, dict]] = {}  # member index -> (History, trained state)
+    results = side_by_side(train_group, groups.values())  # groups side by side, one per CPU core
+    for indices, (group_histories, states) in zip(groups.values(), results):
+        trained.update(zip(indices, zip(group_histories, states)))
+    histories, states = zip(*(trained[k] for k in range(len(members))))
+    return EnsembleHistories(histories, members, data, states)
 
 
 def _checked(members: Sequence[Member], data: Split, steps: int, record_every: int) -> list[Member]:
@@ -293,32 +299,64 @@ def _checked(members: Sequence[Member], data: Split, steps: int, record_every: i
 
 def _train_group(members: list[Member], data: Split, *, steps: int, record_every: int,
                  max_param_norm: float, percentiles: tuple[int, ...], probes: Mapping[str, Probe],
-                 progress: bool) -> tuple[list[History], StackedMLP]:
-    """Train members of one architecture and batch size together; return their Histories and stack."""
+                 progress: bool) -> tuple[list[History], list[dict[str, torch.Tensor]]]:
+    """Train members of one architecture and batch size together; return their Histories and trained
+    state dicts. A member that diverges leaves the batched computation (its state is kept aside)."""
     started = time.perf_counter()
-    stack = StackedMLP([m.make_mlp(data) for m in members], members[0].activation, members[0].norm)
-    histories = [History(settings=m.settings(), percentiles=percentiles) for m in members]
-    optimizer = StackedSGD(stack, [m.lr for m in members], [m.momentum for m in members])
-    batches = [_batch_indices(len(data.X_train), members[0].batch_size, torch_generator(m.seed, stream=4))
-               for m in members]
-    alive = torch.ones(len(members), dtype=torch.bool)
-    record = _Recorder(stack, data, histories, max_param_norm, percentiles, probes, members)
+    group = _Group(members, data, percentiles)
+    record = _Recorder(data, max_param_norm, percentiles, probes)
     bar = _Progress(steps, enabled=progress)
     try:
-        alive &= record(0, alive)
+        group.drop_diverged(record(group, 0))
         for step in range(1, steps + 1):
-            if not alive.any():
+            if not group.rows:
                 break
-            indices = torch.stack([next(member_batches) for member_batches in batches])  # (K, batch)
-            alive &= _sgd_step(stack, optimizer, data, indices, histories, alive, step)
+            healthy = _sgd_step(group, data, step)
             if step % record_every == 0 or step == steps:
-                alive &= record(step, alive)
+                healthy &= record(group, step, alive=healthy)
+            group.drop_diverged(healthy)
             bar.update(step)
     finally:
         bar.close()
-    for history in histories:
+    for history in group.all_histories:
         history.seconds = (time.perf_counter() - started) / len(members)  # its share of the group's time
-    return histories, stack
+    return group.all_histories, group.final_states()
+
+
+class _Group:
+    """The members of one group that are still training: row r of every stacked tensor, of ``members``,
+    ``histories`` and ``batches`` belongs to member ``rows[r]`` of the group."""
+
+    def __init__(self, members: list[Member], data: Split, percentiles: tuple[int, ...]) -> None:
+        self.stack = StackedMLP([m.make_mlp(data) for m in members], members[0].activation, members[0].norm)
+        self.optimizer = StackedSGD(self.stack, [m.lr for m in members], [m.momentum for m in members])
+        self.all_histories = [History(settings=m.settings(), percentiles=percentiles) for m in members]
+        self.rows, self.members, self.histories = list(range(len(members))), members, self.all_histories
+        self.batches = [_batch_indices(len(data.X_train), m.batch_size, torch_generator(m.seed, stream=4))
+                        for m in members]  # as train(seed=m.seed) draws them
+        self.left: dict[int, dict[str, torch.Tensor]] = {}  # member -> its state when it diverged
+
+    def next_batches(self) -> torch.Tensor:
+        """(K, batch) the rows of the training set each member trains on next."""
+        return torch.stack([next(member_batches) for member_batches in self.batches])
+
+    def drop_diverged(self, healthy: torch.Tensor) -> None:
+        """Take the members that are not ``healthy`` (K,) out of the batched computation."""
+        if healthy.all():
+            return
+        for row in (~healthy).nonzero().flatten().tolist():
+            self.left[self.rows[row]] = self.stack.state_dict(row)
+        keep = healthy.nonzero().flatten()
+        self.stack.select(keep)
+        self.optimizer.select(keep)
+        self.rows, self.members, self.histories, self.batches = (
+            [items[row] for row in keep.tolist()] for items in (self.rows, self.members, self.histories,
+                                                                 self.batches))
+
+    def final_states(self) -> list[dict[str, torch.Tensor]]:
+        """Every member's state dict, in the group's order: as trained, or as when it diverged."""
+        states = self.left | {member: self.stack.state_dict(row) for row, member in enumerate(self.rows)}
+        return [states[member] for member in range(len(self.all_histories))]
 
 
 class StackedSGD:
@@ -327,16 +365,22 @@ class StackedSGD:
     A member that is not alive is not updated (not even by a NaN gradient)."""
 
     def __init__(self, stack: StackedMLP, lrs: Sequence[float], momenta: Sequence[float]) -> None:
-        self.parameters = list(stack.parameters.values())
+        self.stack = stack
         self.lr, self.momentum = torch.tensor(lrs), torch.tensor(momenta)
         uses_momentum = bool((self.momentum > 0).any())
-        self.velocity = [torch.zeros_like(p) for p in self.parameters] if uses_momentum else None
+        self.velocity = [torch.zeros_like(p) for p in stack.parameters.values()] if uses_momentum else None
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the members in ``rows`` (as ``StackedMLP.select`` does)."""
+        self.lr, self.momentum = self.lr[rows], self.momentum[rows]
+        if self.velocity is not None:
+            self.velocity = [v[rows] for v in self.velocity]
 
     @torch.no_grad()
     def step(self, gradients: Sequence[torch.Tensor], alive: torch.Tensor) -> None:
         """gradients: one per parameter, of its stacked shape (K, ...); alive: (K,) bool."""
         everyone = bool(alive.all())  # the usual case: no member to hold back
-        for i, (p, gradient) in enumerate(zip(self.parameters, gradients)):
+        for i, (p, gradient) in enumerate(zip(self.stack.parameters.values(), gradients)):
             per_member = (-1,) + (1,) * (p.dim() - 1)  # (K, 1, ...): broadcasts a (K,) setting over p
             direction = gradient
             if self.velocity is not None:
@@ -348,28 +392,25 @@ class StackedSGD:
             p.addcmul_(self.lr.view(per_member), direction, value=-1)  # p <- p - lr * direction
 
 
-def _sgd_step(stack: StackedMLP, optimizer: StackedSGD, data: Split, indices: torch.Tensor,
-              histories: list[History], alive: torch.Tensor, step: int) -> torch.Tensor:
-    """One SGD step of every member on its batch (indices: (K, batch) rows of the training set).
-    Returns (K,) bool: False for a member that diverged here (its History says so)."""
+def _sgd_step(group: _Group, data: Split, step: int) -> torch.Tensor:
+    """One SGD step of every member of ``group`` on its next batch.
+    Returns (K,) bool: False for a member that diverged here (its History says so; it was not updated)."""
+    stack, indices = group.stack, group.next_batches()
     running_statistics = {name: buffer.clone() for name, buffer in stack.buffers.items()}
     forward = stack.forward(data.X_train[indices].transpose(1, 2), training=True)
     losses = F.cross_entropy(forward.logits, data.y_train[indices], reduction="none").mean(dim=1)  # (K,)
     healthy = forward.inputs_finite & torch.isfinite(losses)
     # member k's loss depends on its own parameters only, so the sum's gradient is every member's own
     gradients = torch.autograd.grad(losses.sum(), list(stack.parameters.values()))
-    updated = alive & healthy
-    optimizer.step(gradients, updated)
-    stack.restore_buffers(running_statistics, keep=updated)  # a member not updated keeps its statistics
-    for k, (value, ok) in enumerate(zip(losses.tolist(), forward.inputs_finite.tolist())):
-        if not alive[k]:
-            continue
+    group.optimizer.step(gradients, healthy)
+    stack.restore_buffers(running_statistics, keep=healthy)  # a member not updated keeps its statistics
+    for history, value, ok in zip(group.histories, losses.tolist(), forward.inputs_finite.tolist()):
         if not ok:
-            _mark_diverged(histories[k], step, "activations became NaN or infinite")
+            _mark_diverged(history, step, "activations became NaN or infinite")
         elif not math.isfinite(value):
-            _mark_diverged(histories[k], step, f"the loss became {value}")
+            _mark_diverged(history, step, f"the loss became {value}")
         else:
-            histories[k].batch_loss.append(value)
+            history.batch_loss.append(value)
     return healthy
 
 
@@ -380,36 +421,37 @@ def _mark_diverged(history: History, step: int, reason: str) -> bool:
 
 
 class _Recorder:
-    """Appends one record to every living member's History, as ``train`` records: parameter norms first
-    (one past max_param_norm is divergence), then eval-mode losses, accuracy, pre-activation percentiles
-    (over the test set), gamma and beta, and the probes."""
+    """Appends one record to the History of every member of a group, as ``train`` records: parameter
+    norms first (one past max_param_norm is divergence), then eval-mode losses, accuracy, pre-activation
+    percentiles (over the test set), gamma and beta, and the probes."""
 
-    def __init__(self, stack: StackedMLP, data: Split, histories: list[History], max_param_norm: float,
-                 percentiles: tuple[int, ...], probes: Mapping[str, Probe], members: list[Member]) -> None:
-        self.stack, self.data, self.histories = stack, data, histories
-        self.max_param_norm, self.probes, self.members = max_param_norm, probes, members
+    def __init__(self, data: Split, max_param_norm: float, percentiles: tuple[int, ...],
+                 probes: Mapping[str, Probe]) -> None:
+        self.data, self.max_param_norm, self.probes = data, max_param_norm, probes
         self.q = torch.tensor(percentiles, dtype=torch.float32) / 100
 
-    def __call__(self, step: int, alive: torch.Tensor) -> torch.Tensor:
-        """Record at ``step``; returns (K,) bool: False for a member found diverged here."""
-        norms = {name: values.tolist() for name, values in self.stack.norms().items()}
+    def __call__(self, group: _Group, step: int, alive: torch.Tensor | None = None) -> torch.Tensor:
+        """Record ``step`` for the members that are ``alive`` (K,) bool (default: all).
+        Returns (K,) bool: False for a member that diverged here or before."""
+        stack = group.stack
+        alive = torch.ones(stack.size, dtype=torch.bool) if alive is None else alive.clone()
+        norms = {name: values.tolist() for name, values in stack.norms().items()}
         with torch.no_grad():
-            on_train = self.stack.forward(self.data.X_train.T, training=False)
-            on_test = self.stack.forward(self.data.X_test.T, training=False)
+            on_train = stack.forward(self.data.X_train.T, training=False)
+            on_test = stack.forward(self.data.X_test.T, training=False)
         train_losses = _losses(on_train.logits, self.data.y_train).tolist()
         test_losses = _losses(on_test.logits, self.data.y_test).tolist()
         correct = (on_test.logits.argmax(dim=1) == self.data.y_test).float().mean(dim=1).tolist()
         finite = (on_train.inputs_finite & on_test.inputs_finite).tolist()
-        healthy = torch.ones(len(self.histories), dtype=torch.bool)
-        for k, history in enumerate(self.histories):
+        for k, history in enumerate(group.histories):
             if not alive[k]:
                 continue
             too_large = [name for name, values in norms.items() if not values[k] <= self.max_param_norm]
             if too_large:
                 name = too_large[0]
-                healthy[k] = _mark_diverged(history, step, f"the norm of {name} reached {norms[name][k]:.3g}")
+                alive[k] = _mark_diverged(history, step, f"the norm of {name} reached {norms[name][k]:.3g}")
             elif not finite[k]:
-                healthy[k] = _mark_diverged(history, step, "activations became NaN or infinite")
+                alive[k] = _mark_diverged(history, step, "activations became NaN or infinite")
             else:
                 history.steps.append(step)
                 history.train_loss.append(train_losses[k])
@@ -417,26 +459,27 @@ class _Recorder:
                 history.test_accuracy.append(correct[k])
                 for name, values in norms.items():
                     history.param_norms.setdefault(name, []).append(values[k])
-                self._append_layers(history, k, on_test.preactivations)
-                self._append_probes(history, k)
-        return healthy
+                self._append_layers(history, stack, k, on_test.preactivations)
+                self._append_probes(history, group.members[k], stack.state_dict(k) if self.probes else {})
+        return alive
 
-    def _append_layers(self, history: History, k: int, preactivations: list[torch.Tensor]) -> None:
+    def _append_layers(self, history: History, stack: StackedMLP, k: int,
+                       preactivations: list[torch.Tensor]) -> None:
         """Percentiles of member k's pre-activations (each (K, width, N_test)), its gamma and beta."""
         for number, preact in enumerate(preactivations, start=1):
             history.preact_percentiles.setdefault(f"act{number}", []).append(
                 unit_percentiles(preact[k].T, self.q).numpy())
-            if self.stack.norm != "none":
-                gamma = self.stack.parameters[f"norm{number}.{self.stack.gamma}"][k]
-                beta = self.stack.parameters[f"norm{number}.{self.stack.beta}"][k]
+            if stack.norm != "none":
+                gamma = stack.parameters[f"norm{number}.{stack.gamma}"][k]
+                beta = stack.parameters[f"norm{number}.{stack.beta}"][k]
                 history.gamma.setdefault(f"norm{number}", []).append(gamma.detach().numpy().copy())
                 history.beta.setdefault(f"norm{number}", []).append(beta.detach().numpy().copy())
 
-    def _append_probes(self, history: History, k: int) -> None:
+    def _append_probes(self, history: History, member: Member, state: dict[str, torch.Tensor]) -> None:
         if not self.probes:
             return
-        network = self.members[k].make_mlp(self.data)
-        network.load_state_dict({**network.state_dict(), **self.stack.state_dict(k)})
+        network = member.make_mlp(self.data)
+        network.load_state_dict({**network.state_dict(), **state})
         network.eval()
         for name, probe in self.probes.items():
             history.probes.setdefault(name, []).append(probe(network, self.data))
