@@ -29,6 +29,7 @@ GroupNorm and the detached BN train with ``train``).
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, NamedTuple, Sequence
@@ -99,7 +100,7 @@ def _is_integer(value: object) -> bool:
 
 def _check_training_settings(member: Member) -> None:
     lr, init_std = member.lr, member.init_std
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"learning rate must be a positive number, got lr={lr!r}")
     if init_std is not None and not (math.isfinite(init_std) and init_std > 0):
         raise ValueError(f"init_std must be positive (or None for PyTorch's default), got {init_std!r}")
