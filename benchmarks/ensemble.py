@@ -124,7 +124,8 @@ def main() -> None:
     peak = mm_gflops(args.repeats)
     alone = alone_seconds(args.alone, data, args.repeats)
     print(f"one torch thread; torch {torch.__version__}; MKL_CBWR={os.environ.get('MKL_CBWR')}; "
-          f"torch.mm 1024x1024: {peak:.1f} GFLOP/s")
+          f"torch.mm 1024x1024: {peak:.1f} GFLOP/s; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores")
     print(f"{STEPS} steps, batch {BATCH}, records at 0/{RECORD_EVERY}/{STEPS}; alone: bnlab.training.train, "
           f"mean of {args.alone} networks: {alone * 1e3:.0f} ms per network")
     print(f"{'K':>4} {'batched ms/net':>15} {'alone ms/net':>13} {'speed-up':>9} {'step ms':>8} "
