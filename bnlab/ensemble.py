@@ -350,9 +350,11 @@ class _Group:
         keep = healthy.nonzero().flatten()
         self.stack.select(keep)
         self.optimizer.select(keep)
-        self.rows, self.members, self.histories, self.batches = (
-            [items[row] for row in keep.tolist()] for items in (self.rows, self.members, self.histories,
-                                                                 self.batches))
+        kept = keep.tolist()
+        self.rows = [self.rows[row] for row in kept]
+        self.members = [self.members[row] for row in kept]
+        self.histories = [self.histories[row] for row in kept]
+        self.batches = [self.batches[row] for row in kept]
 
     def final_states(self) -> list[dict[str, torch.Tensor]]:
         """Every member's state dict, in the group's order: as trained, or as when it diverged."""
