@@ -22,6 +22,7 @@ MEMBERS = [
     Member(seed=3, lr=0.1, norm="torch_bn", momentum=0.9),
     Member(seed=4, lr=0.5, norm="bnlab_bn", hidden=(32,), batch_size=30),
     Member(seed=5, lr=0.3, init_std=0.5, activation="tanh", batch_size=30, hidden=(64, 32)),
+    Member(seed=7, lr=0.5, norm="torch_bn", bias=False, hidden=(32,)),
     Member(seed=6, lr=50.0, init_std=1.0, activation="relu", hidden=(64, 32)),    # diverges in a few steps
 ]
 
@@ -166,6 +167,15 @@ def test_probes_get_each_members_network_in_eval_mode(digits):
     for history in histories:
         assert len(history.probes["w"]) == 3
         assert np.allclose(history.probes["w"], history.param_norms["linear1.weight"], rtol=1e-5)
+
+
+def test_equal_members_train_equally_and_a_group_that_diverges_stops(digits):
+    same = Member(seed=3, lr=0.2, hidden=(16,))
+    doomed = [Member(seed=seed, lr=1e4, init_std=1.0, activation="relu", hidden=(16,)) for seed in (0, 1)]
+    histories = train_ensemble([same, same, *doomed], digits, steps=400, record_every=100, progress=False)
+    assert histories[0].batch_loss == histories[1].batch_loss
+    assert all(h.diverged_at < 10 for h in histories[2:]) and histories[0].steps[-1] == 400
+    assert train_ensemble(doomed, digits, steps=400, progress=False)[0].diverged
 
 
 def test_history_settings_and_summary(together):
