@@ -1,0 +1,493 @@
+"""Train many networks at once: ``train_ensemble`` trains K independent MLPs in one batched computation.
+
+Every member is the course's MLP (``bnlab.models.make_mlp``), described by a frozen ``Member`` (its seed,
+learning rate, init scale, batch size, momentum and architecture). Members of one architecture and batch
+size form a group; a group's parameters are stacked along a new first dimension K (``linear1.weight``
+becomes (K, out, in)) and one forward/backward pass trains all K networks: ``torch.baddbmm`` computes
+each member's Linear layers, ``F.batch_norm`` each member's BN (one channel per member and unit).
+
+Each member trains exactly as ``bnlab.training.train`` would train it alone: the same initial weights
+(``make_mlp(seed=member.seed)``), the same mini-batch order (``torch_generator(seed, stream=4)``), the
+same SGD, the same divergence rules, and the same ``History`` (up to float32 rounding: the batched
+kernels add in another order). A member that diverges stops updating and says so in its History; the
+others go on. Groups of different architectures train side by side (``bnlab.parallel.side_by_side``).
+
+Activations are kept "features-major": a member's batch is a (units, examples) matrix, so a batch of
+the whole ensemble is (K, units, N) and a Linear layer is W @ h + b, with W as nn.Linear stores it.
+Measured on one CPU thread (``benchmarks/ensemble.py``), this layout with autograd was as fast as or
+faster than ``torch.func.vmap`` over ``functional_call`` and than an examples-major (K, N, units) layout.
+
+A History records everything ``train`` records (steps, train/test loss, test accuracy, batch_loss,
+param_norms, gamma/beta, the pre-activation percentiles over the test set, probes), with three differences:
+* ``seconds`` is the member's share of its group's wall time (the group's time / its size);
+* ``settings`` holds seed, lr, init_std, batch_size and momentum (``train``'s: lr and batch_size);
+* probes are called on a copy of the member's network, built at every record (a cost only probes pay).
+Not supported: regression targets, and norms other than "none", "torch_bn" and "bnlab_bn" (LayerNorm,
+GroupNorm and the detached BN train with ``train``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .data import Split
+from .models import ACTIVATIONS, MLP, make_mlp
+from .parallel import side_by_side
+from .seeding import resolve_seed, torch_generator
+from .training import PERCENTILES, History, Probe, _batch_indices, _Progress, unit_percentiles
+
+NORMS = ("none", "torch_bn", "bnlab_bn")  # the normalizations an ensemble member can have
+BN_MOMENTUM, BN_EPS = 0.1, 1e-5           # both BN layers' defaults (PyTorch's momentum convention)
+ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
+
+
+@dataclass(frozen=True)
+class Member:
+    """One network of an ensemble: its training settings and its architecture.
+
+    seed:       initial weights (``make_mlp(seed=seed)``) and mini-batch order (as ``train(seed=seed)``)
+    lr:         SGD's learning rate; momentum: SGD's momentum (0 for plain SGD)
+    init_std:   weights from N(0, init_std^2) and zero biases; None for PyTorch's default init
+    batch_size: examples per step
+    hidden, activation, norm, bias: the architecture, as ``make_mlp`` takes it; norm is "none",
+                "torch_bn" (PyTorch's BatchNorm1d) or "bnlab_bn" (bnlab's BatchNorm), which compute the
+                same thing and differ in parameter names (norm1.weight / norm1.gamma)
+    """
+
+    seed: int
+    lr: float
+    init_std: float | None = None
+    batch_size: int = 60
+    momentum: float = 0.0
+    hidden: tuple[int, ...] = (100, 100, 100)
+    activation: str = "sigmoid"
+    norm: str = "none"
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(self.hidden))  # a list would make the member unhashable
+        resolve_seed(self.seed)  # raises for a negative or non-integer seed
+        _check_training_settings(self)
+        _check_architecture(self)
+
+    @property
+    def group(self) -> tuple:
+        """Members with equal groups train in one batched computation: same architecture and batch size."""
+        return self.hidden, self.activation, self.norm, self.bias, self.batch_size
+
+    def settings(self) -> dict:
+        """What a History's ``settings`` (and its summary line) shows of this member."""
+        return {"seed": self.seed, "lr": self.lr, "init_std": self.init_std,
+                "batch_size": self.batch_size, "momentum": self.momentum}
+
+    def make_mlp(self, data: Split) -> MLP:
+        """This member's network as ``make_mlp`` builds it for ``data``, with its initial weights."""
+        return make_mlp(data.n_features, self.hidden, data.n_classes, activation=self.activation,
+                        norm=self.norm, init_std=self.init_std, bias=self.bias, seed=self.seed)
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_training_settings(member: Member) -> None:
+    lr, init_std = member.lr, member.init_std
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"learning rate must be a positive number, got lr={lr!r}")
+    if init_std is not None and not (math.isfinite(init_std) and init_std > 0):
+        raise ValueError(f"init_std must be positive (or None for PyTorch's default), got {init_std!r}")
+    if not _is_integer(member.batch_size) or member.batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {member.batch_size!r}")
+    if not 0.0 <= member.momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {member.momentum!r}")
+
+
+def _check_architecture(member: Member) -> None:
+    if member.activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {member.activation!r}; "
+                         f"choose one of: {', '.join(ACTIVATIONS)}")
+    if member.norm not in NORMS:
+        raise ValueError(f"an ensemble member's norm must be one of: {', '.join(NORMS)}; "
+                         f"got {member.norm!r}")
+    if not member.hidden or not all(_is_integer(width) and width >= 1 for width in member.hidden):
+        raise ValueError(f"hidden must be a non-empty sequence of positive integers, got {member.hidden!r}")
+    if member.norm != "none" and member.batch_size < 2:
+        raise ValueError("BatchNorm in training mode needs a batch of at least 2 examples, "
+                         f"got batch_size={member.batch_size}")
+
+
+class Pass(NamedTuple):
+    """What one forward pass of a StackedMLP returns.
+
+    logits:         (K, out, N)
+    preactivations: one (K, width, N) tensor per hidden layer: the input of its activation
+    inputs_finite:  (K,) bool; False where a bnlab BatchNorm got a NaN or infinite input (bnlab's layer
+                    refuses such inputs, so ``train`` counts them as divergence; always True otherwise)
+    """
+
+    logits: torch.Tensor
+    preactivations: list[torch.Tensor]
+    inputs_finite: torch.Tensor
+
+
+class StackedMLP:
+    """K MLPs of one architecture with their parameters stacked: every tensor of ``make_mlp``'s state dict,
+    with a first dimension K (``linear1.weight``: (K, out, in); ``norm1.running_var``: (K, width)).
+
+    Inputs and activations are features-major: (K, units, N), column n of member k is its n-th example.
+    """
+
+    def __init__(self, networks: Sequence[MLP], activation: str, norm: str) -> None:
+        states = [network.state_dict() for network in networks]
+        names = [name for name, _ in networks[0].named_parameters()]
+        self.parameters = {name: torch.stack([s[name] for s in states]).requires_grad_() for name in names}
+        self.buffers = {name: torch.stack([s[name] for s in states]) for name in states[0]
+                        if name not in self.parameters and not name.endswith("num_batches_tracked")}
+        self.depth = len(networks[0].blocks)
+        self.activation, self.norm = ACTIVATION_FUNCTIONS[activation], norm
+        self.gamma, self.beta = ("gamma", "beta") if norm == "bnlab_bn" else ("weight", "bias")
+        self.size = len(networks)
+
+    def forward(self, x: torch.Tensor, training: bool) -> Pass:
+        """x: (K, in, N), or (in, N) for the same examples for every member. Training mode normalizes
+        with each member's batch statistics and updates its running statistics; eval mode uses them."""
+        h = x.expand(self.size, *x.shape[-2:])
+        preactivations, finite = [], torch.ones(self.size, dtype=torch.bool)
+        for number in range(1, self.depth + 1):
+            z = self._linear(f"linear{number}", h)
+            if self.norm != "none":
+                if self.norm == "bnlab_bn":
+                    finite &= torch.isfinite(z).flatten(1).all(dim=1)
+                z = self._batch_norm(f"norm{number}", z, training)
+            preactivations.append(z)
+            h = self.activation(z)
+        return Pass(self._linear("output", h), preactivations, finite)
+
+    def _linear(self, name: str, h: torch.Tensor) -> torch.Tensor:
+        """W @ h + b for every member: W (K, out, in), h (K, in, N) -> (K, out, N)."""
+        weight, bias = self.parameters[f"{name}.weight"], self.parameters.get(f"{name}.bias")
+        if bias is None:
+            return torch.bmm(weight, h)
+        return torch.baddbmm(bias.unsqueeze(2), weight, h)  # the bias (K, out, 1) broadcasts over N
+
+    def _batch_norm(self, name: str, z: torch.Tensor, training: bool) -> torch.Tensor:
+        """BatchNorm of every member's units over its N examples: z (K, C, N) -> (K, C, N).
+        Training mode also updates the running statistics in place (unbiased variance, momentum 0.1)."""
+        k, c, n = z.shape
+        # as (1, K*C, N), F.batch_norm sees K*C channels of N values: one channel per member and unit
+        out = F.batch_norm(z.reshape(1, k * c, n), self.buffers[f"{name}.running_mean"].view(-1),
+                           self.buffers[f"{name}.running_var"].view(-1),
+                           self.parameters[f"{name}.{self.gamma}"].view(-1),
+                           self.parameters[f"{name}.{self.beta}"].view(-1), training, BN_MOMENTUM, BN_EPS)
+        return out.view(k, c, n)
+
+    @torch.no_grad()
+    def restore_buffers(self, saved: Mapping[str, torch.Tensor], keep: torch.Tensor) -> None:
+        """Put back the ``saved`` running statistics of every member where ``keep`` (K,) is False."""
+        if keep.all():
+            return
+        for name, buffer in self.buffers.items():
+            buffer.copy_(torch.where(keep.unsqueeze(1), buffer, saved[name]))
+
+    @torch.no_grad()
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the members in ``rows`` (indices into K), in that order."""
+        self.parameters = {name: p[rows].requires_grad_() for name, p in self.parameters.items()}
+        self.buffers = {name: buffer[rows] for name, buffer in self.buffers.items()}
+        self.size = len(rows)
+
+    def norms(self) -> dict[str, torch.Tensor]:
+        """Parameter name -> (K,) the Euclidean norm of each member's copy."""
+        with torch.no_grad():
+            return {name: p.flatten(1).norm(dim=1) for name, p in self.parameters.items()}
+
+    def state_dict(self, k: int) -> dict[str, torch.Tensor]:
+        """Member k's parameters and buffers (copies), named as in its ``make_mlp`` network."""
+        tensors = {**self.parameters, **self.buffers}
+        return {name: tensor[k].detach().clone() for name, tensor in tensors.items()}
+
+
+class EnsembleHistories(list):
+    """The members' Histories, in the order of the members (a ``list[History]``), and their trained
+    networks: ``network(k)`` is member k as an ordinary ``make_mlp`` network, ``state_dict(k)`` its state.
+
+    A member that diverged keeps the parameters and running statistics it had before the step (or record)
+    where it diverged (``train``'s network would have gone on to that step's running statistics).
+    """
+
+    def __init__(self, histories: Sequence[History], members: Sequence[Member], data: Split,
+                 states: Sequence[dict[str, torch.Tensor]]) -> None:
+        super().__init__(histories)
+        self.members, self._data, self._states = list(members), data, list(states)
+
+    def state_dict(self, k: int) -> dict[str, torch.Tensor]:
+        """Member k's trained state dict (a copy, without torch BatchNorm's step counter), for
+        ``members[k].make_mlp(data)``."""
+        return {name: tensor.clone() for name, tensor in self._states[k].items()}
+
+    def network(self, k: int) -> MLP:
+        """Member k as a trained ``make_mlp`` network (a new one on every call), in training mode."""
+        network = self.members[k].make_mlp(self._data)
+        state = self.state_dict(k)
+        for name, buffer in network.state_dict().items():
+            if name.endswith("num_batches_tracked"):  # torch's BatchNorm1d counts its training steps
+                state[name] = torch.tensor(len(self[k].batch_loss), dtype=buffer.dtype)
+        network.load_state_dict(state)
+        return network
+
+
+def train_ensemble(members: Sequence[Member], data: Split, *, steps: int, record_every: int = 100,
+                   max_param_norm: float = 1e6, percentiles: Sequence[int] = PERCENTILES,
+                   probes: Mapping[str, Probe] | None = None, progress: bool = True) -> EnsembleHistories:
+    """Train every member with mini-batch SGD for ``steps`` steps, members that share an architecture and
+    a batch size in one batched computation; return their Histories (in the order of ``members``).
+
+    Member k's History is the one ``train(members[k].make_mlp(data), data, lr=..., batch_size=...,
+    momentum=..., seed=members[k].seed, ...)`` returns, up to float32 rounding, with the same records.
+    data: a Split with integer class labels (cross-entropy). The other arguments are ``train``'s.
+    probes: name -> probe(model, data), called at every record on a copy of each member's network
+        (built with ``network(k)``: costs a network per member and record; nothing else needs one).
+    Returns an ``EnsembleHistories``: a list of Histories that also gives back each trained network.
+    """
+    members = _checked(members, data, steps, record_every)
+    groups: dict[tuple, list[int]] = {}
+    for k, member in enumerate(members):
+        groups.setdefault(member.group, []).append(k)
+    settings = dict(steps=steps, record_every=record_every, max_param_norm=max_param_norm,
+                    percentiles=tuple(percentiles), probes=dict(probes or {}),
+                    progress=progress and len(groups) == 1)
+
+    def train_group(indices: list[int]) -> tuple[list[History], list[dict[str, torch.Tensor]]]:
+        return _train_group([members[k] for k in indices], data, **settings)
+
+    trained: dict[int, tuple[History, dict]] = {}  # member index -> (History, trained state)
+    results = side_by_side(train_group, groups.values())  # groups side by side, one per CPU core
+    for indices, (group_histories, states) in zip(groups.values(), results):
+        trained.update(zip(indices, zip(group_histories, states)))
+    histories, states = zip(*(trained[k] for k in range(len(members))))
+    return EnsembleHistories(histories, members, data, states)
+
+
+def _checked(members: Sequence[Member], data: Split, steps: int, record_every: int) -> list[Member]:
+    """The members as a list, after checking that they and the settings fit the data."""
+    members = list(members)
+    if not members:
+        raise ValueError("train_ensemble needs at least one Member")
+    if data.y_train.is_floating_point():
+        raise ValueError("train_ensemble trains classifiers: data needs integer class labels, "
+                         f"{data.name!r} has float targets (use bnlab.training.train for regression)")
+    if not _is_integer(steps) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not _is_integer(record_every) or record_every < 1:
+        raise ValueError(f"record_every must be a positive integer, got {record_every!r}")
+    n_train = len(data.X_train)
+    for k, member in enumerate(members):
+        if not isinstance(member, Member):
+            raise ValueError(f"members must be bnlab.ensemble.Member objects; member {k} is {member!r}")
+        if member.batch_size > n_train:
+            raise ValueError(f"member {k} has batch_size {member.batch_size}, more than the "
+                             f"{n_train} training examples of {data.name!r}")
+    return members
+
+
+def _train_group(members: list[Member], data: Split, *, steps: int, record_every: int,
+                 max_param_norm: float, percentiles: tuple[int, ...], probes: Mapping[str, Probe],
+                 progress: bool) -> tuple[list[History], list[dict[str, torch.Tensor]]]:
+    """Train members of one architecture and batch size together; return their Histories and trained
+    state dicts. A member that diverges leaves the batched computation (its state is kept aside)."""
+    started = time.perf_counter()
+    group = _Group(members, data, percentiles)
+    record = _Recorder(data, max_param_norm, percentiles, probes)
+    bar = _Progress(steps, enabled=progress)
+    try:
+        group.drop_diverged(record(group, 0))
+        for step in range(1, steps + 1):
+            if not group.rows:
+                break
+            healthy = _sgd_step(group, data, step)
+            if step % record_every == 0 or step == steps:
+                healthy &= record(group, step, alive=healthy)
+            group.drop_diverged(healthy)
+            bar.update(step)
+    finally:
+        bar.close()
+    for history in group.all_histories:
+        history.seconds = (time.perf_counter() - started) / len(members)  # its share of the group's time
+    return group.all_histories, group.final_states()
+
+
+class _Group:
+    """The members of one group that are still training: row r of every stacked tensor, of ``members``,
+    ``histories`` and ``batches`` belongs to member ``rows[r]`` of the group."""
+
+    def __init__(self, members: list[Member], data: Split, percentiles: tuple[int, ...]) -> None:
+        self.stack = StackedMLP([m.make_mlp(data) for m in members], members[0].activation, members[0].norm)
+        self.optimizer = StackedSGD(self.stack, [m.lr for m in members], [m.momentum for m in members])
+        self.all_histories = [History(settings=m.settings(), percentiles=percentiles) for m in members]
+        self.rows, self.members, self.histories = list(range(len(members))), members, self.all_histories
+        self.batches = [_batch_indices(len(data.X_train), m.batch_size, torch_generator(m.seed, stream=4))
+                        for m in members]  # as train(seed=m.seed) draws them
+        self.left: dict[int, dict[str, torch.Tensor]] = {}  # member -> its state when it diverged
+
+    def next_batches(self) -> torch.Tensor:
+        """(K, batch) the rows of the training set each member trains on next."""
+        return torch.stack([next(member_batches) for member_batches in self.batches])
+
+    def drop_diverged(self, healthy: torch.Tensor) -> None:
+        """Take the members that are not ``healthy`` (K,) out of the batched computation."""
+        if healthy.all():
+            return
+        for row in (~healthy).nonzero().flatten().tolist():
+            self.left[self.rows[row]] = self.stack.state_dict(row)
+        keep = healthy.nonzero().flatten()
+        self.stack.select(keep)
+        self.optimizer.select(keep)
+        kept = keep.tolist()
+        self.rows = [self.rows[row] for row in kept]
+        self.members = [self.members[row] for row in kept]
+        self.histories = [self.histories[row] for row in kept]
+        self.batches = [self.batches[row] for row in kept]
+
+    def final_states(self) -> list[dict[str, torch.Tensor]]:
+        """Every member's state dict, in the group's order: as trained, or as when it diverged."""
+        states = self.left | {member: self.stack.state_dict(row) for row, member in enumerate(self.rows)}
+        return [states[member] for member in range(len(self.all_histories))]
+
+
+class StackedSGD:
+    """SGD with momentum for every member at once, as ``bnlab.training.SGD`` computes it for one:
+    v <- momentum * v + grad (v = grad at the first step), then w <- w - lr * v.
+    A member that is not alive is not updated (not even by a NaN gradient)."""
+
+    def __init__(self, stack: StackedMLP, lrs: Sequence[float], momenta: Sequence[float]) -> None:
+        self.stack = stack
+        self.lr, self.momentum = torch.tensor(lrs), torch.tensor(momenta)
+        uses_momentum = bool((self.momentum > 0).any())
+        self.velocity = [torch.zeros_like(p) for p in stack.parameters.values()] if uses_momentum else None
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the members in ``rows`` (as ``StackedMLP.select`` does)."""
+        self.lr, self.momentum = self.lr[rows], self.momentum[rows]
+        if self.velocity is not None:
+            self.velocity = [v[rows] for v in self.velocity]
+
+    @torch.no_grad()
+    def step(self, gradients: Sequence[torch.Tensor], alive: torch.Tensor) -> None:
+        """gradients: one per parameter, of its stacked shape (K, ...); alive: (K,) bool."""
+        everyone = bool(alive.all())  # the usual case: no member to hold back
+        for i, (p, gradient) in enumerate(zip(self.stack.parameters.values(), gradients)):
+            per_member = (-1,) + (1,) * (p.dim() - 1)  # (K, 1, ...): broadcasts a (K,) setting over p
+            direction = gradient
+            if self.velocity is not None:
+                momentum = self.momentum.view(per_member)
+                direction = torch.where(momentum > 0, momentum * self.velocity[i] + gradient, gradient)
+                self.velocity[i] = direction
+            if not everyone:  # a member held back moves by 0 (0 * a NaN gradient would be NaN)
+                direction = torch.where(alive.view(per_member), direction, 0.0)
+            p.addcmul_(self.lr.view(per_member), direction, value=-1)  # p <- p - lr * direction
+
+
+def _sgd_step(group: _Group, data: Split, step: int) -> torch.Tensor:
+    """One SGD step of every member of ``group`` on its next batch.
+    Returns (K,) bool: False for a member that diverged here (its History says so; it was not updated)."""
+    stack, indices = group.stack, group.next_batches()
+    running_statistics = {name: buffer.clone() for name, buffer in stack.buffers.items()}
+    forward = stack.forward(data.X_train[indices].transpose(1, 2), training=True)
+    losses = F.cross_entropy(forward.logits, data.y_train[indices], reduction="none").mean(dim=1)  # (K,)
+    healthy = forward.inputs_finite & torch.isfinite(losses)
+    # member k's loss depends on its own parameters only, so the sum's gradient is every member's own
+    gradients = torch.autograd.grad(losses.sum(), list(stack.parameters.values()))
+    group.optimizer.step(gradients, healthy)
+    stack.restore_buffers(running_statistics, keep=healthy)  # a member not updated keeps its statistics
+    for history, value, ok in zip(group.histories, losses.tolist(), forward.inputs_finite.tolist()):
+        if not ok:
+            _mark_diverged(history, step, "activations became NaN or infinite")
+        elif not math.isfinite(value):
+            _mark_diverged(history, step, f"the loss became {value}")
+        else:
+            history.batch_loss.append(value)
+    return healthy
+
+
+def _mark_diverged(history: History, step: int, reason: str) -> bool:
+    """Say in ``history`` where and why its member diverged; returns False (no longer healthy)."""
+    history.diverged_at, history.divergence = step, reason
+    return False
+
+
+class _Recorder:
+    """Appends one record to the History of every member of a group, as ``train`` records: parameter
+    norms first (one past max_param_norm is divergence), then eval-mode losses, accuracy, pre-activation
+    percentiles (over the test set), gamma and beta, and the probes."""
+
+    def __init__(self, data: Split, max_param_norm: float, percentiles: tuple[int, ...],
+                 probes: Mapping[str, Probe]) -> None:
+        self.data, self.max_param_norm, self.probes = data, max_param_norm, probes
+        self.q = torch.tensor(percentiles, dtype=torch.float32) / 100
+
+    def __call__(self, group: _Group, step: int, alive: torch.Tensor | None = None) -> torch.Tensor:
+        """Record ``step`` for the members that are ``alive`` (K,) bool (default: all).
+        Returns (K,) bool: False for a member that diverged here or before."""
+        stack = group.stack
+        alive = torch.ones(stack.size, dtype=torch.bool) if alive is None else alive.clone()
+        norms = {name: values.tolist() for name, values in stack.norms().items()}
+        with torch.no_grad():
+            on_train = stack.forward(self.data.X_train.T, training=False)
+            on_test = stack.forward(self.data.X_test.T, training=False)
+        train_losses = _losses(on_train.logits, self.data.y_train).tolist()
+        test_losses = _losses(on_test.logits, self.data.y_test).tolist()
+        correct = (on_test.logits.argmax(dim=1) == self.data.y_test).float().mean(dim=1).tolist()
+        finite = (on_train.inputs_finite & on_test.inputs_finite).tolist()
+        for k, history in enumerate(group.histories):
+            if not alive[k]:
+                continue
+            too_large = [name for name, values in norms.items() if not values[k] <= self.max_param_norm]
+            if too_large:
+                name = too_large[0]
+                alive[k] = _mark_diverged(history, step, f"the norm of {name} reached {norms[name][k]:.3g}")
+            elif not finite[k]:
+                alive[k] = _mark_diverged(history, step, "activations became NaN or infinite")
+            else:
+                history.steps.append(step)
+                history.train_loss.append(train_losses[k])
+                history.test_loss.append(test_losses[k])
+                history.test_accuracy.append(correct[k])
+                for name, values in norms.items():
+                    history.param_norms.setdefault(name, []).append(values[k])
+                self._append_layers(history, stack, k, on_test.preactivations)
+                self._append_probes(history, group.members[k], stack.state_dict(k) if self.probes else {})
+        return alive
+
+    def _append_layers(self, history: History, stack: StackedMLP, k: int,
+                       preactivations: list[torch.Tensor]) -> None:
+        """Percentiles of member k's pre-activations (each (K, width, N_test)), its gamma and beta."""
+        for number, preact in enumerate(preactivations, start=1):
+            history.preact_percentiles.setdefault(f"act{number}", []).append(
+                unit_percentiles(preact[k].T, self.q).numpy())
+            if stack.norm != "none":
+                gamma = stack.parameters[f"norm{number}.{stack.gamma}"][k]
+                beta = stack.parameters[f"norm{number}.{stack.beta}"][k]
+                history.gamma.setdefault(f"norm{number}", []).append(gamma.detach().numpy().copy())
+                history.beta.setdefault(f"norm{number}", []).append(beta.detach().numpy().copy())
+
+    def _append_probes(self, history: History, member: Member, state: dict[str, torch.Tensor]) -> None:
+        if not self.probes:
+            return
+        network = member.make_mlp(self.data)
+        network.load_state_dict({**network.state_dict(), **state})
+        network.eval()
+        for name, probe in self.probes.items():
+            history.probes.setdefault(name, []).append(probe(network, self.data))
+
+
+def _losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Each member's mean cross-entropy: logits (K, classes, N), target (N,) -> (K,)."""
+    return F.cross_entropy(logits, target.expand(len(logits), -1), reduction="none").mean(dim=1)
