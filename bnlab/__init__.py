@@ -8,6 +8,7 @@ The core, which knows no lesson:
     models           make_mlp, the one model factory (an MLP of explicit Blocks)
     batchnorm        bnlab's own Batch Normalization layer
     training         train, the one training loop, and its History
+    ensemble         train_ensemble: many networks of one architecture in one batched computation
     runs             train once, reuse everywhere: the one cache of training runs
     probes           looking inside a network: accuracy, layer inputs, gradients, saturation
     figures          plotly figure builders with one theme
