@@ -68,24 +68,32 @@ def _wait_for_change(page, index: int, before: str, timeout_s: float = 10) -> bo
     return False
 
 
-def _move_every_control(page, notebook: str) -> list[str]:
-    """Move each slider (keyboard) and toggle (click) of each panel; return what did not change."""
+def _press_arrow_keys(page, slider, index: int, before: str) -> bool:
+    """Move a slider with the keyboard (right, then left if it was at its right end); did the figure
+    change?"""
+    handle = slider.locator(".noUi-handle")
+    handle.focus()
+    for key in ("ArrowRight", "ArrowLeft"):
+        for _ in range(3):
+            handle.press(key)
+        if _wait_for_change(page, index, before):
+            return True
+    return False
+
+
+def _move_every_control(page, notebook: str, move_slider=_press_arrow_keys,
+                        screenshots: bool = True) -> list[str]:
+    """Move each slider (``move_slider``: the keyboard by default) and click each toggle of each panel;
+    return what did not change its panel's figure."""
     failures = []
     panels = (page.locator(f"{CURRENT_NOTEBOOK} .widget-vbox").filter(has=page.locator(".js-plotly-plot"))
               .filter(has=page.locator(".widget-hbox")))
     for index in range(panels.count()):
         panel = panels.nth(index)
         panel.scroll_into_view_if_needed()
-        handles = panel.locator(".widget-slider .noUi-handle")
-        for i in range(handles.count()):
-            before = page.evaluate(PANEL_FINGERPRINTS)[index]
-            handles.nth(i).focus()
-            for key in ("ArrowRight", "ArrowLeft"):
-                for _ in range(3):
-                    handles.nth(i).press(key)
-                if _wait_for_change(page, index, before):
-                    break
-            else:
+        sliders = panel.locator(".widget-slider")
+        for i in range(sliders.count()):
+            if not move_slider(page, sliders.nth(i), index, page.evaluate(PANEL_FINGERPRINTS)[index]):
                 failures.append(f"{notebook}: panel {index}, slider {i} did not change its figure")
         toggles = panel.locator(".widget-toggle-buttons button:not(.mod-active)")
         for i in range(toggles.count()):
@@ -93,7 +101,8 @@ def _move_every_control(page, notebook: str) -> list[str]:
             toggles.nth(0).click()
             if not _wait_for_change(page, index, before):
                 failures.append(f"{notebook}: panel {index}, toggle {i} did not change its figure")
-        page.screenshot(path=str(SCREENSHOTS / f"{notebook}-panel{index}.png"))
+        if screenshots:
+            page.screenshot(path=str(SCREENSHOTS / f"{notebook}-panel{index}.png"))
     return failures
 
 
@@ -226,30 +235,15 @@ def _drag(page, handle, track, fraction: float) -> None:
     page.mouse.up()
 
 
-def _drag_every_control(page, notebook: str) -> list[str]:
-    """Drag each slider (mouse) and click each toggle of each panel; return what did not change."""
-    failures = []
-    panels = _panels(page)
-    for index in range(panels.count()):
-        panel = panels.nth(index)
-        panel.scroll_into_view_if_needed()
-        sliders = panel.locator(".widget-slider")
-        for i in range(sliders.count()):
-            handle, track = sliders.nth(i).locator(".noUi-handle"), sliders.nth(i).locator(".noUi-target")
-            before = page.evaluate(PANEL_FINGERPRINTS)[index]
-            for fraction in (0.3, -0.6):  # right first; at the right end already, then left
-                _drag(page, handle, track, fraction)
-                if _wait_for_change(page, index, before):
-                    break
-            else:
-                failures.append(f"{notebook}: panel {index}, slider {i} did not change its figure")
-        toggles = panel.locator(".widget-toggle-buttons button:not(.mod-active)")
-        for i in range(toggles.count()):
-            before = page.evaluate(PANEL_FINGERPRINTS)[index]
-            toggles.nth(0).click()
-            if not _wait_for_change(page, index, before):
-                failures.append(f"{notebook}: panel {index}, toggle {i} did not change its figure")
-    return failures
+def _drag_with_the_mouse(page, slider, index: int, before: str) -> bool:
+    """Drag a slider's handle with the mouse (right, then left if it was at its right end); did the
+    figure change?"""
+    handle, track = slider.locator(".noUi-handle"), slider.locator(".noUi-target")
+    for fraction in (0.3, -0.6):
+        _drag(page, handle, track, fraction)
+        if _wait_for_change(page, index, before):
+            return True
+    return False
 
 
 def _arrow_keys_on_first_slider(page) -> dict:
@@ -305,7 +299,7 @@ class TestNotebook7:
                 raise AssertionError(f"{path.name}: {count} of {expected} slider panels drew their figure "
                                      f"within 30 s") from None
             assert _panels(page).count() == expected, f"{path.name}: {_panels(page).count()} slider panels"
-            failures = _drag_every_control(page, path.stem)
+            failures = _move_every_control(page, path.stem, _drag_with_the_mouse, screenshots=False)
             assert not failures, failures
             page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
             keys = _arrow_keys_on_first_slider(page)
