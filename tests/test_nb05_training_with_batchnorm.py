@@ -314,3 +314,15 @@ def test_jacobian_check_accepts_the_solution_and_names_mistakes():
                            (first_example_only, "one row per example"), (of_the_output, "differ")]:
         verdict = check_jacobian_singular_values(mistake)
         assert not verdict and words in verdict.message, verdict.message
+
+
+def test_at_batch_size_two_bn_passes_almost_no_gradient_to_the_layer_below(data):
+    model = bt.Run().build(seed=0)
+    pairs, fours = (bt.first_bn_input_gradients(model, data, m, n_batches=30, seed=0) for m in (2, 4))
+    assert pairs.shape == (30 * 2 * bt.WIDTH,) and fours.shape == (30 * 4 * bt.WIDTH,)
+    assert np.median(pairs) < 0.01 * np.median(fours)       # x_hat = +-1: the formula gives 0 but for eps
+    assert np.mean(pairs < 1e-3) > 0.7
+    plain = bt.Run(net="without BN").build(seed=0)           # without BN nothing cancels
+    assert np.median(bt.first_bn_input_gradients(plain, data, 2, n_batches=30, seed=0)) > 1e-4
+    with pytest.raises(ValueError, match="batch_size must be an integer from 2"):
+        bt.first_bn_input_gradients(model, data, 1)

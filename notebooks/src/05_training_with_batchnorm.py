@@ -384,7 +384,7 @@ saturation_figure(saturation_runs, title=f"6×100 networks, η = 0.3: with BN al
 # and 60, for the same 200 steps at η = 1.
 #
 # **Predict before you run.** With $m = 2$, what does BN turn the two pre-activations of a unit into?
-# (Notebook 04 showed it.) What will that do to training?
+# (Notebook 04 showed it.) How much gradient will then reach the layer below the BN layer?
 
 # %%
 noise = bt.batch_noise(experiments, **PAPER)                          # name -> (5,), one value per m
@@ -400,7 +400,7 @@ for i, m in enumerate(bt.BATCH_SIZES):
 
 law = np.sqrt(60 / 4)  # from m = 4 to m = 60 the 1/√m law predicts a factor √15
 assert abs(plain_noise[1] / plain_noise[-1] / law - 1) < 0.2
-assert bn_noise[0] > 5 * plain_noise[0]                                       # m = 2: BN's gradient explodes
+assert bn_noise[0] > 5 * plain_noise[0]                                   # m = 2: BN's gradient is spiky
 assert np.all(np.diff(normalization_noise) < 0)
 assert normalization_noise[0] > 0.8 and normalization_noise[-1] < 0.3
 advantage = {m: batch_grid[m]["with BN"].final_accuracy - batch_grid[m]["without BN"].final_accuracy
@@ -414,6 +414,26 @@ batch_panel = batch_size_training_panel(batch_grid, noise)
 batch_panel
 
 # %% [markdown]
+# Check your prediction about the gradient. Notebook 04's backward pass gives, for the input $x_i$ of a
+# BN layer, with $g_i = \partial L/\partial y_i$:
+# $\partial L/\partial x_i = \frac{\gamma}{\sigma}\big(g_i - \bar g - \hat x_i\,\overline{g \hat x}\big)$.
+# With two examples $\hat x = (+1, -1)$, and for both the bracket is exactly 0: whatever the loss wants,
+# nothing reaches the layer below, except where $\epsilon$ matters, when the two values nearly tie and
+# $\sigma$ is tiny. We measure $|\partial L/\partial x|$ at the first BN layer's input over 200 random
+# batches of each size, at initialization.
+
+# %%
+first_bn_gradient = {m: bt.first_bn_input_gradients(bt.Run(**PAPER).build(SEED), experiments.data, m)
+                     for m in (2, 4, 8)}
+print(f"{'m':>3} | {'median |dL/dx|':>14} | {'share below 1e-3':>16} | {'largest':>8}")
+for m, gradient in first_bn_gradient.items():
+    print(f"{m:>3} | {np.median(gradient):>14.1e} | {np.mean(gradient < 1e-3):>16.0%} | "
+          f"{gradient.max():>8.1g}")
+assert np.median(first_bn_gradient[2]) < 0.01 * np.median(first_bn_gradient[4])
+assert np.mean(first_bn_gradient[2] < 1e-3) > 0.7
+assert first_bn_gradient[2].max() > 10 * first_bn_gradient[4].max()
+
+# %% [markdown]
 # * **Gradient noise** follows the $1/\sqrt m$ law in the network without BN. Small batches are noisy for
 #   everyone, and with the number of steps fixed they also see fewer examples (at $m = 2$, only 400), so
 #   both networks are slower with small batches.
@@ -421,11 +441,13 @@ batch_panel
 #   a mild regularizer (paper, section 3.4). At $m = 2$ it is as large as the signal: the two
 #   pre-activations of a unit always normalize to $-1$ and $+1$, whatever their values.
 # * **At $m = 2$ BN's advantage all but disappears.** The BN network stays below 50%, and its lead over
-#   the network without BN is less than half its lead at $m = 4$ or 8. Its gradient noise explodes:
-#   when the two values of a unit happen to be close, their batch standard deviation is tiny and BN
-#   divides by it (only $\epsilon$ caps the result), so a few batches produce huge gradients. On top of that, the running statistics that
-#   BN uses at test time are averaged over pairs (notebook 04). From $m = 4$ on, BN is ahead again, far
-#   ahead with batches of 4 and 8.
+#   the network without BN is less than half its lead at $m = 4$ or 8. The main reason is the gradient
+#   table: with $\hat x = \pm 1$ a BN layer passes almost nothing back (the median $|\partial L/\partial x|$
+#   is about a thousand times smaller than at $m = 4$), so the layers below it barely learn. The rare
+#   exceptions are near-ties, where $\sigma$ is tiny and the gradient spikes: those spikes are the large
+#   "gradient noise" of BN at $m = 2$ in the first table, a symptom rather than the cause. On top of
+#   that, the running statistics that BN uses at test time are averaged over pairs (notebook 04). From
+#   $m = 4$ on, BN is ahead again, far ahead with batches of 4 and 8.
 #   When only tiny batches fit in memory, alternatives that do not normalize over the batch (LayerNorm,
 #   GroupNorm, notebook 06) or batch renormalization (Ioffe 2017) are the usual answer.
 
@@ -670,7 +692,8 @@ check_jacobian_singular_values(jacobian_singular_values)
 # * **Saturating nonlinearities.** In 6-layer networks, sigmoid without BN failed from vanishing gradients
 #   even without saturation; large weights saturated both sigmoid and tanh. With BN all four trained.
 # * **Batch size.** Mini-batches add gradient noise (∝ $1/\sqrt m$) and, with BN, noise in the forward
-#   pass. With batches of 2 the BN gradient explodes and BN's advantage all but disappears.
+#   pass. With batches of 2 a BN layer passes almost no gradient to the layer below ($\hat x = \pm 1$),
+#   apart from spikes at near-ties, and BN's advantage all but disappears.
 # * **γ and β** never stop moving; larger learning rates move them more and make them wobble far more.
 #   They are the only handle on a BN layer's output distribution, and the distribution follows them.
 # * **Jacobians.** BN moved the layers' singular values toward 1 compared with the plain sigmoid network,

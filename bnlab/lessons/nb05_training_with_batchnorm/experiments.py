@@ -51,6 +51,7 @@ SWEEP_STEPS, RECORD_EVERY = 200, 50
 FAILED_BELOW = 0.5                   # a run that ends below 50% test accuracy has failed (chance is 10%)
 STREAM_NOISE_BATCHES = 50            # torch streams (bnlab.seeding): the noise measurements' random batches,
 STREAM_SCALE_CHECK = 51              # ... the weights and loss of the scale-invariance check
+STREAM_BN_GRADIENT_BATCHES = 52      # ... the random batches of first_bn_input_gradients
 Grid = Mapping[float, Mapping[str, History]]  # swept value -> "without BN" / "with BN" -> History
 
 
@@ -336,6 +337,29 @@ def normalization_noise(model: nn.Module, data: Split, batch_sizes: Sequence[int
             squared.append((in_batch - standardized[b]).pow(2).mean().item())
         noise.append(math.sqrt(np.mean(squared)))
     return np.array(noise)
+
+
+def first_bn_input_gradients(model: MLP, data: Split, batch_size: int, n_batches: int = 200,
+                              seed: int | None = None) -> np.ndarray:
+    """|dL/dx| at the input x of the first BN layer (the first Linear layer's output), in training mode,
+    for ``n_batches`` random training batches of ``batch_size``: every entry of every batch, flattened,
+    (n_batches * batch_size * width,). On a copy of the model.
+
+    BN's backward pass (notebook 04) gives dL/dx_i = (gamma / sigma) (g_i - mean(g) - x_hat_i mean(g x_hat))
+    with g = dL/dy; with two examples x_hat = (+1, -1) and this is 0 for both, up to BN's eps."""
+    if not isinstance(batch_size, int) or not 2 <= batch_size <= len(data.X_train):
+        raise ValueError(f"batch_size must be an integer from 2 to {len(data.X_train)}, got {batch_size!r}")
+    model = copy.deepcopy(model).train()
+    after_first_linear = model[1:]  # norm1, act1, linear2, ..., output
+    generator = torch_generator(seed, stream=STREAM_BN_GRADIENT_BATCHES)
+    magnitudes = []
+    for _ in range(n_batches):
+        rows = torch.randperm(len(data.X_train), generator=generator)[:batch_size]
+        x = model.blocks[0].linear(data.X_train[rows]).detach().requires_grad_(True)  # (m, width)
+        loss = nn.functional.cross_entropy(after_first_linear(x), data.y_train[rows])
+        (gradient,) = torch.autograd.grad(loss, x)
+        magnitudes.append(gradient.abs().ravel())
+    return torch.cat(magnitudes).numpy()
 
 
 # ---- gamma and beta during training ------------------------------------------------------------------
