@@ -7,7 +7,7 @@ becomes (K, out, in)) and one forward/backward pass trains all K networks: ``tor
 each member's Linear layers, ``F.batch_norm`` each member's BN (one channel per member and unit).
 
 Each member trains exactly as ``bnlab.training.train`` would train it alone: the same initial weights
-(``make_mlp(seed=member.seed)``), the same mini-batch order (``torch_generator(seed, stream=4)``), the
+(``make_mlp(seed=member.seed)``), the same mini-batch order (``training.batch_order``), the
 same SGD, the same divergence rules, and the same ``History`` (up to float32 rounding: the batched
 kernels add in another order). A member that diverges stops updating and says so in its History; the
 others go on. Groups of different architectures train side by side (``bnlab.parallel.side_by_side``).
@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from .data import Split
 from .models import ACTIVATIONS, MLP, make_mlp
 from .parallel import side_by_side
-from .seeding import resolve_seed, torch_generator
-from .training import PERCENTILES, History, Probe, _batch_indices, _Progress, unit_percentiles
+from .seeding import resolve_seed
+from .training import PERCENTILES, History, Probe, _Progress, batch_order, unit_percentiles
 
 NORMS = ("none", "torch_bn", "bnlab_bn")  # the normalizations an ensemble member can have
 BN_MOMENTUM, BN_EPS = 0.1, 1e-5           # both BN layers' defaults (PyTorch's momentum convention)
@@ -333,8 +333,7 @@ class _Group:
         self.optimizer = StackedSGD(self.stack, [m.lr for m in members], [m.momentum for m in members])
         self.all_histories = [History(settings=m.settings(), percentiles=percentiles) for m in members]
         self.rows, self.members, self.histories = list(range(len(members))), members, self.all_histories
-        self.batches = [_batch_indices(len(data.X_train), m.batch_size, torch_generator(m.seed, stream=4))
-                        for m in members]  # as train(seed=m.seed) draws them
+        self.batches = [batch_order(len(data.X_train), m.batch_size, m.seed) for m in members]  # as train()
         self.left: dict[int, dict[str, torch.Tensor]] = {}  # member -> its state when it diverged
 
     def next_batches(self) -> torch.Tensor:

@@ -30,6 +30,7 @@ from .seeding import torch_generator
 PERCENTILES = (15, 50, 85)
 Probe = Callable[[nn.Module, Split], Any]  # probe(model, data) -> anything worth recording
 PROGRESS_AFTER_SECONDS = 2.0
+STREAM_BATCH_ORDER = 4  # torch stream (bnlab.seeding) of the mini-batch order
 PROGRESS_VARIABLE = "BNLAB_PROGRESS"  # "0" turns progress bars off (tests and notebook builds)
 
 
@@ -165,7 +166,7 @@ def train(model: nn.Module, data: Split, *, steps: int, lr: float, batch_size: i
     history = History(settings=settings, percentiles=tuple(percentiles))
     loss_fn = _loss_function(data.y_train)
     optimizer = SGD(model.parameters(), lr=lr, momentum=momentum)
-    batches = _batch_indices(len(data.X_train), batch_size, torch_generator(seed, stream=4))
+    batches = batch_order(len(data.X_train), batch_size, seed)
     bar = _Progress(steps, enabled=progress)
     started = time.perf_counter()
     try:
@@ -214,6 +215,12 @@ class SGD:
                     self.velocity[i].mul_(self.momentum).add_(p.grad)
                 direction = self.velocity[i]
             p.add_(direction, alpha=-self.lr)
+
+
+def batch_order(n: int, batch_size: int, seed: int | None = None):
+    """The mini-batches ``train`` draws under ``seed`` (default: the course seed): endless batches of
+    indices into n examples, each epoch a fresh permutation cut into full batches."""
+    return _batch_indices(n, batch_size, torch_generator(seed, stream=STREAM_BATCH_ORDER))
 
 
 def _batch_indices(n: int, batch_size: int, generator: torch.Generator):
