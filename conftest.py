@@ -1,15 +1,15 @@
-"""Shared test setup: no progress bars, no PNG export, the course seed (BNLAB_SEED, default 0),
-bnlab's CPU-independent numerics (bnlab.reproducibility) before any test computes with torch, and the network guard
-(tools/offline/sitecustomize.py) for every Python this test session starts: nbval's kernels, the
-notebook tests' kernels, the test workers and the browser test's JupyterLab."""
+"""Shared test setup: no progress bars, no PNG export, the course seed (BNLAB_SEED, default 0), torch's
+own choice of CPU kernels (the notebooks were built with pinned ones, bnlab.reproducibility), and the
+network guard (tools/offline/sitecustomize.py) for every Python this test session starts: nbval's
+kernels, the notebook tests' kernels, the test workers and the browser test's JupyterLab."""
 
 import os
 
-import bnlab  # noqa: F401  (sets bnlab.reproducibility.PINNED_ENVIRONMENT, inherited by nbval's kernels too)
 from tools.notebook_runner import with_network_guard
 
 # Set before any kernel or worker starts, so they all inherit it.
 os.environ["BNLAB_PROGRESS"] = "0"
+os.environ.pop("BNLAB_PINNED_NUMERICS", None)
 os.environ.pop("BNLAB_STATIC_IMAGES", None)
 os.environ["PYTHONPATH"] = with_network_guard(os.environ)["PYTHONPATH"]
 # `BNLAB_SEED=3 pytest` runs everything under seed 3; unset, the course's default seed 0.

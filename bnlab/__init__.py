@@ -1,8 +1,9 @@
 """bnlab: the helper package of an interactive course on Batch Normalization.
 
 The core, which knows no lesson:
-    reproducibility  the same numbers on every x86-64 CPU (set on import, before torch computes)
-    seeding          the course seed (BNLAB_SEED) and the seeded generators
+    reproducibility  bit-identical rebuilds on request (BNLAB_PINNED_NUMERICS=1; off by default)
+    seeding          the course seed (BNLAB_SEED), the seeds claims are measured over, the generators
+    statistics       statistics over seeds: OverSeeds (median and range), Support (k of n seeds)
     parallel         independent runs side by side, one per CPU core
     data             digits and synthetic problems, offline; standardize, whiten
     models           make_mlp, the one model factory (an MLP of explicit Blocks)
@@ -23,7 +24,7 @@ bnlab.course lists the notebooks and everything that belongs to each.
 
 from .reproducibility import pin_numerics
 
-pin_numerics()  # first of all: torch reads these settings when it first computes
+pin_numerics()  # only with BNLAB_PINNED_NUMERICS=1; first, since torch reads them when it first computes
 
 __version__ = "0.1.0"
 

@@ -1,15 +1,18 @@
 """The claims ledger: every claim about Batch Normalization the course puts to a test.
 
-A notebook tests a claim in a cell and reports what it measured with ``record``:
+A notebook measures a claim over several seeds (``bnlab.seeding.claim_seeds``) in a cell and reports
+what it measured with ``record``, saying how many seeds it held for (a ``bnlab.statistics.Support``):
 
-    record("ics-percentile-drift", holds=drift_bn < drift_plain,
-           measured=f"median drift {drift_plain:.2f} without BN, {drift_bn:.2f} with BN")
+    record("ics-percentile-drift", holds=ratio.median < 0.4, support=ratio.support(ratio.values < 0.4),
+           measured=f"drift with BN / without: {ratio.describe('{:.2f}')}")
 
-``record`` prints one line in a fixed format. ``tools/build_ledger.py`` runs every notebook under
-BNLAB_SEED 0..4, collects those lines into notebooks/claims_ledger.json, and writes the ledger page
-notebooks/claims_ledger.md from it: for each claim, where the course tests it, what each seed measured,
-and a verdict. tests/test_claims.py checks that the committed notebooks and every other-seed run
-print exactly what the ledger holds, so the page cannot drift from the experiments.
+``record`` prints one line in a fixed format: "Claim <key> [<outcome>] <k> of <n> seeds: <measured>".
+``tools/build_ledger.py`` collects those lines from the committed notebooks (no re-execution: the seeds
+live inside the notebooks) into notebooks/claims_ledger.json and writes the ledger page
+notebooks/claims_ledger.md: for each claim, where the course tests it, what it measured, over how many
+seeds, and the verdict. tests/test_claims.py checks that the committed notebooks print exactly what the
+ledger holds. On another machine the outcome and the number of seeds must be the same (nbval compares
+them); the count k and the measured figures may move a little with the CPU (tests/sanitize.cfg).
 """
 
 from __future__ import annotations
@@ -22,14 +25,13 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from .seeding import course_seed
+from .statistics import Support
 
-SEEDS = (0, 1, 2, 3, 4)
 HOLDS, PARTLY, DOES_NOT_HOLD = "holds", "partly", "does not hold"
 OUTCOMES = (HOLDS, PARTLY, DOES_NOT_HOLD)
-# One recorded line: "Claim <key> [<outcome>] seed <k>: <what was measured>"
-RECORD_LINE = re.compile(r"^Claim (?P<key>[a-z0-9-]+) \[(?P<outcome>[a-z ]+)\] seed (?P<seed>\d+): "
-                         r"(?P<measured>.+)$", re.M)
+# One recorded line: "Claim <key> [<outcome>] <k> of <n> seeds: <what was measured>"
+RECORD_LINE = re.compile(r"^Claim (?P<key>[a-z0-9-]+) \[(?P<outcome>[a-z ]+)\] (?P<held>\d+) of "
+                         r"(?P<total>\d+) seeds: (?P<measured>.+)$", re.M)
 
 
 @dataclass(frozen=True)
@@ -45,15 +47,25 @@ class Claim:
 
 @dataclass(frozen=True)
 class Measurement:
-    """What one run (one seed) measured for one claim."""
+    """What a notebook measured for one claim, over its seeds."""
 
     key: str
-    seed: int
     outcome: str  # HOLDS, PARTLY or DOES_NOT_HOLD
+    support: Support  # how many of the seeds the claim held for
     measured: str  # the numbers behind the outcome, one line
 
     def line(self) -> str:
-        return f"Claim {self.key} [{self.outcome}] seed {self.seed}: {self.measured}"
+        return f"Claim {self.key} [{self.outcome}] {self.support}: {self.measured}"
+
+
+def outcome_of(support: Support, holds_from: float = 0.75) -> str:
+    """The outcome a support gives: HOLDS for at least ``holds_from`` of the seeds (6 of 8), DOES_NOT_HOLD
+    for at most 1 - holds_from of them (2 of 8), PARTLY in between."""
+    if support.at_least(holds_from):
+        return HOLDS
+    if support.held <= (1 - holds_from) * support.total:
+        return DOES_NOT_HOLD
+    return PARTLY
 
 
 PAPER = "Ioffe & Szegedy 2015"
@@ -81,12 +93,13 @@ def claim(key: str) -> Claim:
     return CLAIMS[key]
 
 
-def record(key: str, holds: bool | np.bool_ | str, measured: str, seed: int | None = None) -> None:
-    """Report, in a notebook, what was measured for claim ``key`` under the course seed; prints one line
-    (and returns nothing, so a record at the end of a cell adds no output of its own).
+def record(key: str, holds: bool | np.bool_ | str, measured: str, *, support: Support) -> None:
+    """Report, in a notebook, what was measured for claim ``key``; prints one line (and returns nothing,
+    so a record at the end of a cell adds no output of its own).
 
-    holds: True / False, or an outcome string (HOLDS, PARTLY, DOES_NOT_HOLD);
-    measured: the figures behind the outcome, one line (they are compared by nbval and the ledger).
+    holds: True / False, or an outcome string (HOLDS, PARTLY, DOES_NOT_HOLD; ``outcome_of(support)``);
+    measured: the figures behind the outcome, one line, statistics over the seeds;
+    support: how many seeds the claim held for (``OverSeeds.support`` or ``Support.of``).
     """
     claim(key)
     if isinstance(holds, str) and holds in OUTCOMES:
@@ -95,39 +108,34 @@ def record(key: str, holds: bool | np.bool_ | str, measured: str, seed: int | No
         outcome = HOLDS if holds else DOES_NOT_HOLD
     else:
         raise ValueError(f"holds must be True, False or one of {OUTCOMES}, got {holds!r}")
+    if not isinstance(support, Support):
+        raise ValueError(f"support must be a bnlab.statistics.Support (k of n seeds), got {support!r}")
     if "\n" in measured or not measured.strip():
         raise ValueError("measured must be one non-empty line")
-    measurement = Measurement(key, course_seed() if seed is None else seed, outcome, measured.strip())
-    print(measurement.line())
+    print(Measurement(key, outcome, support, measured.strip()).line())
 
 
 def parse(text: str) -> list[Measurement]:
     """Every recorded claim line in ``text`` (a notebook's outputs, say)."""
-    return [Measurement(m["key"], int(m["seed"]), m["outcome"], m["measured"]) for m in RECORD_LINE.finditer(text)]
+    return [Measurement(m["key"], m["outcome"], Support(int(m["held"]), int(m["total"])), m["measured"])
+            for m in RECORD_LINE.finditer(text)]
 
 
-def verdict(outcomes: Iterable[str]) -> str:
-    """The ledger's verdict over seeds: every seed holds, none does, or in between."""
-    outcomes = list(outcomes)
-    if outcomes and all(outcome == HOLDS for outcome in outcomes):
-        return "holds here"
-    if outcomes and all(outcome == DOES_NOT_HOLD for outcome in outcomes):
-        return "does not hold here"
-    return "holds with caveats"
+VERDICTS = {HOLDS: "holds here", PARTLY: "holds with caveats", DOES_NOT_HOLD: "does not hold here"}
 
 
-def load_ledger(path: Path) -> dict[str, dict[int, Measurement]]:
-    """The ledger's JSON: claim key -> seed -> Measurement."""
+def load_ledger(path: Path) -> dict[str, Measurement]:
+    """The ledger's JSON: claim key -> Measurement."""
     raw = json.loads(Path(path).read_text())
-    return {key: {int(seed): Measurement(key, int(seed), entry["outcome"], entry["measured"])
-                  for seed, entry in seeds.items()} for key, seeds in raw.items()}
+    return {key: Measurement(key, entry["outcome"], Support(entry["held"], entry["seeds"]), entry["measured"])
+            for key, entry in raw.items()}
 
 
-def ledger_json(measurements: Mapping[str, Mapping[int, Measurement]]) -> str:
-    """The JSON text of a ledger, claims in the order of CLAIMS, seeds in order."""
-    data = {key: {str(seed): {"outcome": m.outcome, "measured": m.measured}
-                  for seed, m in sorted(measurements[key].items())}
-            for key in CLAIMS if key in measurements}
+def ledger_json(measurements: Mapping[str, Measurement]) -> str:
+    """The JSON text of a ledger, claims in the order of CLAIMS."""
+    data = {key: {"outcome": m.outcome, "held": m.support.held, "seeds": m.support.total,
+                  "measured": m.measured}
+            for key, m in ((key, measurements[key]) for key in CLAIMS if key in measurements)}
     return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -136,27 +144,29 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def ledger_markdown(measurements: Mapping[str, Mapping[int, Measurement]]) -> str:
-    """The ledger page: one section per claim, with where it is tested, each seed's figures, the verdict."""
+def ledger_markdown(measurements: Mapping[str, Measurement]) -> str:
+    """The ledger page: a table of every claim with its verdict, then one section per claim."""
     lines = ["# The claims ledger", "",
              "Every claim about Batch Normalization that this course puts to a test, where it is tested, what "
-             f"the experiment measured under BNLAB_SEED {SEEDS[0]} to {SEEDS[-1]}, and a verdict: *holds here* "
-             "(every seed), *does not hold here* (no seed), or *holds with caveats* (partly, or not for every "
-             "seed). Generated by `python tools/build_ledger.py` from the notebooks' own outputs; "
-             "`tests/test_claims.py` fails if a notebook stops printing what this page says.", "",
-             "| claim | source | tested in | verdict |", "|---|---|---|---|"]
+             "the experiment measured over its seeds (networks trained from different initial weights and "
+             "mini-batch orders), and a verdict: *holds here*, *holds with caveats* or *does not hold here*, "
+             "with the number of seeds it held for. Generated by `python tools/build_ledger.py` from the "
+             "committed notebooks' own outputs (course seed 0); `tests/test_claims.py` fails if a notebook "
+             "stops printing what this page says. The verdicts are the same on every machine the tests ran "
+             "on; the figures are those of the machine that built the notebooks.", "",
+             "| claim | source | tested in | verdict | seeds |", "|---|---|---|---|---|"]
     for key, claim_ in CLAIMS.items():
         if key in measurements:
-            outcomes = [m.outcome for m in measurements[key].values()]
+            m = measurements[key]
             lines.append(f"| [{_cell(claim_.statement)}](#{key}) | {_cell(claim_.source)} | "
-                         f"[{claim_.notebook[:2]}]({claim_.notebook}.ipynb) | **{verdict(outcomes)}** |")
+                         f"[{claim_.notebook[:2]}]({claim_.notebook}.ipynb) | **{VERDICTS[m.outcome]}** | "
+                         f"{m.support.held} of {m.support.total} |")
     for key, claim_ in CLAIMS.items():
         if key not in measurements:
             continue
-        outcomes = [m.outcome for m in measurements[key].values()]
+        m = measurements[key]
         lines += ["", f'<a id="{key}"></a>', f"## {claim_.statement}", "",
                   f"Source: {claim_.source}. Tested in [{claim_.notebook}]({claim_.notebook}.ipynb), "
-                  f"section *{claim_.section}*. Verdict: **{verdict(outcomes)}**.", "",
-                  "| seed | outcome | measured |", "|---|---|---|"]
-        lines += [f"| {seed} | {m.outcome} | {_cell(m.measured)} |" for seed, m in sorted(measurements[key].items())]
+                  f"section *{claim_.section}*. Verdict: **{VERDICTS[m.outcome]}** ({m.support}).", "",
+                  f"Measured: {m.measured}"]
     return "\n".join(lines) + "\n"

@@ -109,6 +109,24 @@ def add_band(fig: go.Figure, x: Sequence[float], low: Sequence[float], high: Seq
     return fig
 
 
+def add_seed_band(fig: go.Figure, x: Sequence[float], values: np.ndarray, name: str, index: int = 0,
+                  *, dash: str | None = None, row: int | None = None, col: int | None = None) -> go.Figure:
+    """Draw a quantity measured under several seeds: its median as a line named ``name`` and, shaded,
+    the range the seeds span (lowest to highest), in palette colour ``index``.
+
+    x: (T,) the x values; values: (n_seeds, T), NaN where a run has no value (it diverged earlier).
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2 or values.shape[1] != len(x):
+        raise ValueError(f"values must be (n_seeds, {len(x)}), got {values.shape}")
+    seen = ~np.all(np.isnan(values), axis=0)  # steps at least one seed still has a value for
+    x, values = np.asarray(x)[seen], values[:, seen]
+    add_band(fig, x, np.nanmin(values, axis=0), np.nanmax(values, axis=0), f"{name}: range over seeds",
+             index, row=row, col=col, showlegend=False)
+    return add_line(fig, x, np.nanmedian(values, axis=0), f"{name} (median of {len(values)} seeds)", index,
+                    dash=dash, row=row, col=col)
+
+
 def mark_diverged(fig: go.Figure, x: float, y: float, step: int, name: str = "",
                   row: int | None = None, col: int | None = None) -> go.Figure:
     """Draw an X where a run diverged, labelled "<name> diverged at step k" (in subplot row, col)."""

@@ -69,3 +69,18 @@ def seed_everything(seed: int | None = None) -> int:
     torch.manual_seed(value)
     np.random.seed(value)
     return value
+
+
+SEEDS_PER_CLAIM = 8  # every claim about training is measured over this many seeds
+
+
+def claim_seeds(count: int = SEEDS_PER_CLAIM, seed: int | None = None) -> tuple[int, ...]:
+    """The network seeds a notebook measures its claims over: ``count`` consecutive seeds, a block of
+    its own for each course seed (course seed 0 -> 0..7, course seed 1 -> 8..15 for count 8).
+
+    The first of them is the course's "one run" seed: a figure that shows a single run shows that one.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a positive integer, got {count!r}")
+    first = resolve_seed(seed) * count
+    return tuple(range(first, first + count))

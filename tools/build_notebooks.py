@@ -64,7 +64,9 @@ def tidy(notebook: nbformat.NotebookNode) -> None:
 def build(source: Path) -> Path:
     target = NOTEBOOKS / f"{source.stem}.ipynb"
     started = time.perf_counter()
-    notebook = execute(notebook_from_source(source), cwd=NOTEBOOKS, static_images=True)
+    # pinned CPU code paths (bnlab.reproducibility): a rebuild on any AVX2 machine gives the same bits
+    notebook = execute(notebook_from_source(source), cwd=NOTEBOOKS, static_images=True,
+                       env_overrides={"BNLAB_PINNED_NUMERICS": "1"})
     tidy(notebook)
     nbformat.write(notebook, target)
     size = target.stat().st_size / 1e6
