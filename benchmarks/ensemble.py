@@ -11,11 +11,10 @@ included) and alone (train's, the mean over --alone networks); the speed-up; one
 (ms, without records) and the GFLOP/s of its matmuls; the same step through torch.func.vmap (ms).
 On a shared machine take the smallest of --repeats runs (default 3).
 
-bnlab pins MKL to its COMPATIBLE branch (bnlab/reproducibility.py: the same numbers on every x86-64 CPU),
-which halves matmul throughput. To see what the other branch would give (numbers then differ between
-machines in the last bits), set it yourself; bnlab keeps a value set in the environment:
+Torch's own choice of kernels, as a learner gets them. The notebook build's pinned code paths
+(bnlab/reproducibility.py: MKL's COMPATIBLE branch, AVX2 kernels) are slower; to measure them:
 
-    MKL_CBWR=AVX2 python benchmarks/ensemble.py
+    BNLAB_PINNED_NUMERICS=1 python benchmarks/ensemble.py
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import bnlab  # noqa: E402,F401  (pins torch's CPU code paths first, as the notebooks do)
+import bnlab  # noqa: E402,F401  (pins torch's CPU code paths only with BNLAB_PINNED_NUMERICS=1)
 from bnlab.data import load_digits  # noqa: E402
 from bnlab.ensemble import Member, _Group, _sgd_step, train_ensemble  # noqa: E402
 from bnlab.training import PERCENTILES, train  # noqa: E402
