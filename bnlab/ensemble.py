@@ -304,24 +304,94 @@ def _train_group(members: list[Member], data: Split, *, steps: int, record_every
     """Train members of one architecture and batch size together; return their Histories and trained
     state dicts. A member that diverges leaves the batched computation (its state is kept aside)."""
     started = time.perf_counter()
-    group = _Group(members, data, percentiles)
-    record = _Recorder(data, max_param_norm, percentiles, probes)
+    run = _GroupRun(members, data, steps=steps, record_every=record_every, max_param_norm=max_param_norm,
+                    percentiles=percentiles, probes=probes)
     bar = _Progress(steps, enabled=progress)
     try:
-        group.drop_diverged(record(group, 0))
-        for step in range(1, steps + 1):
-            if not group.rows:
-                break
-            healthy = _sgd_step(group, data, step)
-            if step % record_every == 0 or step == steps:
-                healthy &= record(group, step, alive=healthy)
-            group.drop_diverged(healthy)
-            bar.update(step)
+        while not run.finished:
+            run.advance()
+            bar.update(run.step)
     finally:
         bar.close()
-    for history in group.all_histories:
+    for history in run.group.all_histories:
         history.seconds = (time.perf_counter() - started) / len(members)  # its share of the group's time
-    return group.all_histories, group.final_states()
+    return run.group.all_histories, run.group.final_states()
+
+
+class _GroupRun:
+    """One group's training, one SGD step at a time (``advance``), recording as ``train`` records:
+    at step 0 (on creation), every ``record_every`` steps and at the last step."""
+
+    def __init__(self, members: list[Member], data: Split, *, steps: int, record_every: int,
+                 max_param_norm: float, percentiles: tuple[int, ...], probes: Mapping[str, Probe]) -> None:
+        self.group = _Group(members, data, percentiles)
+        self.record = _Recorder(data, max_param_norm, percentiles, probes)
+        self.data, self.steps, self.record_every, self.step = data, steps, record_every, 0
+        self.group.drop_diverged(self.record(self.group, 0))
+
+    @property
+    def finished(self) -> bool:
+        """Every step done, or every member diverged."""
+        return self.step >= self.steps or not self.group.rows
+
+    def advance(self) -> bool:
+        """One SGD step of every member still training; True if this step was recorded."""
+        self.step += 1
+        healthy = _sgd_step(self.group, self.data, self.step)
+        recorded = self.step % self.record_every == 0 or self.step == self.steps
+        if recorded:
+            healthy &= self.record(self.group, self.step, alive=healthy)
+        self.group.drop_diverged(healthy)
+        return recorded
+
+
+class EnsembleStream:
+    """``train_ensemble``, one record at a time, on the calling thread: iterating yields each recorded
+    step (0 first) as soon as every group has recorded it; ``histories`` grow in place meanwhile, and
+    ``result()`` gives the ``EnsembleHistories`` once the iteration is over. Live panels train this way
+    (``bnlab.live``), drawing the curves as they grow and stopping early when a learner moves on.
+
+    The members train exactly as ``train_ensemble`` trains them (same batches, same steps, same records);
+    the groups take turns on this thread instead of running side by side.
+    """
+
+    def __init__(self, members: Sequence[Member], data: Split, *, steps: int, record_every: int = 100,
+                 max_param_norm: float = 1e6, percentiles: Sequence[int] = PERCENTILES) -> None:
+        self.members = _checked(members, data, steps, record_every)
+        self._data = data
+        groups: dict[tuple, list[int]] = {}
+        for k, member in enumerate(self.members):
+            groups.setdefault(member.group, []).append(k)
+        self._runs = [(indices, _GroupRun([self.members[k] for k in indices], data, steps=steps,
+                                          record_every=record_every, max_param_norm=max_param_norm,
+                                          percentiles=tuple(percentiles), probes={}))
+                      for indices in groups.values()]
+        by_member = {k: history for indices, run in self._runs
+                     for k, history in zip(indices, run.group.all_histories)}
+        self.histories: list[History] = [by_member[k] for k in range(len(self.members))]
+        self.step = 0
+
+    @property
+    def finished(self) -> bool:
+        return all(run.finished for _, run in self._runs)
+
+    def __iter__(self):
+        yield 0
+        while not self.finished:
+            recorded = [run.advance() for _, run in self._runs if not run.finished]
+            self.step += 1
+            if any(recorded):
+                yield self.step
+
+    def result(self) -> EnsembleHistories:
+        """The trained ensemble (after the iteration finished), as ``train_ensemble`` returns it."""
+        if not self.finished:
+            raise RuntimeError("the stream has not finished training: iterate over it to the end first")
+        states: dict[int, dict[str, torch.Tensor]] = {}
+        for indices, run in self._runs:
+            states.update(zip(indices, run.group.final_states()))
+        return EnsembleHistories(self.histories, self.members, self._data,
+                                 [states[k] for k in range(len(self.members))])
 
 
 class _Group:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bnlab.data import Split, load_digits
-from bnlab.ensemble import Member, StackedMLP, train_ensemble
+from bnlab.ensemble import EnsembleStream, Member, StackedMLP, train_ensemble
 from bnlab.models import make_mlp
 from bnlab.training import train
 
@@ -211,3 +211,29 @@ def test_bad_calls_are_clear_errors(digits):
     regression = Split(X[:40], X[:40, 0], X[40:], X[40:, 0], "regression")
     with pytest.raises(ValueError, match="classifiers"):
         train_ensemble([member], regression, steps=10)
+
+
+def test_a_stream_trains_exactly_as_train_ensemble_and_yields_every_record(digits):
+    members = [Member(seed=0, lr=0.5, norm="torch_bn", hidden=(32, 32)), Member(seed=1, lr=0.5, hidden=(32, 32)),
+               Member(seed=2, lr=1e4, init_std=1.0, hidden=(32, 32), activation="relu")]  # 3 groups; one diverges
+    stream = EnsembleStream(members, digits, steps=40, record_every=10)
+    seen = []
+    for step in stream:
+        seen.append((step, [len(h.steps) for h in stream.histories]))
+    assert [step for step, _ in seen] == [0, 10, 20, 30, 40]
+    assert seen[0][1] == [1, 1, 1] and seen[-1][1][:2] == [5, 5]  # the histories grow as it goes
+    assert seen[-1][1][2] < 5  # ... but for the member that diverged
+    batch = train_ensemble(members, digits, steps=40, record_every=10, progress=False)
+    streamed = stream.result()
+    for ours, theirs in zip(streamed, batch):
+        assert ours.steps == theirs.steps and ours.test_accuracy == theirs.test_accuracy
+        assert ours.diverged_at == theirs.diverged_at
+    assert streamed[2].diverged and not streamed[0].diverged
+    assert torch.equal(streamed.state_dict(0)["linear1.weight"], batch.state_dict(0)["linear1.weight"])
+
+
+def test_a_stream_gives_its_result_only_when_finished(digits):
+    stream = EnsembleStream([Member(seed=0, lr=0.5)], digits, steps=20, record_every=10)
+    next(iter(stream))
+    with pytest.raises(RuntimeError, match="has not finished"):
+        stream.result()
