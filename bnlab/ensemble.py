@@ -358,7 +358,7 @@ class EnsembleStream:
     def __init__(self, members: Sequence[Member], data: Split, *, steps: int, record_every: int = 100,
                  max_param_norm: float = 1e6, percentiles: Sequence[int] = PERCENTILES) -> None:
         self.members = _checked(members, data, steps, record_every)
-        self._data = data
+        self._data, self.steps = data, steps
         groups: dict[tuple, list[int]] = {}
         for k, member in enumerate(self.members):
             groups.setdefault(member.group, []).append(k)

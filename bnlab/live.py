@@ -1,0 +1,205 @@
+"""Live training for slider panels: train at whatever value a learner picks, in the background, and
+draw the curves while they grow.
+
+``LiveTrainer`` trains one ``bnlab.ensemble.EnsembleStream`` at a time on a background thread and hands
+each record to a callback as a ``Frame``. A new request cancels the run in flight (it stops at its next
+step), so dragging a slider never queues up work; a finished run is cached, and asking for it again
+draws it at once. The kernel's main thread never waits for training: the notebook stays usable while
+a run streams.
+
+``LivePanel`` is a ``SliderPanel`` built on it: its training controls start a run when they change
+(on release), its other controls only redraw; the status line says "training… step k of n".
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Mapping, Sequence
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+
+from .ensemble import EnsembleStream
+from .training import History
+from .widgets import SliderPanel
+
+FRAME_INTERVAL_S = 0.05  # at most one drawn frame per 50 ms while a run streams (the last one always)
+CACHE_SIZE = 64          # finished runs kept, most recently used first
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One state of a run to draw: the members' histories so far, at ``step`` of ``steps``."""
+
+    key: Hashable
+    histories: Sequence[History]
+    step: int
+    steps: int
+    done: bool
+
+
+class LiveTrainer:
+    """Trains one ensemble at a time in the background and calls ``on_frame`` with every state to draw.
+
+    on_frame: called with each Frame (from the training thread, or from the caller's for a cached run),
+              never twice at once, and never for a run that a newer request has replaced
+    on_error: called with the exception if building or training a stream fails
+    """
+
+    def __init__(self, on_frame: Callable[[Frame], None], on_error: Callable[[Exception], None] | None = None,
+                 cache_size: int = CACHE_SIZE, frame_interval: float = FRAME_INTERVAL_S) -> None:
+        self.on_frame, self.on_error = on_frame, on_error
+        self.cache_size, self.frame_interval = cache_size, frame_interval
+        self._cache: OrderedDict[Hashable, Frame] = OrderedDict()
+        self._drawing = threading.Lock()
+        self._threads: list[threading.Thread] = []  # the run in flight and cancelled ones still stopping
+        self._stop = threading.Event()
+
+    def request(self, key: Hashable, make_stream: Callable[[], EnsembleStream]) -> None:
+        """Show the run ``key``: from the cache at once, or trained by ``make_stream()`` in the background.
+        Cancels the run in flight, if any. Returns immediately."""
+        self.cancel()
+        self._stop = stop = threading.Event()
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            self._emit(self._cache[key], stop)
+            return
+        thread = threading.Thread(target=self._train, args=(key, make_stream, stop), daemon=True,
+                                  name="bnlab-live-training")
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def train_now(self, key: Hashable, make_stream: Callable[[], EnsembleStream]) -> None:
+        """Train ``key`` on the calling thread and draw only its final state (a committed notebook's
+        starting picture: complete and deterministic)."""
+        self.cancel()
+        self._stop = stop = threading.Event()
+        if key not in self._cache:
+            self._train(key, make_stream, stop, frames=False)
+        else:
+            self._emit(self._cache[key], stop)
+
+    def cancel(self) -> None:
+        """Stop the run in flight at its next step (its frames stop at once)."""
+        self._stop.set()
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Block until the run in flight has finished and cancelled runs have stopped (tests, benchmarks)."""
+        deadline = time.perf_counter() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.perf_counter()))
+            if thread.is_alive():
+                raise TimeoutError(f"live training did not finish within {timeout} s")
+        self._threads = []
+
+    def cached(self, key: Hashable) -> bool:
+        return key in self._cache
+
+    def _train(self, key: Hashable, make_stream: Callable[[], EnsembleStream], stop: threading.Event,
+               frames: bool = True) -> None:
+        try:
+            stream = make_stream()
+            last_frame = -np.inf
+            for step in stream:
+                if stop.is_set():
+                    return
+                if frames and (time.perf_counter() - last_frame >= self.frame_interval) and not stream.finished:
+                    self._emit(Frame(key, stream.histories, step, stream.steps, done=False), stop)
+                    last_frame = time.perf_counter()
+            final = Frame(key, stream.result(), stream.step, stream.steps, done=True)
+        except Exception as error:  # reported in words by the panel, never a traceback from a thread
+            if self.on_error is not None and not stop.is_set():
+                self.on_error(error)
+            return
+        self._cache[key] = final
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        self._emit(final, stop)
+
+    def _emit(self, frame: Frame, stop: threading.Event) -> None:
+        with self._drawing:
+            if not stop.is_set():  # a newer request has not replaced this run meanwhile
+                self.on_frame(frame)
+
+
+Draw = Callable[..., None]  # draw(figure, frame, **control_values) edits the figure in place
+
+
+class LivePanel(SliderPanel):
+    """A SliderPanel whose figure shows networks trained at the current control values, live.
+
+    figure:      the starting figure (its traces are what ``draw`` edits)
+    controls:    name -> ipywidgets control; the training controls train on release
+    stream_for:  stream_for(**training values) -> EnsembleStream: the networks to train for those values
+    draw:        draw(figure, frame, **all values) edits the figure for a Frame (a partial one while training)
+    trained_by:  the names of the controls whose values need training (the others only redraw)
+    The committed notebook shows the default values' run, trained to the end before the panel appears.
+    """
+
+    def __init__(self, figure: go.Figure, controls: Mapping[str, widgets.ValueWidget], *,
+                 stream_for: Callable[..., EnsembleStream], draw: Draw, trained_by: Sequence[str],
+                 caption: str = "") -> None:
+        unknown = sorted(set(trained_by) - set(controls))
+        if unknown:
+            raise ValueError(f"trained_by names no control: {', '.join(unknown)}")
+        self.trained_by, self.stream_for, self.draw = tuple(trained_by), stream_for, draw
+        for name in self.trained_by:
+            controls[name].continuous_update = False  # train when the learner lets go
+        self.frame: Frame | None = None
+        self.trainer = LiveTrainer(self._show, on_error=self._report)
+        self._started = False
+        super().__init__(figure, controls, update=self._redraw, caption=caption)
+
+    @property
+    def training_key(self) -> tuple:
+        return tuple(self.values[name] for name in self.trained_by)
+
+    def refresh(self) -> None:
+        """Train (or fetch) the run for the current training values; redraw."""
+        key, values = self.training_key, {name: self.values[name] for name in self.trained_by}
+        make_stream = lambda: self.stream_for(**values)  # noqa: E731  (values frozen now, not at training time)
+        if not self._started:  # building the panel: the default run, complete, before it is shown
+            self._started = True
+            self.trainer.train_now(key, make_stream)
+        elif self.frame is not None and self.frame.key == key:
+            super().refresh()  # a display control moved: same run, new view
+        else:
+            self.trainer.request(key, make_stream)
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Block until the run for the current values is drawn in full (tests, benchmarks)."""
+        self.trainer.wait(timeout)
+
+    def _show(self, frame: Frame) -> None:
+        self.frame = frame
+        super().refresh()
+        if not frame.done:
+            self.status.value = f"<small>training… step {frame.step} of {frame.steps}</small>"
+
+    def _redraw(self, figure: go.FigureWidget, **values: Any) -> None:
+        if self.frame is not None:
+            self.draw(figure, self.frame, **values)
+
+    def _report(self, error: Exception) -> None:
+        self.status.value = (f"<span style='color:#D55E00'>Could not train this setting: "
+                             f"{html.escape(str(error))}</span>")
+
+    def time_training(self, name: str, values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """For each value of control ``name``: seconds to the first drawn frame and to the final one
+        (benchmarks; values already cached come back at once)."""
+        first, final = [], []
+        for value in values:
+            seen: list[float] = []
+            start = time.perf_counter()
+            self.trainer.on_frame = lambda frame, seen=seen: (seen.append(time.perf_counter()), self._show(frame))
+            self.set(**{name: value})
+            self.wait()
+            self.trainer.on_frame = self._show
+            first.append((seen[0] if seen else time.perf_counter()) - start)
+            final.append((seen[-1] if seen else time.perf_counter()) - start)
+        return np.array(first), np.array(final)

@@ -1,0 +1,112 @@
+"""bnlab.live: training in the background for slider panels, at any value, cancelled by a newer one."""
+
+from __future__ import annotations
+
+import resource
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from bnlab.data import load_digits
+from bnlab.ensemble import EnsembleStream, Member
+from bnlab.figures import add_line, new_figure
+from bnlab.live import LivePanel, LiveTrainer
+from bnlab.widgets import log_slider
+
+STEPS = 60
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(seed=0)
+
+
+def stream_at(digits, lr: float, steps: int = STEPS) -> EnsembleStream:
+    members = [Member(seed=seed, lr=lr, hidden=(32, 32), norm=norm) for norm in ("none", "torch_bn")
+               for seed in (0, 1)]
+    return EnsembleStream(members, digits, steps=steps, record_every=10)
+
+
+def test_a_run_at_any_value_streams_its_frames_then_the_trained_ensemble(digits):
+    frames = []
+    trainer = LiveTrainer(frames.append, frame_interval=0.0)
+    trainer.request(0.137, lambda: stream_at(digits, 0.137))
+    trainer.wait()
+    assert [frame.step for frame in frames] == [0, 10, 20, 30, 40, 50, 60]
+    assert [frame.done for frame in frames] == [False] * 6 + [True]
+    final = frames[-1]
+    assert all(history.settings["lr"] == 0.137 for history in final.histories)
+    assert all(history.steps[-1] == STEPS for history in final.histories)
+
+
+def test_a_newer_request_cancels_the_run_in_flight(digits):
+    frames = []
+    trainer = LiveTrainer(frames.append, frame_interval=0.0)
+    trainer.request("slow", lambda: stream_at(digits, 0.1, steps=3000))
+    time.sleep(0.2)
+    trainer.request("fast", lambda: stream_at(digits, 0.5))
+    trainer.wait()
+    assert frames[-1].key == "fast" and frames[-1].done
+    assert not trainer.cached("slow")
+    after_cancel = [frame.key for frame in frames[[f.key for f in frames].index("fast"):]]
+    assert set(after_cancel) == {"fast"}, "a cancelled run drew after the newer request"
+
+
+def test_a_cached_run_is_drawn_at_once_without_training(digits):
+    frames = []
+    trainer = LiveTrainer(frames.append)
+    trainer.request(0.3, lambda: stream_at(digits, 0.3))
+    trainer.wait()
+    frames.clear()
+    trainer.request(0.3, lambda: pytest.fail("trained a cached run again"))
+    assert len(frames) == 1 and frames[0].done and frames[0].key == 0.3
+
+
+def test_a_failing_stream_is_reported_not_raised(digits):
+    errors = []
+    trainer = LiveTrainer(lambda frame: None, on_error=errors.append)
+    trainer.request("bad", lambda: EnsembleStream([Member(seed=0, lr=0.1, batch_size=10**6)], digits, steps=5))
+    trainer.wait()
+    assert len(errors) == 1 and "batch_size" in str(errors[0])
+
+
+def accuracy_panel(digits) -> LivePanel:
+    figure = new_figure("test accuracy", "step", "accuracy")
+    for name in ("without BN", "with BN"):
+        add_line(figure, [], [], name)
+
+    def draw(fig, frame, lr):
+        for trace, histories in zip(fig.data, (frame.histories[:2], frame.histories[2:])):
+            trace.x, trace.y = histories[0].steps, np.mean([h.test_accuracy for h in histories], axis=0)
+        fig.layout.title.text = f"trained at η = {frame.histories[0].settings['lr']:g}" + (
+            "" if frame.done else " (training…)")
+
+    return LivePanel(figure, {"lr": log_slider("η", 0.1, 0.001, 10)},
+                     stream_for=lambda lr: stream_at(digits, lr), draw=draw, trained_by=["lr"])
+
+
+def test_a_live_panel_starts_complete_and_shows_a_run_trained_at_an_off_grid_value(digits):
+    panel = accuracy_panel(digits)
+    assert panel.figure.layout.title.text == "trained at η = 0.1" and len(panel.figure.data[0].x) == 7
+    assert not panel.controls["lr"].continuous_update  # trains on release, not on every pixel
+    panel.set(lr=0.137)
+    panel.wait()
+    assert panel.figure.layout.title.text == "trained at η = 0.137"
+    assert panel.status.value == ""
+    assert all(h.settings["lr"] == 0.137 for h in panel.frame.histories)
+
+
+def test_dragging_for_a_while_leaves_no_threads_or_memory_behind(digits):
+    panel = accuracy_panel(digits)
+    threads = threading.active_count()
+    memory_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for value in np.geomspace(0.01, 5, 100):
+        panel.set(lr=float(value))
+    panel.wait()  # the last run finished, and every cancelled one has stopped
+    assert threading.active_count() <= threads
+    assert len(panel.trainer._cache) <= 64
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - memory_before) / 1024
+    assert grown_mb < 100, f"peak memory grew by {grown_mb:.0f} MB"
+    assert panel.figure.layout.title.text == "trained at η = 5"
