@@ -1,8 +1,8 @@
 """Live training for slider panels: train at whatever value a learner picks, in the background, and
 draw the curves while they grow.
 
-``LiveTrainer`` trains one ``bnlab.ensemble.EnsembleStream`` at a time on a background thread and hands
-each record to a callback as a ``Frame``. A new request cancels the run in flight (it stops at its next
+``LiveTrainer`` trains one ``bnlab.ensemble.EnsembleStream`` at a time on its own background thread (one
+per trainer, for its whole life) and hands each record to a callback as a ``Frame``. A new request cancels the run in flight (it stops at its next
 step), so dragging a slider never queues up work; a finished run is cached, and asking for it again
 draws it at once. The kernel's main thread never waits for training: the notebook stays usable while
 a run streams.
@@ -57,8 +57,11 @@ class LiveTrainer:
         self.cache_size, self.frame_interval = cache_size, frame_interval
         self._cache: OrderedDict[Hashable, Frame] = OrderedDict()
         self._drawing = threading.Lock()
-        self._threads: list[threading.Thread] = []  # the run in flight and cancelled ones still stopping
         self._stop = threading.Event()
+        self._pending: tuple | None = None  # the latest request not yet started: (key, make_stream, stop)
+        self._idle = True
+        self._changed = threading.Condition()
+        self._worker: threading.Thread | None = None
 
     def request(self, key: Hashable, make_stream: Callable[[], EnsembleStream]) -> None:
         """Show the run ``key``: from the cache at once, or trained by ``make_stream()`` in the background.
@@ -69,10 +72,12 @@ class LiveTrainer:
             self._cache.move_to_end(key)
             self._emit(self._cache[key], stop)
             return
-        thread = threading.Thread(target=self._train, args=(key, make_stream, stop), daemon=True,
-                                  name="bnlab-live-training")
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
+        with self._changed:
+            self._pending, self._idle = (key, make_stream, stop), False  # replaces one not yet started
+            self._changed.notify_all()
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, daemon=True, name="bnlab-live-training")
+            self._worker.start()
 
     def train_now(self, key: Hashable, make_stream: Callable[[], EnsembleStream]) -> None:
         """Train ``key`` on the calling thread and draw only its final state (a committed notebook's
@@ -89,19 +94,30 @@ class LiveTrainer:
         self._stop.set()
 
     def wait(self, timeout: float = 60.0) -> None:
-        """Block until the run in flight has finished and cancelled runs have stopped (tests, benchmarks)."""
-        deadline = time.perf_counter() + timeout
-        for thread in list(self._threads):
-            thread.join(max(0.0, deadline - time.perf_counter()))
-            if thread.is_alive():
+        """Block until the latest request is trained and drawn (tests and benchmarks)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._idle, timeout):
                 raise TimeoutError(f"live training did not finish within {timeout} s")
-        self._threads = []
+
+    def _work(self) -> None:
+        """The background thread: train the latest request, then wait for the next one."""
+        while True:
+            with self._changed:
+                while self._pending is None:
+                    self._idle = True
+                    self._changed.notify_all()
+                    self._changed.wait()
+                key, make_stream, stop = self._pending
+                self._pending = None
+            self._train(key, make_stream, stop)
 
     def cached(self, key: Hashable) -> bool:
         return key in self._cache
 
     def _train(self, key: Hashable, make_stream: Callable[[], EnsembleStream], stop: threading.Event,
                frames: bool = True) -> None:
+        if stop.is_set():  # replaced before it began
+            return
         try:
             stream = make_stream()
             last_frame = -np.inf
