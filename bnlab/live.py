@@ -169,7 +169,7 @@ class LivePanel(SliderPanel):
         self.frame: Frame | None = None
         self.trainer = LiveTrainer(self._show, on_error=self._report)
         self._started = False
-        super().__init__(figure, controls, update=self._redraw, caption=caption)
+        super().__init__(figure, controls, update=lambda figure, **values: None, caption=caption)
 
     @property
     def training_key(self) -> tuple:
@@ -178,12 +178,14 @@ class LivePanel(SliderPanel):
     def refresh(self) -> None:
         """Train (or fetch) the run for the current training values; redraw."""
         key, values = self.training_key, {name: self.values[name] for name in self.trained_by}
-        make_stream = lambda: self.stream_for(**values)  # noqa: E731  (values frozen now, not at training time)
+        def make_stream() -> EnsembleStream:  # the values of now, not of when training starts
+            return self.stream_for(**values)
+
         if not self._started:  # building the panel: the default run, complete, before it is shown
             self._started = True
             self.trainer.train_now(key, make_stream)
         elif self.frame is not None and self.frame.key == key:
-            super().refresh()  # a display control moved: same run, new view
+            self._show(self.frame)  # a display control moved: same run, new view
         else:
             self.trainer.request(key, make_stream)
 
@@ -192,14 +194,15 @@ class LivePanel(SliderPanel):
         self.trainer.wait(timeout)
 
     def _show(self, frame: Frame) -> None:
+        """Draw ``frame``; the status line first, so a page never shows a partial run as finished."""
         self.frame = frame
-        super().refresh()
-        if not frame.done:
-            self.status.value = f"<small>training… step {frame.step} of {frame.steps}</small>"
-
-    def _redraw(self, figure: go.FigureWidget, **values: Any) -> None:
-        if self.frame is not None:
-            self.draw(figure, self.frame, **values)
+        self.status.value = "" if frame.done else f"<small>training… step {frame.step} of {frame.steps}</small>"
+        try:
+            with self.figure.batch_update():
+                self.draw(self.figure, frame, **self.values)
+        except Exception as error:  # shown in words, never as a traceback
+            self.status.value = (f"<span style='color:#D55E00'>Could not draw this setting: "
+                                 f"{html.escape(str(error))}</span>")
 
     def _report(self, error: Exception) -> None:
         self.status.value = (f"<span style='color:#D55E00'>Could not train this setting: "

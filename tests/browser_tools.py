@@ -204,3 +204,29 @@ SITE_PAGE_STATE = """() => ({
   maths: document.querySelectorAll('math').length,
   images: [...document.images].filter(img => !(img.complete && img.naturalWidth > 0)).length,
 })"""
+
+
+# Time a slider's effect in the page: call with the panel's index just before pressing a key; then read
+# window.bnlabTiming. "first" is the first frame that differs from the figure before the press, "final"
+# the moment the figure has changed and the panel's status line no longer says it is training (ms).
+START_SLIDER_TIMING = """(index) => {
+  const notebook = window.jupyterapp.shell.currentWidget.content.node;
+  const panel = [...notebook.querySelectorAll('.widget-vbox')]
+    .filter(box => box.querySelector('.js-plotly-plot') && box.querySelector('.widget-hbox'))[index];
+  const plot = panel.querySelector('.js-plotly-plot');
+  const print = () => JSON.stringify([(plot.layout && plot.layout.title) ? plot.layout.title.text : '',
+                                      (plot.data || []).map(t => [t.x, t.y, t.z, t.text])]);
+  const training = () => panel.textContent.includes('training…');
+  const timing = {start: performance.now(), first: null, final: null, frames: 0};
+  let last = print();
+  const before = last;
+  window.bnlabTiming = timing;
+  const tick = () => {
+    const now = performance.now() - timing.start, current = print();
+    if (current !== last) { timing.frames += 1; last = current; }
+    if (timing.first === null && current !== before) timing.first = now;
+    if (timing.first !== null && !training()) { timing.final = now; return; }
+    if (now < 20000) setTimeout(tick, 5);
+  };
+  setTimeout(tick, 0);
+}"""

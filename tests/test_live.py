@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,7 +102,7 @@ def test_a_live_panel_starts_complete_and_shows_a_run_trained_at_an_off_grid_val
 def resident_mb() -> float:
     """This process's resident memory now (Linux: /proc/self/statm; elsewhere the peak)."""
     try:
-        pages = int(open("/proc/self/statm").read().split()[1])
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
         return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
         import resource
