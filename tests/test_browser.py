@@ -1,6 +1,9 @@
 """Every notebook in a real JupyterLab, in headless Chromium: run all cells, no cell shows an error,
 and every slider and toggle of every panel, moved with the keyboard or a click, changes its figure
-in the page. Screenshots of each notebook are written to a folder printed at the end.
+in the page. Screenshots of each notebook are written to a folder printed at the end, with
+slider-latency-<notebook>.json: for each slider, the time in the page from one key press to the first
+changed frame and to the final one (a live panel trains in between; `python benchmarks/run.py
+--browser` tabulates them against the targets).
 
 Needs Debian's `chromium` (or any Chromium/Chrome on PATH); skipped with a message otherwise.
 .ci/run installs it, so CI always runs this test.
@@ -8,13 +11,14 @@ Needs Debian's `chromium` (or any Chromium/Chrome on PATH); skipped with a messa
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from urllib.parse import urlsplit
 
 import pytest
 from browser_tools import (CHROMIUM_FLAGS, CURRENT_NOTEBOOK, NOTEBOOK_READY, PANEL_FINGERPRINTS, RUN_ALL,
-                           RUN_STATE, SITE_PAGE_STATE, find_chromium, jupyter_lab, jupyter_notebook,
+                           RUN_STATE, SITE_PAGE_STATE, START_SLIDER_TIMING, find_chromium, jupyter_lab, jupyter_notebook,
                            shut_down_kernels, static_server)
 from notebook_tools import NOTEBOOK_DIR, NOTEBOOKS, ROOT
 
@@ -68,13 +72,37 @@ def _wait_for_change(page, index: int, before: str, timeout_s: float = 10) -> bo
     return False
 
 
+LATENCIES: list[dict] = []  # one entry per slider moved with the keyboard: ms to the first and final frame
+FINAL_TIMEOUT_S = 20
+
+
+def _timed_press(page, handle, key: str, index: int) -> dict | None:
+    """Press ``key`` once on a slider's handle; the page's times to the first changed frame and to the
+    final one (ms), or None if the figure did not change."""
+    page.evaluate(START_SLIDER_TIMING, index)
+    handle.press(key)
+    deadline = time.monotonic() + FINAL_TIMEOUT_S
+    while time.monotonic() < deadline:
+        timing = page.evaluate("() => window.bnlabTiming")
+        if timing["final"] is not None:
+            return timing
+        time.sleep(0.05)
+    return None
+
+
 def _press_arrow_keys(page, slider, index: int, before: str) -> bool:
-    """Move a slider with the keyboard (right, then left if it was at its right end); did the figure
-    change?"""
+    """Move a slider with the keyboard (right, then left if it was at its right end; one press timed,
+    then up to three); did the figure change?"""
     handle = slider.locator(".noUi-handle")
     handle.focus()
     for key in ("ArrowRight", "ArrowLeft"):
-        for _ in range(3):
+        timing = _timed_press(page, handle, key, index)
+        if timing is not None:
+            LATENCIES.append({"panel": index, "slider": slider.locator(".widget-label").first.inner_text(),
+                              "first_ms": timing["first"], "final_ms": timing["final"],
+                              "frames": timing["frames"]})
+            return True
+        for _ in range(2):
             handle.press(key)
         if _wait_for_change(page, index, before):
             return True
@@ -119,7 +147,9 @@ def _check_in_the_browser(lab, browser, path) -> None:
         state = _run_all_cells(page)
         assert not state["errors"], state["errors"]
         page.screenshot(path=str(SCREENSHOTS / f"{path.stem}.png"))
+        LATENCIES.clear()
         failures = _move_every_control(page, path.stem)
+        (SCREENSHOTS / f"slider-latency-{path.stem}.json").write_text(json.dumps(LATENCIES, indent=1))
         assert not failures, failures
     finally:
         page.close()
