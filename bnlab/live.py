@@ -1,8 +1,10 @@
 """Live training for slider panels: train at whatever value a learner picks, in the background, and
 draw the curves while they grow.
 
-``LiveTrainer`` trains one ``bnlab.ensemble.EnsembleStream`` at a time on its own background thread (one
-per trainer, for its whole life) and hands each record to a callback as a ``Frame``. A new request cancels the run in flight (it stops at its next
+``LiveTrainer`` trains one stream at a time on its own background thread (one per trainer, for its whole
+life) and hands each record to a callback as a ``Frame``. A stream is a ``bnlab.ensemble.EnsembleStream``
+(many MLPs in one batched computation) or a ``RunsStream`` (a few ``bnlab.training.TrainingRun``s of any
+model, taking turns). A new request cancels the run in flight (it stops at its next
 step), so dragging a slider never queues up work; a finished run is cached, and asking for it again
 draws it at once. The kernel's main thread never waits for training: the notebook stays usable while
 a run streams.
@@ -25,11 +27,53 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .ensemble import EnsembleStream
-from .training import History
+from .training import History, TrainingRun
 from .widgets import SliderPanel
 
 FRAME_INTERVAL_S = 0.05  # at most one drawn frame per 50 ms while a run streams (the last one always)
 CACHE_SIZE = 64          # finished runs kept, most recently used first
+
+
+class RunsStream:
+    """Several ``TrainingRun``s trained as one stream: each advances to its next record in turn, and
+    iterating yields the latest recorded step once every run has recorded it (0 first). For models the
+    ensemble does not train (other normalizations, custom layers); ``result()`` is the list of Histories.
+    """
+
+    def __init__(self, runs: Sequence[TrainingRun]) -> None:
+        if not runs:
+            raise ValueError("a RunsStream needs at least one TrainingRun")
+        self.runs = list(runs)
+        self.histories = [run.history for run in self.runs]
+        self.steps, self.step = max(run.steps for run in self.runs), 0
+
+    @property
+    def finished(self) -> bool:
+        return all(run.finished for run in self.runs)
+
+    def __iter__(self):
+        records = [iter(run) for run in self.runs]
+        for run_records in records:
+            next(run_records, None)  # step 0
+        yield 0
+        while records:
+            advanced = False
+            for run_records in list(records):
+                step = next(run_records, None)
+                if step is None:
+                    records.remove(run_records)
+                else:
+                    self.step, advanced = max(self.step, step), True
+            if advanced:
+                yield self.step
+
+    def result(self) -> list[History]:
+        if not self.finished:
+            raise RuntimeError("the stream has not finished training: iterate over it to the end first")
+        return self.histories
+
+
+Stream = EnsembleStream | RunsStream
 
 
 @dataclass(frozen=True)
@@ -63,7 +107,7 @@ class LiveTrainer:
         self._changed = threading.Condition()
         self._worker: threading.Thread | None = None
 
-    def request(self, key: Hashable, make_stream: Callable[[], EnsembleStream]) -> None:
+    def request(self, key: Hashable, make_stream: Callable[[], Stream]) -> None:
         """Show the run ``key``: from the cache at once, or trained by ``make_stream()`` in the background.
         Cancels the run in flight, if any. Returns immediately."""
         self.cancel()
@@ -79,7 +123,7 @@ class LiveTrainer:
             self._worker = threading.Thread(target=self._work, daemon=True, name="bnlab-live-training")
             self._worker.start()
 
-    def train_now(self, key: Hashable, make_stream: Callable[[], EnsembleStream]) -> None:
+    def train_now(self, key: Hashable, make_stream: Callable[[], Stream]) -> None:
         """Train ``key`` on the calling thread and draw only its final state (a committed notebook's
         starting picture: complete and deterministic)."""
         self.cancel()
@@ -114,7 +158,7 @@ class LiveTrainer:
     def cached(self, key: Hashable) -> bool:
         return key in self._cache
 
-    def _train(self, key: Hashable, make_stream: Callable[[], EnsembleStream], stop: threading.Event,
+    def _train(self, key: Hashable, make_stream: Callable[[], Stream], stop: threading.Event,
                frames: bool = True) -> None:
         if stop.is_set():  # replaced before it began
             return
@@ -151,14 +195,14 @@ class LivePanel(SliderPanel):
 
     figure:      the starting figure (its traces are what ``draw`` edits)
     controls:    name -> ipywidgets control; the training controls train on release
-    stream_for:  stream_for(**training values) -> EnsembleStream: the networks to train for those values
+    stream_for:  stream_for(**training values) -> an EnsembleStream or RunsStream: what to train for them
     draw:        draw(figure, frame, **all values) edits the figure for a Frame (a partial one while training)
     trained_by:  the names of the controls whose values need training (the others only redraw)
     The committed notebook shows the default values' run, trained to the end before the panel appears.
     """
 
     def __init__(self, figure: go.Figure, controls: Mapping[str, widgets.ValueWidget], *,
-                 stream_for: Callable[..., EnsembleStream], draw: Draw, trained_by: Sequence[str],
+                 stream_for: Callable[..., Stream], draw: Draw, trained_by: Sequence[str],
                  caption: str = "") -> None:
         unknown = sorted(set(trained_by) - set(controls))
         if unknown:
@@ -178,7 +222,7 @@ class LivePanel(SliderPanel):
     def refresh(self) -> None:
         """Train (or fetch) the run for the current training values; redraw."""
         key, values = self.training_key, {name: self.values[name] for name in self.trained_by}
-        def make_stream() -> EnsembleStream:  # the values of now, not of when training starts
+        def make_stream() -> Stream:  # the values of now, not of when training starts
             return self.stream_for(**values)
 
         if not self._started:  # building the panel: the default run, complete, before it is shown

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -161,28 +161,63 @@ def train(model: nn.Module, data: Split, *, steps: int, lr: float, batch_size: i
     seed: the mini-batch order is a function of this seed (default: the course seed).
     progress: show a progress bar in Jupyter for runs longer than about two seconds.
     """
-    _check_settings(data, steps, lr, batch_size, record_every)
-    settings = {"lr": lr, "batch_size": batch_size}
-    history = History(settings=settings, percentiles=tuple(percentiles))
-    loss_fn = _loss_function(data.y_train)
-    optimizer = SGD(model.parameters(), lr=lr, momentum=momentum)
-    batches = batch_order(len(data.X_train), batch_size, seed)
+    run = TrainingRun(model, data, steps=steps, lr=lr, batch_size=batch_size, record_every=record_every,
+                      momentum=momentum, max_param_norm=max_param_norm, percentiles=percentiles,
+                      probes=probes, seed=seed)
     bar = _Progress(steps, enabled=progress)
-    started = time.perf_counter()
     try:
-        healthy = _record(history, model, data, loss_fn, 0, max_param_norm, probes or {})
-        for step in range(1, steps + 1 if healthy else 1):
-            if not _sgd_step(history, model, data, loss_fn, optimizer, next(batches), step):
-                break
-            if step % record_every == 0 or step == steps:
-                if not _record(history, model, data, loss_fn, step, max_param_norm, probes or {}):
-                    break
+        for step, _recorded in run.every_step():
             bar.update(step)
     finally:
         bar.close()
-        model.train()
-    history.seconds = time.perf_counter() - started
-    return history
+    return run.history
+
+
+class TrainingRun:
+    """``train``, one step at a time: iterating yields each recorded step (0 first) and ``history`` grows
+    in place meanwhile (live panels draw it while it grows: ``bnlab.live``). The arguments are ``train``'s;
+    ``train`` is this run iterated to the end."""
+
+    def __init__(self, model: nn.Module, data: Split, *, steps: int, lr: float, batch_size: int = 60,
+                 record_every: int = 100, momentum: float = 0.0, max_param_norm: float = 1e6,
+                 percentiles: Sequence[int] = PERCENTILES, probes: Mapping[str, Probe] | None = None,
+                 seed: int | None = None) -> None:
+        _check_settings(data, steps, lr, batch_size, record_every)
+        self.model, self.data, self.steps, self.record_every = model, data, steps, record_every
+        self.max_param_norm, self.probes = max_param_norm, dict(probes or {})
+        self.history = History(settings={"lr": lr, "batch_size": batch_size}, percentiles=tuple(percentiles))
+        self.loss_fn = _loss_function(data.y_train)
+        self.optimizer = SGD(model.parameters(), lr=lr, momentum=momentum)
+        self.batches = batch_order(len(data.X_train), batch_size, seed)
+        self.step = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return (step for step, recorded in self.every_step() if recorded)
+
+    def every_step(self) -> Iterator[tuple[int, bool]]:
+        """(step, whether it was recorded) after every step, step 0 (the first record) included; stops
+        at the last step or where the run diverged. Leaves the model in training mode."""
+        started = time.perf_counter()
+        history, model, data = self.history, self.model, self.data
+        try:
+            healthy = _record(history, model, data, self.loss_fn, 0, self.max_param_norm, self.probes)
+            yield 0, True
+            for step in range(1, self.steps + 1 if healthy else 1):
+                self.step = step
+                if not _sgd_step(history, model, data, self.loss_fn, self.optimizer, next(self.batches), step):
+                    break
+                recorded = step % self.record_every == 0 or step == self.steps
+                if recorded and not _record(history, model, data, self.loss_fn, step, self.max_param_norm,
+                                            self.probes):
+                    break
+                yield step, recorded
+        finally:
+            model.train()
+            history.seconds = time.perf_counter() - started
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.steps or self.history.diverged
 
 
 class SGD:

@@ -122,3 +122,23 @@ def test_dragging_for_a_while_leaves_no_threads_or_memory_behind(digits):
     grown_mb = resident_mb() - memory_before
     assert grown_mb < 50, f"resident memory grew by {grown_mb:.0f} MB"
     assert panel.figure.layout.title.text == "trained at η = 5"
+
+
+def test_runs_of_any_model_stream_in_turn_as_train_would_train_them(digits):
+    from bnlab.live import RunsStream
+    from bnlab.models import make_mlp
+    from bnlab.training import TrainingRun, train
+
+    def runs():
+        return [TrainingRun(make_mlp(hidden=(16,), norm=norm, seed=0), digits, steps=steps, lr=0.3,
+                            record_every=10, seed=0) for norm, steps in (("layernorm", 30), ("none", 20))]
+
+    frames = []
+    trainer = LiveTrainer(frames.append, frame_interval=0.0)
+    trainer.request("two", lambda: RunsStream(runs()))
+    trainer.wait()
+    assert [frame.step for frame in frames] == [0, 10, 20, 30] and frames[-1].done
+    alone = train(make_mlp(hidden=(16,), norm="layernorm", seed=0), digits, steps=30, lr=0.3, record_every=10,
+                  seed=0, progress=False)
+    assert frames[-1].histories[0].test_accuracy == alone.test_accuracy
+    assert frames[-1].histories[1].steps == [0, 10, 20]
