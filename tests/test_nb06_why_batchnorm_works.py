@@ -1,4 +1,5 @@
-"""Notebook 06's machinery (bnlab.why_bn), its figures and panels, its exercise checks and its claims."""
+"""Notebook 06's machinery (its lesson package): runs over seeds, the probes, the statistics over seeds,
+figures and panels, the exercise checks and the claims."""
 
 import copy
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from bnlab import claims
+from bnlab import claims, runs
 from bnlab.lessons.nb06_why_batchnorm_works import experiments as wb
 from bnlab.lessons.nb06_why_batchnorm_works.checks import (
     check_effective_learning_rate,
@@ -19,15 +20,22 @@ from bnlab.lessons.nb06_why_batchnorm_works.experiments import (
     recompute_statistics as solution_recompute_statistics,
 )
 from bnlab.lessons.nb06_why_batchnorm_works.figures import (
+    Boxes,
     ics_figure,
     landscape_figure,
+    late_accuracy_figure,
     noise_panel,
+    noisy_accuracy_figure,
+    normalization_accuracy_figure,
     normalization_panel,
     pitfalls_figure,
     weight_norm_figure,
 )
 from bnlab.models import make_mlp
-from bnlab.training import History, train
+from bnlab.statistics import OverSeeds, Support
+from bnlab.training import History
+
+SHORT = 80  # steps of the tests' runs: records at 0, 40, 80
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +54,17 @@ def bn_model():
 
 
 @pytest.fixture(scope="module")
-def probed_pair(data):
-    """Short runs (40 steps) with the probes, without and with BN."""
-    pair = {}
-    for label, norm in (("without BN", "none"), ("with BN", "torch_bn")):
-        model = make_mlp(hidden=(16, 16, 16), activation="relu", norm=norm, seed=0)
-        pair[label] = train(model, data, steps=40, lr=0.1, record_every=20, probes=wb.training_probes(0.1, 0),
-                            seed=0, progress=False)
-    return pair
+def short_pair(data):
+    """Short runs with snapshots of their weights, without and with BN, seeds 0 and 1, trained over seeds."""
+    pair = {"without BN": wb.Run(norm="none", steps=SHORT, snapshots=True),
+            "with BN": wb.Run(norm="torch_bn", steps=SHORT, snapshots=True)}
+    return pair, wb.train_over_seeds(list(pair.values()), [0, 1], course_seed=0)
+
+
+@pytest.fixture(scope="module")
+def probed(short_pair, data):
+    pair, trained = short_pair
+    return wb.probe_over_seeds(pair, trained, [0, 1], data)
 
 
 # ---- runs -----------------------------------------------------------------------------------------------
@@ -71,13 +82,23 @@ def test_run_builds_its_network_with_the_noise_level():
     assert levels == {2.0} and isinstance(model.norm1, nn.BatchNorm1d)
 
 
-def test_noisy_run_maps_level_zero_to_the_clean_probed_runs():
-    assert wb.noisy_run("noisy BN", 0.0) == wb.Run(norm="torch_bn", probes=True)
-    assert wb.noisy_run("without BN + noise", 0.0) == wb.Run(norm="none", probes=True)
+def test_noisy_run_maps_level_zero_to_the_clean_runs():
+    assert wb.noisy_run("noisy BN", 0.0) == wb.Run(norm="torch_bn", snapshots=True)
+    assert wb.noisy_run("without BN + noise", 0.0) == wb.Run(norm="none", snapshots=True)
     assert wb.noisy_run("noisy BN", 2.0) == wb.Run(norm="noisy_bn", noise=2.0)
-    assert wb.noisy_run("with BN", 4.0) == wb.Run(norm="torch_bn", probes=True)
+    assert wb.noisy_run("with BN", 4.0) == wb.Run(norm="torch_bn", snapshots=True)
     with pytest.raises(ValueError, match="label must be one of"):
         wb.noisy_run("noisy", 2.0)
+    assert wb.normalization_run("LayerNorm", 2) == wb.Run(norm="layernorm", batch_size=2)
+    assert wb.normalization_run("BatchNorm", wb.BATCH_SIZE) == wb.base_run("torch_bn")
+    assert wb.learning_rate_run(wb.HIGH_LR) == wb.Run(norm="torch_bn", lr=wb.HIGH_LR)
+
+
+def test_claim_runs_cover_every_section():
+    claim_runs = wb.claim_runs()
+    assert len(claim_runs) == len(set(claim_runs)) == 11
+    assert {run.norm for run in claim_runs} == {"none", "torch_bn", "noisy_bn", "noise", "layernorm",
+                                                 "groupnorm"}
 
 
 def test_set_noise_reseeds_and_rejects_bad_levels():
@@ -88,17 +109,66 @@ def test_set_noise_reseeds_and_rejects_bad_levels():
         wb.set_noise(a, float("nan"))
 
 
-def test_late_accuracy_of_a_diverged_run_is_zero():
-    history = History(settings={}, steps=[0, 10], test_accuracy=[0.1, 0.9])
-    assert wb.late_accuracy(history, records=2) == pytest.approx(0.5)
-    history.diverged_at = 10
+def test_late_accuracy_is_the_mean_over_the_last_third_and_zero_for_a_diverged_run():
+    history = History(settings={}, steps=[0, 40, 80, 120], test_accuracy=[0.1, 0.5, 0.8, 0.9])
+    assert wb.late_accuracy(history) == pytest.approx(0.85)          # steps 80 and 120 of 120
+    history = History(settings={}, steps=list(range(0, 241, 40)), test_accuracy=[0.0] * 4 + [0.6, 0.9, 0.9])
+    assert wb.late_accuracy(history) == pytest.approx(0.8)           # steps 160, 200 and 240 of 240
+    history.diverged_at = 130
     assert wb.late_accuracy(history) == 0.0
 
 
-def test_trained_is_cached_by_run_and_seed():
-    run = wb.Run(norm="none", steps=5)
-    first = wb.trained(run, 0)
-    assert wb.trained(run, 0) is first and wb.history(run, 0).steps == [0, 5]
+def test_a_run_is_an_ensemble_member_only_without_noise_layers():
+    assert wb.Run(norm="torch_bn").member(3) == wb.Run(norm="torch_bn").member(3)
+    assert wb.Run(norm="none", lr=0.5, batch_size=2).member(1).batch_size == 2
+    assert not wb.Run(norm="layernorm").fits_ensemble and not wb.Run(norm="noisy_bn", noise=1.0).fits_ensemble
+    with pytest.raises(ValueError, match="the ensemble trains"):
+        wb.Run(norm="groupnorm").member(0)
+
+
+def test_training_over_seeds_in_the_ensemble_agrees_with_training_alone(data, short_pair):
+    pair, trained = short_pair
+    for run in pair.values():
+        for k, seed in enumerate((0, 1)):
+            alone = run.train_alone(seed, data)
+            together = trained[run][k]
+            assert together.history.steps == alone.history.steps == [0, 40, 80]
+            assert np.allclose(together.history.train_loss, alone.history.train_loss, rtol=1e-4)
+            assert np.allclose(together.history.test_accuracy, alone.history.test_accuracy,
+                               atol=1 / 450 + 1e-9)  # at most one test image apart
+            for name, tensor in alone.network.state_dict().items():
+                if tensor.is_floating_point():
+                    assert torch.allclose(together.network.state_dict()[name], tensor, rtol=1e-4, atol=1e-5)
+
+
+def test_training_over_seeds_keeps_the_order_caches_and_trains_other_norms_alone(short_pair):
+    pair, trained = short_pair
+    assert list(trained) == list(pair.values()) and all(len(per_seed) == 2 for per_seed in trained.values())
+    again = wb.train_over_seeds(list(pair.values())[::-1], [1, 0], course_seed=0)
+    assert again[pair["with BN"]][0] is trained[pair["with BN"]][1]   # cached, in the order asked for
+    layernorm = wb.Run(norm="layernorm", steps=5)
+    one = wb.trained(layernorm, 2, course_seed=0)
+    assert isinstance(one.network.norm1, nn.LayerNorm) and one.history.steps == [0, 5]
+    assert wb.trained(layernorm, 2, course_seed=0) is one and wb.history(layernorm, 2, 0) is one.history
+    runs.forget()
+
+
+def test_statistics_over_seeds_compare_seed_by_seed():
+    a, b = OverSeeds([0, 1, 2], [0.9, 0.8, 0.5]), OverSeeds([0, 1, 2], [0.7, 0.8, 0.6])
+    assert wb.above(a, b) == Support(1, 3) and wb.above(a, b, -0.15) == Support(3, 3)
+    assert np.allclose(wb.ratio(a, b).values, [0.9 / 0.7, 1.0, 0.5 / 0.6])
+    assert np.allclose(wb.difference(a, b).values, [0.2, 0.0, -0.1])
+    with pytest.raises(ValueError, match="same seeds"):
+        wb.ratio(a, OverSeeds([3, 4, 5], [1, 1, 1]))
+
+
+def test_accuracies_losses_and_divergence_over_seeds(short_pair):
+    pair, trained = short_pair
+    with_bn = trained[pair["with BN"]]
+    accuracies = wb.late_accuracies(with_bn, [0, 1])
+    assert accuracies.seeds == (0, 1) and np.all((accuracies.values > 0.5) & (accuracies.values <= 1))
+    assert np.all(wb.final_train_losses(with_bn, [0, 1]).values > 0)
+    assert wb.diverged(with_bn) == Support(0, 2)
 
 
 # ---- internal covariate shift and the landscape ---------------------------------------------------------
@@ -132,24 +202,43 @@ def test_landscape_along_the_gradient(bn_model, batch):
         wb.landscape_along_gradient(bn_model, *batch, [0.0, 1.0])
 
 
-def test_probes_record_and_series(probed_pair):
-    history = probed_pair["with BN"]
-    assert wb.probe_series(history, "loss range").shape == (3,)
-    assert wb.probe_series(history, "ics linear2").shape == (3, 2)
-    assert wb.probe_series(history, "losses").shape == (3, len(wb.STEP_MULTIPLES) + 1)
-    with pytest.raises(ValueError, match="without the probes"):
-        wb.probe_series(History(settings={}), "beta")
+def test_probes_at_every_record_after_the_start(probed):
+    one = probed["with BN"][0]
+    assert list(one.steps) == [40, 80] and one.ics["linear2"].shape == (2, 2)
+    assert wb.probe_series(one, "loss range").shape == (2,)
+    assert wb.probe_series(one, "losses").shape == (2, len(wb.STEP_MULTIPLES) + 1)
+    assert len(probed["without BN"]) == 2
 
 
-def test_worst_and_median():
-    assert wb.worst_and_median(np.arange(11.0), skip_first=1) == (pytest.approx(9.1), 5.5)
-    with pytest.raises(ValueError, match="no records left"):
-        wb.worst_and_median([1.0], skip_first=1)
+def test_probe_run_needs_the_snapshots(data):
+    run = wb.Run(norm="none", steps=5)
+    with pytest.raises(ValueError, match="without snapshots"):
+        wb.probe_run(run, run.train_alone(0, data), 0, data)
+
+
+def test_probe_run_gives_both_networks_of_a_seed_the_same_batches(short_pair, probed, data):
+    pair, trained = short_pair
+    again = wb.probe_run(pair["with BN"], trained[pair["with BN"]][1], 1, data)
+    # probe_over_seeds computes on one torch thread, this test on the default: the last bits differ
+    assert np.allclose(again.ics["output"], probed["with BN"][1].ics["output"], rtol=1e-4)
+
+
+def test_summaries_of_the_probes_over_seeds(probed):
+    seeds = [0, 1]
+    change = wb.gradient_change_over_seeds(probed["with BN"], seeds)
+    assert change.seeds == (0, 1) and np.all(change.values > 0)
+    assert np.all(wb.lowest_cosine_over_seeds(probed["with BN"], seeds).values <= 1)
+    ratios = wb.landscape_ratios(probed, seeds)
+    assert set(ratios) == {(what, summary) for what in wb.LANDSCAPE_MEASURES for summary in wb.SUMMARIES}
+    worst = wb.landscape_over_seeds(probed["with BN"], seeds, "beta", worst=90)
+    assert np.all(worst.values >= wb.landscape_over_seeds(probed["with BN"], seeds, "beta").values)
+    fake = {("a", "median"): OverSeeds(seeds, [0.5, 2.0]), ("b", "median"): OverSeeds(seeds, [0.5, 0.5])}
+    assert wb.smaller_with_bn(fake, [("a", "median"), ("b", "median")]) == Support(1, 2)
 
 
 def test_step_shift_is_large_for_noisy_bn(batch):
-    noisy = wb.set_noise(make_mlp(hidden=(16, 16, 16), activation="relu", norm=wb.NOISE_NORMS["noisy_bn"]), 2.0,
-                         seed=0)
+    noisy = wb.set_noise(make_mlp(hidden=(16, 16, 16), activation="relu", norm=wb.NOISE_NORMS["noisy_bn"]),
+                         2.0, seed=0)
     plain = make_mlp(hidden=(16, 16, 16), activation="relu", seed=0)
     assert wb.step_shift(noisy, *batch, lr=0.1) > 10 * wb.step_shift(plain, *batch, lr=0.1)
 
@@ -165,8 +254,22 @@ def test_gradients_are_orthogonal_to_bn_weights_and_the_norm_grows(bn_model, bat
     assert wb.row_norms(bn_model, "linear1").shape == (16,)
 
 
-def test_weight_norm_series(probed_pair):
-    assert wb.weight_norm_series(probed_pair["with BN"], "linear1").shape == (3,)
+def test_weight_norm_series_growth_and_shrinking(short_pair):
+    pair, trained = short_pair
+    history = trained[pair["with BN"]][0].history
+    assert wb.weight_norm_series(history, "linear1").shape == (3,)
+    assert wb.never_shrinks(history)
+    growths = wb.norm_growths(trained[pair["with BN"]], [0, 1])
+    assert set(growths) == {"linear1", "linear2", "linear3"} and np.all(growths["linear1"].values > 1)
+    shrinking = History(settings={}, steps=[0, 1],
+                        param_norms={f"linear{i}.weight": [2.0, 1.0] for i in (1, 2, 3)})
+    assert not wb.never_shrinks(shrinking) and wb.norm_growth(shrinking, "linear2") == 0.5
+
+
+def test_scale_invariance_checks(bn_model, batch):
+    plain = make_mlp(hidden=(16, 16, 16), activation="relu", seed=0)
+    check = wb.scale_invariance(bn_model, plain, *batch, lr=1.0)
+    assert check.bn_cosine < 1e-3 < 1e-2 < check.plain_cosine and check.mismatch < 0.05
 
 
 # ---- pitfalls -------------------------------------------------------------------------------------------
@@ -192,7 +295,7 @@ def test_normalize_pair_gives_plus_minus_one():
 
 
 def test_recompute_statistics_repairs_stale_statistics(data):
-    model = wb.trained(wb.Run(steps=60), 0)[1]
+    model = wb.trained(wb.Run(steps=60), 0, course_seed=0).network
     good = wb.eval_mode_accuracy(model, data.X_test, data.y_test)
     shrunk = wb.scale_layer(model, "linear2", 0.3)
     assert wb.eval_mode_accuracy(shrunk, data.X_test, data.y_test) < good - 0.2
@@ -215,14 +318,60 @@ def test_companion_spread_only_for_batch_norm(data):
         wb.companion_spread(bn, x, others, 1)
 
 
+def test_batch_dependence_over_seeds(data):
+    networks = {label: [make_mlp(hidden=(16,), activation="relu", norm=norm, seed=s) for s in (0, 1)]
+                for label, norm in (("BatchNorm", "torch_bn"), ("LayerNorm", "layernorm"))}
+    dependence = wb.dependence_over_seeds(networks, [0, 1], data.X_test)
+    assert all(d.smallest > 1e-3 and d.largest >= d.smallest for d in dependence["BatchNorm"])
+    assert all(d.largest < 1e-5 and d.reclassified == 0 for d in dependence["LayerNorm"])
+    alone = wb.batch_dependence(networks["BatchNorm"][0], data.X_test, 0)
+    assert np.allclose(dependence["BatchNorm"][0], alone, rtol=1e-5)  # side by side: one torch thread each
+
+
+def test_pitfalls_of_one_network_and_over_seeds(short_pair, data):
+    pair, trained = short_pair
+    networks = [one.network for one in trained[pair["with BN"]]]
+    before = copy.deepcopy(networks[0].state_dict())
+    pitfall = wb.pitfalls_over_seeds(networks, [0, 1], data)
+    assert all(torch.equal(before[k], v) for k, v in networks[0].state_dict().items())  # on copies
+    assert set(pitfall) >= {"eval mode", "train mode, m = 2", "one class per batch", "stale statistics",
+                            "recomputed (precise BN)", "precise BN, as trained"}
+    assert pitfall["eval mode"].values[0] == wb.pitfalls(networks[0], data)["eval mode"]
+    assert np.all(pitfall["stale statistics"].values < pitfall["recomputed (precise BN)"].values)
+
+
 # ---- figures and panels ---------------------------------------------------------------------------------
 
-def test_static_figures_draw(probed_pair):
-    assert len(ics_figure(probed_pair, "t").data) == 12
-    assert len(landscape_figure(probed_pair, "t").data) == 6
-    assert len(weight_norm_figure(probed_pair["with BN"], 0.1, "t", units=16).data) == 6
-    fig = pitfalls_figure({"eval mode": 0.95, "train mode, m = 2": 0.4}, 0.95, "t")
+def test_static_figures_draw(probed, short_pair):
+    pair, trained = short_pair
+    assert len(ics_figure(probed, "t").data) == 2 * 3 * 2 * 2   # (band, median) x layers x columns x networks
+    assert len(landscape_figure(probed, "t").data) == 2 * 3 * 2
+    assert all(trace.mode == "lines" for trace in landscape_figure(probed, "t").data)
+    histories = [one.history for one in trained[pair["with BN"]]]
+    assert len(weight_norm_figure(histories, 0.1, "t").data) == 2 * 3 * 2
+    fig = pitfalls_figure({"eval mode": OverSeeds([0, 1], [0.95, 0.97]),
+                           "train mode, m = 2": OverSeeds([0, 1], [0.4, 0.5])}, 0.96, "t")
     assert fig.data[0].marker.color[0] != fig.data[0].marker.color[1]
+    assert fig.data[0].error_y.array[1] == pytest.approx(0.05)
+
+
+def test_late_accuracy_figure_says_what_it_leaves_out():
+    good = History(settings={}, steps=[0, 3], test_accuracy=[0.1, 0.95])
+    diverged = History(settings={}, steps=[0], test_accuracy=[0.1], diverged_at=2)
+    boxes = [Boxes("fine", 0, [good, good]), Boxes("broken", 1, [diverged, diverged])]
+    fig = late_accuracy_figure(boxes, "t", y_range=(0.5, 1.0))
+    assert list(fig.data[0].y) == [0.95, 0.95] and "2 of 2: diverged or below 50%" in fig.data[1].name
+    assert fig.data[2].text == ("no run left",)
+
+
+def test_accuracy_figures_over_seeds_draw_every_setting():
+    history = History(settings={}, steps=[0, 3], test_accuracy=[0.1, 0.95])
+    fake = {run: [wb.Trained(history, None)] * 2 for run in
+            [*(wb.noisy_run(label, level) for label in wb.NOISY for level in wb.NOISE_LEVELS),
+             *(wb.normalization_run(label, m) for label in wb.NORMALIZATIONS
+               for m in (wb.TINY_BATCH, wb.BATCH_SIZE))]}
+    assert len(noisy_accuracy_figure(fake, "t").data) == 6
+    assert len(normalization_accuracy_figure(fake, "t").data) == 6
 
 
 def test_noise_panel_moves_with_the_level():

@@ -1,8 +1,9 @@
 """Notebook 06, why BN works, and when it fails: later research and pitfalls (sections 1-7).
 
-experiments  the shared runs (Run), noisy BN, ICS through the gradient, the landscape, scale invariance,
-             pitfalls
-figures      the noise and normalization panels; the ICS, landscape, weight-norm and pitfalls figures
+experiments  the runs over seeds (Run, train_over_seeds), noisy BN, ICS through the gradient, the
+             landscape, scale invariance, pitfalls; statistics over seeds
+figures      the noise and normalization panels (one seed's runs); the figures over seeds: accuracies,
+             ICS, landscape, weight norms, pitfalls
 checks       the exercises: the effective learning rate, precise BN
 """
 
@@ -58,11 +59,11 @@ CLAIMS = (
           "4. Scale invariance and the effective learning rate"),
     Claim("bn-output-depends-on-batch",
           "In training mode, an example's output under BN depends on the other examples of its batch.",
-          f"{PAPER}, section 3.4; seed 003", "06_why_batchnorm_works", "5. Pitfalls, each one run"),
+          f"{PAPER}, section 3.4; seed 003", "06_why_batchnorm_works", "5. Pitfalls"),
     Claim("precise-bn-improves-accuracy",
           "Recomputing the population statistics at the final weights (precise BN) improves test accuracy "
           "over the running averages.", "Wu & Johnson 2021, section 3", "06_why_batchnorm_works",
-          "5. Pitfalls, each one run"),
+          "5. Pitfalls"),
     Claim("layernorm-groupnorm-batch-independent",
           "LayerNorm and GroupNorm do not depend on the batch, and keep working with batches of 2 where BN "
           "fails.",

@@ -1,18 +1,25 @@
 """Notebook 06, sections 1-6: why Batch Normalization works, and when it fails.
 
-* Shared runs: a ``Run`` names one training configuration (normalization, noise level, batch size);
-  ``trained(run, seed)`` (``bnlab.runs``) trains it once through ``bnlab.training.train`` and keeps the
-  History and the trained network, so sections and panels share runs.
+* The runs, over seeds: a ``Run`` names one training configuration (normalization, noise level, batch
+  size, learning rate); ``train_over_seeds(runs, seeds)`` trains every run under every seed once (the
+  plain and BN networks together in ``bnlab.ensemble.train_ensemble`` groups, the others alone with
+  ``bnlab.training.train``; all of it side by side, cached by ``bnlab.runs``) and returns, for each run,
+  one ``Trained`` (History, network) per seed. ``noisy_grid`` and ``batch_size_grid`` give one seed's
+  runs for the slider panels. Statistics over seeds are ``bnlab.statistics.OverSeeds``; ``above``,
+  ``ratio`` and ``difference`` compare two of them seed by seed.
 * Noisy BN (Santurkar et al. 2018, section 2.1): ``NoisyBatchNorm`` is BN followed by ``StepNoise``, whose
-  distribution changes at every step; ``set_noise`` chooses its level and seed.
+  distribution changes at every step; ``set_noise`` chooses its level and seed; ``step_shift`` measures
+  how far one step moves a layer's inputs.
 * Internal covariate shift as Santurkar et al. define it (section 2.2): ``gradient_shift`` compares a
   layer's gradient before and after the layers below it take their step on the same batch.
 * The loss landscape along the gradient (section 3.1): ``landscape_along_gradient`` (loss range,
-  gradient predictiveness, effective beta-smoothness), recorded during training by a probe.
+  gradient predictiveness, effective beta-smoothness). Both probes run on the weights the clean runs
+  kept at every record (``probe_run``, ``probe_over_seeds``).
 * Scale invariance and the effective learning rate: ``row_norms``, ``gradient_weight_cosine``,
-  ``norm_growth_identity``.
+  ``norm_growth_identity``, ``scale_invariance``, ``norm_growths``, ``never_shrinks``.
 * Pitfalls: ``eval_mode_accuracy``/``train_mode_accuracy``, ``one_class_batches``, ``normalize_pair``,
-  ``stale_statistics``/``recompute_statistics`` (precise BN) and ``companion_spread``.
+  ``scale_layer``/``recompute_statistics`` (precise BN), all of them at once in ``pitfalls``;
+  ``companion_spread`` and ``batch_dependence``.
 """
 
 from __future__ import annotations
@@ -20,13 +27,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from ...data import Split, load_digits
+from ...ensemble import NORMS as ENSEMBLE_NORMS
+from ...ensemble import Member, train_ensemble
 from ...models import MLP, make_mlp
 from ...probes import (  # noqa: F401  (accuracy helpers: read by the notebook under their lesson names)
     accuracy,
@@ -34,23 +44,30 @@ from ...probes import (  # noqa: F401  (accuracy helpers: read by the notebook u
     preactivations,
     training_mode_accuracy,
 )
-from ...runs import trained, trained_all
-from ...seeding import torch_generator
+from ...parallel import side_by_side
+from ...runs import trained_all
+from ...seeding import claim_seeds, resolve_seed, torch_generator
+from ...statistics import OverSeeds, Support
 from ...training import History, train
 
 WIDTH, DEPTH, ACTIVATION = 100, 3, "relu"
 LR, BATCH_SIZE = 0.1, 60
 HIGH_LR = 1.0                           # the scale-invariance section's second run
-STEPS, RECORD_EVERY = 240, 20         # 240 steps of batches of 60: about 11 passes over the training set
-NOISE_LEVELS = (0.0, 2.0, 4.0)
+STEPS, RECORD_EVERY = 240, 40         # 240 steps of batches of 60: about 11 passes over the training set
+RECORDED_PERCENTILES = (50,)            # the lesson reads no pre-activation percentiles: record the fewest
 NOISE_LEVEL = 2.0                       # the level the notebook discusses
+STRONG_NOISE = 4.0                      # ... and the level where the network without BN fails
+NOISE_LEVELS = (0.0, NOISE_LEVEL, STRONG_NOISE)
 BATCH_SIZES = (2, 8, 60)
+TINY_BATCH = 2                          # the batch size the claims compare normalizations at
 STEP_MULTIPLES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # step sizes along the gradient, in units of the lr
 PROBE_BATCH = 60
+ICS_LAYERS = ("linear2", "linear3", "output")  # the layers whose gradient change section 2 measures
 STREAM_PROBE_BATCHES = 61               # torch streams (bnlab.seeding): the probes' batches,
 STREAM_COMPANIONS = 62                  # ... the random companions of the batch-dependence pitfall
 STREAM_STEP_NOISE = 6                   # ... StepNoise's draws
 
+Result = TypeVar("Result")
 NOISY = {"without BN": "none", "with BN": "torch_bn", "noisy BN": "noisy_bn", "without BN + noise": "noise"}
 NOISE_NORMS = {"noisy_bn": lambda width: NoisyBatchNorm(width), "noise": lambda width: StepNoise(width)}
 NORMALIZATIONS = {"no normalization": "none", "BatchNorm": "torch_bn", "LayerNorm": "layernorm",
@@ -109,44 +126,6 @@ class NoisyBatchNorm(nn.BatchNorm1d):
         return self.noise(super().forward(x))
 
 
-# ---- shared runs ----------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """One training configuration of the notebook: a DEPTH x WIDTH ACTIVATION network.
-
-    norm: make_mlp's norm= ("none", "torch_bn", "noisy_bn", "noise", "layernorm", "groupnorm");
-    noise: StepNoise's level (only for "noisy_bn" and "noise"); probes: record ICS and the landscape.
-    """
-
-    norm: str = "torch_bn"
-    noise: float = 0.0
-    batch_size: int = BATCH_SIZE
-    steps: int = STEPS
-    lr: float = LR
-    probes: bool = False
-
-    def __post_init__(self) -> None:
-        check_noise_level(self.noise)
-        if self.noise and self.norm not in ("noisy_bn", "noise"):
-            raise ValueError(f"noise applies to norm='noisy_bn' or 'noise', not {self.norm!r}")
-
-    def build(self, seed: int) -> MLP:
-        """The freshly initialized network (PyTorch's default initialization), noise seeded by ``seed``."""
-        norm = NOISE_NORMS.get(self.norm, self.norm)  # the noisy layers are this lesson's own
-        model = make_mlp(hidden=(WIDTH,) * DEPTH, activation=ACTIVATION, norm=norm, seed=seed)
-        return set_noise(model, self.noise, seed)
-
-    def train(self, seed: int) -> tuple[History, MLP]:
-        """Train the run with the course's one loop: (History, trained network)."""
-        model = self.build(seed)
-        probes = training_probes(self.lr, seed) if self.probes else None
-        history = train(model, load_digits(seed=seed), steps=self.steps, lr=self.lr,
-                        batch_size=self.batch_size,
-                        record_every=RECORD_EVERY, probes=probes, seed=seed, progress=False)
-        return history, model
-
-
 def set_noise(model: nn.Module, level: float, seed: int | None = None) -> nn.Module:
     """Set the level of every StepNoise layer of ``model`` and restart its draws from ``seed``."""
     level = check_noise_level(level)
@@ -157,28 +136,150 @@ def set_noise(model: nn.Module, level: float, seed: int | None = None) -> nn.Mod
     return model
 
 
+# ---- the runs, over seeds ---------------------------------------------------------------------------
+
+class Trained(NamedTuple):
+    """One trained network and what training recorded."""
+
+    history: History
+    network: MLP
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training configuration of the notebook (a DEPTH x WIDTH ACTIVATION network), without its seed.
+
+    norm: make_mlp's norm= ("none", "torch_bn", "noisy_bn", "noise", "layernorm", "groupnorm");
+    noise: StepNoise's level (only for "noisy_bn" and "noise");
+    snapshots: keep the weights at every record (history.probes["weights"]), for the probes of
+        sections 2 and 3 (``probe_run``).
+    """
+
+    norm: str = "torch_bn"
+    noise: float = 0.0
+    batch_size: int = BATCH_SIZE
+    steps: int = STEPS
+    lr: float = LR
+    snapshots: bool = False
+
+    def __post_init__(self) -> None:
+        check_noise_level(self.noise)
+        if self.noise and self.norm not in ("noisy_bn", "noise"):
+            raise ValueError(f"noise applies to norm='noisy_bn' or 'noise', not {self.norm!r}")
+
+    @property
+    def fits_ensemble(self) -> bool:
+        """Whether ``bnlab.ensemble.train_ensemble`` can train it (plain and BN networks only)."""
+        return self.norm in ENSEMBLE_NORMS
+
+    def member(self, seed: int) -> Member:
+        """This run under ``seed`` as an ensemble member (the same network ``build(seed)`` gives)."""
+        if not self.fits_ensemble:
+            raise ValueError(f"the ensemble trains norm = {', '.join(ENSEMBLE_NORMS)}, not {self.norm!r}")
+        return Member(seed=seed, lr=self.lr, batch_size=self.batch_size, hidden=(WIDTH,) * DEPTH,
+                      activation=ACTIVATION, norm=self.norm)
+
+    def build(self, seed: int) -> MLP:
+        """The freshly initialized network (PyTorch's default initialization), noise seeded by ``seed``."""
+        norm = NOISE_NORMS.get(self.norm, self.norm)  # the noisy layers are this lesson's own
+        model = make_mlp(hidden=(WIDTH,) * DEPTH, activation=ACTIVATION, norm=norm, seed=seed)
+        return set_noise(model, self.noise, seed)
+
+    def train_alone(self, seed: int, data: Split) -> Trained:
+        """Train the network of ``seed`` on ``data`` with the course's one loop."""
+        model = self.build(seed)
+        history = train(model, data, steps=self.steps, lr=self.lr, batch_size=self.batch_size,
+                        record_every=RECORD_EVERY, percentiles=RECORDED_PERCENTILES, probes=self._probes(),
+                        seed=seed, progress=False)
+        return Trained(history, model)
+
+    def _probes(self) -> dict[str, Callable[[nn.Module, Split], dict]] | None:
+        return {"weights": keep_weights} if self.snapshots else None
+
+
+def keep_weights(model: nn.Module, data: Split) -> dict[str, torch.Tensor]:
+    """A probe: a copy of the network's state (weights and running statistics) at this record."""
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class OneSeed:
+    """A Run under one network seed, trained alone (``bnlab.runs`` caches it by the course seed,
+    whose digits split it trains on)."""
+
+    run: Run
+    seed: int
+
+    def train(self, course_seed: int) -> Trained:
+        return self.run.train_alone(self.seed, digits(course_seed))
+
+
+@dataclasses.dataclass(frozen=True)
+class InOneBatch:
+    """Runs under their seeds that ``train_ensemble`` trains in one batched computation (one
+    architecture, batch size, step count and snapshot setting)."""
+
+    runs: tuple[OneSeed, ...]
+
+    def train(self, course_seed: int) -> list[Trained]:
+        data, first = digits(course_seed), self.runs[0].run
+        probes = {"weights": keep_weights} if first.snapshots else None
+        histories = train_ensemble([item.run.member(item.seed) for item in self.runs], data,
+                                   steps=first.steps, record_every=RECORD_EVERY,
+                                   percentiles=RECORDED_PERCENTILES, probes=probes, progress=False)
+        return [Trained(history, histories.network(k)) for k, history in enumerate(histories)]
+
+
+_index: dict[tuple[Run, int, int], Trained] = {}  # (run, seed, course seed) -> what bnlab.runs holds
+
+
+def train_over_seeds(runs: Sequence[Run], seeds: Sequence[int],
+                     course_seed: int | None = None) -> dict[Run, list[Trained]]:
+    """Every run under every seed, on the digits split of ``course_seed`` (default: the course seed):
+    run -> one Trained per seed, in the order of ``seeds``. Runs the ensemble supports train in batched
+    groups (``train_ensemble``), the others alone (``train``); groups and runs side by side, once
+    (``bnlab.runs`` keeps them)."""
+    course_seed = resolve_seed(course_seed)
+    missing = [OneSeed(run, seed) for run in dict.fromkeys(runs) for seed in dict.fromkeys(seeds)
+               if (run, seed, course_seed) not in _index]
+    groups: dict[tuple, list[OneSeed]] = {}  # what train_ensemble can train in one batched computation
+    for item in missing:
+        if item.run.fits_ensemble:
+            key = (item.run.member(item.seed).group, item.run.steps, item.run.snapshots)
+            groups.setdefault(key, []).append(item)
+    batches = [InOneBatch(tuple(items)) for items in groups.values()]
+    alone = [item for item in missing if not item.run.fits_ensemble]
+    results = trained_all([*batches, *alone], course_seed)  # the batched groups first: they take longest
+    done = [pair for batch, result in zip(batches, results) for pair in zip(batch.runs, result)]
+    for item, one in done + list(zip(alone, results[len(batches):])):
+        _index[item.run, item.seed, course_seed] = one
+    return {run: [_index[run, seed, course_seed] for seed in seeds] for run in runs}
+
+
+def trained(run: Run, seed: int, course_seed: int | None = None) -> Trained:
+    """One run under one seed (trained now, alone or in its batched group, if it is new)."""
+    return train_over_seeds([run], [seed], course_seed)[run][0]
+
+
 def digits(seed: int | None = None) -> Split:
     """The digits split of ``seed`` (default: the course seed)."""
     return load_digits(seed=seed)
 
 
-def history(run: Run, seed: int | None = None) -> History:
-    """The History of ``run`` (trained now if needed)."""
-    return trained(run, seed)[0]
-
-
-CLEAN_NORM = {"noisy_bn": "torch_bn", "noise": "none", "torch_bn": "torch_bn", "none": "none"}
+def history(run: Run, seed: int, course_seed: int | None = None) -> History:
+    """The History of ``run`` under ``seed``."""
+    return trained(run, seed, course_seed).history
 
 
 def base_run(norm: str) -> Run:
     """The Run of ``norm`` at the base setting (LR, BATCH_SIZE, no noise). The two clean networks
-    ("none", "torch_bn") carry the ICS and landscape probes, so every section shares their runs."""
-    return Run(norm=norm, probes=norm in ("none", "torch_bn"))
+    ("none", "torch_bn") keep their weights at every record, for the probes of sections 2 and 3."""
+    return Run(norm=norm, snapshots=norm in ("none", "torch_bn"))
 
 
 def noisy_run(label: str, level: float) -> Run:
     """The Run of one network of ``NOISY`` at one noise level. The clean networks, and the noisy ones at
-    level 0, are the probed base runs (``clean_pair``)."""
+    level 0, are the base runs."""
     if label not in NOISY:
         raise ValueError(f"label must be one of {list(NOISY)}, got {label!r}")
     norm = NOISY[label]
@@ -187,45 +288,111 @@ def noisy_run(label: str, level: float) -> Run:
     return Run(norm=norm, noise=level)
 
 
-def _histories(grid: dict, seed: int | None) -> dict:
-    """value -> label -> History for value -> label -> Run; the runs not trained yet train side by side."""
-    trained_all([run for row in grid.values() for run in row.values()], seed)
-    return {value: {label: history(run, seed) for label, run in row.items()} for value, row in grid.items()}
+CLEAN_NORM = {"noisy_bn": "torch_bn", "noise": "none", "torch_bn": "torch_bn", "none": "none"}
 
 
-def noisy_grid(seed: int | None = None,
-               levels: Sequence[float] = NOISE_LEVELS) -> dict[float, dict[str, History]]:
-    """noise level -> label of ``NOISY`` -> History (level 0: the clean networks)."""
-    return _histories({level: {label: noisy_run(label, level) for label in NOISY} for level in levels}, seed)
+def normalization_run(label: str, batch_size: int) -> Run:
+    """The Run of one network of ``NORMALIZATIONS`` at one batch size (the base runs at BATCH_SIZE)."""
+    if label not in NORMALIZATIONS:
+        raise ValueError(f"label must be one of {list(NORMALIZATIONS)}, got {label!r}")
+    norm = NORMALIZATIONS[label]
+    return base_run(norm) if batch_size == BATCH_SIZE else Run(norm=norm, batch_size=batch_size)
 
 
-def clean_pair(seed: int | None = None) -> dict[str, History]:
-    """"without BN" and "with BN" at the base setting, with the ICS and landscape probes."""
-    return {label: history(base_run(NOISY[label]), seed) for label in ("without BN", "with BN")}
+def learning_rate_run(lr: float) -> Run:
+    """The BN network trained at learning rate ``lr`` (the base run at LR)."""
+    return base_run("torch_bn") if lr == LR else Run(norm="torch_bn", lr=lr)
 
 
-def batch_size_grid(seed: int | None = None,
-                    sizes: Sequence[int] = BATCH_SIZES) -> dict[int, dict[str, History]]:
-    """batch size -> label of ``NORMALIZATIONS`` -> History (STEPS steps each; at BATCH_SIZE the runs
-    without normalization and with BN are the probed runs of ``clean_pair``)."""
-    def run(norm: str, m: int) -> Run:
-        return base_run(norm) if m == BATCH_SIZE else Run(norm=norm, batch_size=m)
-    grid = {m: {label: run(norm, m) for label, norm in NORMALIZATIONS.items()} for m in sizes}
-    return _histories(grid, seed)
+def _grid_histories(grid: dict, seed: int, course_seed: int | None) -> dict:
+    """value -> label -> History for value -> label -> Run, under one seed."""
+    runs = [run for row in grid.values() for run in row.values()]
+    trained_ = train_over_seeds(runs, [seed], course_seed)
+    return {value: {label: trained_[run][0].history for label, run in row.items()}
+            for value, row in grid.items()}
 
 
-def learning_rate_pair(seed: int | None = None, lrs: Sequence[float] = (LR, HIGH_LR)) -> dict[float, History]:
-    """lr -> History of the network with BN trained at that learning rate (the first is the probed run)."""
-    runs = {lr: base_run("torch_bn") if lr == LR else Run(norm="torch_bn", lr=lr) for lr in lrs}
-    return {lr: history(run, seed) for lr, run in runs.items()}
+def noisy_grid(seed: int | None = None, levels: Sequence[float] = NOISE_LEVELS,
+               course_seed: int | None = None) -> dict[float, dict[str, History]]:
+    """noise level -> label of ``NOISY`` -> History under one network seed (default: the first claim
+    seed of the course seed); level 0 holds the clean networks."""
+    seed = claim_seeds(seed=course_seed)[0] if seed is None else seed
+    return _grid_histories({level: {label: noisy_run(label, level) for label in NOISY} for level in levels},
+                           seed, course_seed)
 
 
-def late_accuracy(history: History, records: int = 5) -> float:
-    """Mean test accuracy over the last ``records`` records (less noisy than the last one alone);
-    0.0 for a run that diverged."""
+def batch_size_grid(seed: int | None = None, sizes: Sequence[int] = BATCH_SIZES,
+                    course_seed: int | None = None) -> dict[int, dict[str, History]]:
+    """batch size -> label of ``NORMALIZATIONS`` -> History under one network seed (default: the first
+    claim seed), STEPS steps each."""
+    seed = claim_seeds(seed=course_seed)[0] if seed is None else seed
+    grid = {m: {label: normalization_run(label, m) for label in NORMALIZATIONS} for m in sizes}
+    return _grid_histories(grid, seed, course_seed)
+
+
+def claim_runs() -> list[Run]:
+    """Every run the notebook's claims rest on (each trained under every claim seed)."""
+    return [base_run("none"), base_run("torch_bn"), learning_rate_run(HIGH_LR),
+            *(noisy_run(label, level) for level in NOISE_LEVELS[1:]
+              for label in ("noisy BN", "without BN + noise")),
+            *(normalization_run(label, TINY_BATCH) for label in NORMALIZATIONS)]
+
+
+def late_accuracy(history: History, last: float = 1 / 3) -> float:
+    """Mean test accuracy over the records of the ``last`` part of training (steps 160-240 of 240: less
+    noisy than the last record alone); 0.0 for a run that diverged."""
     if history.diverged:
         return 0.0
-    return float(np.mean(history.test_accuracy[-records:]))
+    steps = np.asarray(history.steps)
+    late = steps >= (1 - last) * steps[-1] - 1e-9  # 1e-9: (2/3) * 240 is 160.00000000000003 in floats
+    return float(np.mean(np.asarray(history.test_accuracy)[late]))
+
+
+def late_accuracies(trained_: Sequence[Trained], seeds: Sequence[int]) -> OverSeeds:
+    """``late_accuracy`` of each seed's run (0.0 where it diverged)."""
+    return OverSeeds(seeds, [late_accuracy(one.history) for one in trained_])
+
+
+def final_train_losses(trained_: Sequence[Trained], seeds: Sequence[int]) -> OverSeeds:
+    """The training-set loss at the end of each seed's run (NaN where it diverged)."""
+    return OverSeeds(seeds, [np.nan if one.history.diverged else one.history.train_loss[-1]
+                             for one in trained_])
+
+
+def diverged(trained_: Sequence[Trained]) -> Support:
+    """In how many of the seeds the run diverged."""
+    return Support.of([one.history.diverged for one in trained_])
+
+
+def _same_seeds(a: OverSeeds, b: OverSeeds) -> None:
+    if a.seeds != b.seeds:
+        raise ValueError(f"the two need the same seeds, got {a.seeds} and {b.seeds}")
+
+
+def above(a: OverSeeds, b: OverSeeds, margin: float = 0.0) -> Support:
+    """In how many seeds a > b + margin (the same seeds in the same order)."""
+    _same_seeds(a, b)
+    return a.support(a.values > b.values + margin)
+
+
+def ratio(numerator: OverSeeds, denominator: OverSeeds) -> OverSeeds:
+    """Seed by seed numerator / denominator (the same seeds in the same order)."""
+    _same_seeds(numerator, denominator)
+    return OverSeeds(numerator.seeds, numerator.values / denominator.values)
+
+
+def difference(a: OverSeeds, b: OverSeeds) -> OverSeeds:
+    """Seed by seed a - b (the same seeds in the same order)."""
+    _same_seeds(a, b)
+    return OverSeeds(a.seeds, a.values - b.values)
+
+
+def noisy_accuracies(trained_: Mapping[Run, Sequence[Trained]], seeds: Sequence[int],
+                     levels: Sequence[float] = NOISE_LEVELS) -> dict[float, dict[str, OverSeeds]]:
+    """noise level -> label of ``NOISY`` -> ``late_accuracies`` over seeds (trained_: as
+    ``train_over_seeds`` returns it)."""
+    return {level: {label: late_accuracies(trained_[noisy_run(label, level)], seeds) for label in NOISY}
+            for level in levels}
 
 
 def step_shift(model: nn.Module, X: torch.Tensor, y: torch.Tensor, lr: float, layer: str = "act3") -> float:
@@ -243,6 +410,15 @@ def step_shift(model: nn.Module, X: torch.Tensor, y: torch.Tensor, lr: float, la
     after = preactivations(model, X)[layer]
     change = (after.mean(0) - before.mean(0)).abs() + (after.std(0) - before.std(0)).abs()
     return change.mean().item()
+
+
+def step_shifts(networks: Mapping[str, Sequence[nn.Module]], seeds: Sequence[int], data: Split,
+                lr: float = LR) -> dict[str, OverSeeds]:
+    """label -> each seed's ``step_shift`` of its trained network (networks: label -> one per seed), on
+    the first PROBE_BATCH training images."""
+    X, y = data.X_train[:PROBE_BATCH], data.y_train[:PROBE_BATCH]
+    return {label: OverSeeds(seeds, [step_shift(model, X, y, lr) for model in models])
+            for label, models in networks.items()}
 
 
 # ---- internal covariate shift, as Santurkar et al. measure it ---------------------------------------
@@ -336,39 +512,109 @@ def _probe_batch(generator: torch.Generator, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator)[:PROBE_BATCH]
 
 
-def training_probes(lr: float, seed: int) -> dict[str, Callable[[nn.Module, Split], dict]]:
-    """Probes for ``train``: at every record, on a fresh random training batch (the same batches for
-    every network of a seed), the internal covariate shift and the landscape along the gradient."""
-    generator = torch_generator(seed, stream=STREAM_PROBE_BATCHES)
+class Probed(NamedTuple):
+    """The probes of sections 2 and 3 at the records of one run.
 
-    def measure(model: nn.Module, data: Split) -> dict:
+    steps: (R,) the training step of each probed record
+    ics:   layer -> (R, 2): |G - G'| / |G| and cos(G, G') (``gradient_shift``)
+    landscape: one ``landscape_along_gradient`` result per record
+    """
+
+    steps: np.ndarray
+    ics: dict[str, np.ndarray]
+    landscape: list[dict]
+
+
+def probe_run(run: Run, trained_: Trained, seed: int, data: Split) -> Probed:
+    """The internal covariate shift and the landscape along the gradient at every record after step 0
+    of a run trained with snapshots (``Run(snapshots=True)``), each on a fresh random training batch of
+    PROBE_BATCH examples: the same batches for every run of a seed."""
+    if "weights" not in trained_.history.probes:
+        raise ValueError("this run was trained without snapshots of its weights (Run(snapshots=True))")
+    generator = torch_generator(seed, stream=STREAM_PROBE_BATCHES)
+    model = run.build(seed)
+    steps, ics, landscape = [], [], []
+    records = list(zip(trained_.history.steps, trained_.history.probes["weights"]))[1:]
+    for step, weights in records:
+        model.load_state_dict(weights)
         batch = _probe_batch(generator, len(data.X_train))
         X, y = data.X_train[batch], data.y_train[batch]
-        return {"ics": gradient_shift(model, X, y, lr),
-                "landscape": landscape_along_gradient(model, X, y, [lr * k for k in STEP_MULTIPLES])}
+        steps.append(step)
+        ics.append(gradient_shift(model, X, y, run.lr))
+        landscape.append(landscape_along_gradient(model, X, y, [run.lr * k for k in STEP_MULTIPLES]))
+    return Probed(np.array(steps), {layer: np.array([record[layer] for record in ics]) for layer in ics[0]},
+                  landscape)
 
-    return {"why": measure}
+
+def per_label_and_seed(measure: Callable[[str, int], Result], labels: Sequence[str],
+                       n_seeds: int) -> dict[str, list[Result]]:
+    """label -> [measure(label, k) for every seed index k], computed side by side (one per CPU core)."""
+    items = [(label, k) for label in labels for k in range(n_seeds)]
+    measured = side_by_side(lambda item: measure(*item), items)
+    result: dict[str, list[Result]] = {label: [] for label in labels}
+    for (label, _), one in zip(items, measured):
+        result[label].append(one)
+    return result
 
 
-def probe_series(history: History, what: str) -> np.ndarray:
+def probe_over_seeds(runs: Mapping[str, Run], trained_: Mapping[Run, Sequence[Trained]],
+                     seeds: Sequence[int], data: Split) -> dict[str, list[Probed]]:
+    """label -> one ``Probed`` per seed, for the runs of ``runs`` (label -> Run) trained under ``seeds``."""
+    def probe(label: str, k: int) -> Probed:
+        return probe_run(runs[label], trained_[runs[label]][k], seeds[k], data)
+    return per_label_and_seed(probe, list(runs), len(seeds))
+
+
+def probe_series(probed: Probed, what: str) -> np.ndarray:
     """A probe measurement over the records: what = "loss range", "gradient change", "beta" -> (R,);
     "losses" -> (R, len(STEP_MULTIPLES) + 1), "changes" -> (R, len(STEP_MULTIPLES));
     "ics <layer>" -> (R, 2) columns (relative difference, cosine)."""
-    if "why" not in history.probes:
-        raise ValueError("this run was trained without the probes (Run(probes=True))")
-    records = history.probes["why"]
     if what.startswith("ics "):
-        return np.array([record["ics"][what[4:]] for record in records])
-    return np.array([record["landscape"][what] for record in records])
+        return probed.ics[what[4:]]
+    return np.array([record[what] for record in probed.landscape])
 
 
-def worst_and_median(values: np.ndarray, skip_first: int = 1, worst: float = 90) -> tuple[float, float]:
-    """(``worst``-th percentile, median) of a series over training records, leaving out the first
-    ``skip_first`` (the untrained network)."""
-    values = np.asarray(values, dtype=float)[skip_first:]
-    if values.size == 0:
-        raise ValueError("no records left after skipping the first ones")
-    return float(np.percentile(values, worst)), float(np.median(values))
+def gradient_change_over_seeds(probed: Sequence[Probed], seeds: Sequence[int],
+                               layers: Sequence[str] = ICS_LAYERS) -> OverSeeds:
+    """Each seed's median over records and ``layers`` of |G - G'| / |G|."""
+    return OverSeeds(seeds, [np.median(np.concatenate([one.ics[layer][:, 0] for layer in layers]))
+                             for one in probed])
+
+
+def lowest_cosine_over_seeds(probed: Sequence[Probed], seeds: Sequence[int],
+                             layers: Sequence[str] = ICS_LAYERS) -> OverSeeds:
+    """Each seed's lowest (over ``layers``) median over records of cos(G, G')."""
+    return OverSeeds(seeds, [min(np.median(one.ics[layer][:, 1]) for layer in layers) for one in probed])
+
+
+def landscape_over_seeds(probed: Sequence[Probed], seeds: Sequence[int], what: str,
+                         worst: float | None = None) -> OverSeeds:
+    """Each seed's median (or ``worst``-th percentile) over records of a landscape measure ("loss range",
+    "gradient change", "beta")."""
+    values = [probe_series(one, what) for one in probed]
+    return OverSeeds(seeds, [np.median(v) if worst is None else np.percentile(v, worst) for v in values])
+
+
+LANDSCAPE_MEASURES = ("loss range", "gradient change", "beta")
+SUMMARIES = {"median": None, "90th percentile": 90}  # a typical step of training, and the worst steps
+
+
+def landscape_ratios(probed: Mapping[str, Sequence[Probed]], seeds: Sequence[int]
+                     ) -> dict[tuple[str, str], OverSeeds]:
+    """(measure, summary) -> with BN / without BN, seed by seed: each seed's median ("median") or 90th
+    percentile ("90th percentile") over training of a landscape measure (probed: ``probe_over_seeds``
+    of "with BN" and "without BN")."""
+    return {(what, summary): ratio(landscape_over_seeds(probed["with BN"], seeds, what, worst),
+                                   landscape_over_seeds(probed["without BN"], seeds, what, worst))
+            for what in LANDSCAPE_MEASURES for summary, worst in SUMMARIES.items()}
+
+
+def smaller_with_bn(ratios: Mapping[tuple[str, str], OverSeeds], keys: Sequence[tuple[str, str]]) -> Support:
+    """In how many seeds every ratio of ``keys`` (``landscape_ratios``' keys) is below 1."""
+    values = np.array([ratios[key].values for key in keys])
+    return Support.of(np.all(values < 1, axis=0))
+
+
 
 
 # ---- scale invariance and the effective learning rate ------------------------------------------------
@@ -402,6 +648,48 @@ def norm_growth_identity(model: nn.Module, X: torch.Tensor, y: torch.Tensor, lay
 def weight_norm_series(history: History, layer: str) -> np.ndarray:
     """|W| of a Linear layer at every record: (R,)."""
     return np.asarray(history.param_norms[f"{layer}.weight"])
+
+
+class ScaleInvariance(NamedTuple):
+    """Section 4's checks on one seed's trained networks, for the rows of ``linear2``.
+
+    bn_cosine:    the largest |cos(w_j, dL/dw_j)| with BN (0 up to BN's epsilon)
+    plain_cosine: the median |cos(w_j, dL/dw_j)| without BN
+    mismatch:     one SGD step: max_j | |w_j'|^2 - |w_j|^2 - lr^2 |g_j|^2 | / max_j lr^2 |g_j|^2
+    """
+
+    bn_cosine: float
+    plain_cosine: float
+    mismatch: float
+
+
+def scale_invariance(bn_model: nn.Module, plain_model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+                     lr: float = LR, layer: str = "linear2") -> ScaleInvariance:
+    """The orthogonality of weights and gradient, and the norm-growth identity, on the batch X, y."""
+    growth, predicted = norm_growth_identity(bn_model, X, y, layer, lr)
+    return ScaleInvariance(float(np.abs(gradient_weight_cosine(bn_model, X, y, layer)).max()),
+                           float(np.median(np.abs(gradient_weight_cosine(plain_model, X, y, layer)))),
+                           float(np.abs(growth - predicted).max() / predicted.max()))
+
+
+def norm_growth(history: History, layer: str) -> float:
+    """|W| at the end of training / |W| at the start, for a Linear layer."""
+    norms = weight_norm_series(history, layer)
+    return float(norms[-1] / norms[0])
+
+
+def norm_growths(trained_: Sequence[Trained], seeds: Sequence[int],
+                 layers: Sequence[str] = ("linear1", "linear2", "linear3")) -> dict[str, OverSeeds]:
+    """layer -> ``norm_growth`` of each seed's run."""
+    return {layer: OverSeeds(seeds, [norm_growth(one.history, layer) for one in trained_])
+            for layer in layers}
+
+
+def never_shrinks(history: History, layers: Sequence[str] = ("linear1", "linear2", "linear3"),
+                  tolerance: float = 1e-6) -> bool:
+    """Whether |W| of every layer never fell (by more than ``tolerance``, relative) from record to record."""
+    return all(np.all(np.diff(norms) > -tolerance * norms[:-1])
+               for norms in (weight_norm_series(history, layer) for layer in layers))
 
 
 # ---- pitfalls ---------------------------------------------------------------------------------------
@@ -471,3 +759,56 @@ def companion_spread(model: nn.Module, x: torch.Tensor, companions: torch.Tensor
         outputs.append(model(torch.cat([x[None], others]))[0])
     logits = torch.stack(outputs)
     return (logits.max(0).values - logits.min(0).values).max().item(), len(set(logits.argmax(1).tolist()))
+
+
+class Dependence(NamedTuple):
+    """How much one network's outputs depend on the batch companions (``batch_dependence``)."""
+
+    smallest: float     # the smallest change of an image's logits between batches
+    largest: float      # the largest
+    reclassified: int   # how many images were given more than one class
+
+
+def batch_dependence(model: nn.Module, X: torch.Tensor, seed: int, images: int = 10, batch_size: int = 8,
+                     n_batches: int = 20) -> Dependence:
+    """Each of the first ``images`` rows of X (n, d) in ``n_batches`` training-mode batches of
+    ``batch_size`` with random companions from the rows after 2 * images (``companion_spread``)."""
+    spreads = [companion_spread(model, X[i], X[2 * images:], batch_size, n_batches, seed=seed)
+               for i in range(images)]
+    changes = [change for change, _ in spreads]
+    return Dependence(min(changes), max(changes), sum(classes > 1 for _, classes in spreads))
+
+
+def dependence_over_seeds(networks: Mapping[str, Sequence[nn.Module]], seeds: Sequence[int],
+                          X: torch.Tensor) -> dict[str, list[Dependence]]:
+    """label -> ``batch_dependence`` of each seed's network (networks: label -> one per seed)."""
+    return per_label_and_seed(lambda label, k: batch_dependence(networks[label][k], X, seeds[k]),
+                              list(networks), len(seeds))
+
+
+# ---- all the pitfalls on one trained network -----------------------------------------------------------
+
+def pitfalls(model: nn.Module, data: Split) -> dict[str, float]:
+    """The test accuracy of a trained BN network evaluated the right way and the wrong ways:
+    eval mode; training mode with the whole test set, 8 or 2 images per batch; training mode in batches
+    of 40 shuffled or of one class each; linear2 x 0.1 with stale running statistics, and recomputed;
+    the network as trained with recomputed statistics (precise BN). On copies: ``model`` is unchanged."""
+    X, y = data.X_test, data.y_test
+    order = one_class_batches(y)
+    shrunk = scale_layer(model, "linear2", 0.1)
+    return {"eval mode": eval_mode_accuracy(model, X, y),
+            "train mode, whole test set": train_mode_accuracy(model, X, y, len(X)),
+            "train mode, m = 8": train_mode_accuracy(model, X, y, 8),
+            "train mode, m = 2": train_mode_accuracy(model, X, y, 2),
+            "train mode, m = 40 shuffled": train_mode_accuracy(model, X, y, 40),
+            "one class per batch": train_mode_accuracy(model, X[order], y[order], 40),
+            "stale statistics": eval_mode_accuracy(shrunk, X, y),
+            "recomputed (precise BN)": eval_mode_accuracy(recompute_statistics(shrunk, data.X_train), X, y),
+            "precise BN, as trained": eval_mode_accuracy(recompute_statistics(model, data.X_train), X, y)}
+
+
+def pitfalls_over_seeds(networks: Sequence[nn.Module], seeds: Sequence[int],
+                        data: Split) -> dict[str, OverSeeds]:
+    """``pitfalls`` of each seed's trained BN network (side by side): way of evaluating -> OverSeeds."""
+    per_seed = side_by_side(lambda model: pitfalls(model, data), networks)
+    return {way: OverSeeds(seeds, [one[way] for one in per_seed]) for way in per_seed[0]}

@@ -1,15 +1,20 @@
 """Notebook 06, sections 1-6: its figures and slider panels (they only draw; runs come from experiments).
 
-Slider panels (every run is trained before the panel is built, through ``experiments.trained``; a
-callback only looks runs up): ``noise_panel`` (noise level) and
-``normalization_panel`` (batch size). Static figures: ``ics_figure``, ``landscape_figure``,
-``weight_norm_figure`` and ``pitfalls_figure``.
+Slider panels show one seed's runs (every run is trained before the panel is built, through
+``experiments.noisy_grid`` and ``experiments.batch_size_grid``; a callback only looks runs up):
+``noise_panel`` (noise level) and ``normalization_panel`` (batch size). Static figures show every seed
+(a median and the range over seeds, or one dot per seed): ``noisy_accuracy_figure``,
+``normalization_accuracy_figure`` (both through ``late_accuracy_figure``), ``ics_figure``,
+``landscape_figure``, ``weight_norm_figure`` and ``pitfalls_figure``.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -17,14 +22,15 @@ from plotly.subplots import make_subplots
 from ...figures import (
     NET_COLORS,
     WIDE,
-    add_band,
     add_line,
+    add_seed_band,
     color,
     hide_marker,
     mark_diverged,
     new_figure,
     show_diverged,
 )
+from ...statistics import OverSeeds
 from ...training import History
 from ...widgets import SliderPanel, lr_selection_slider
 from . import experiments as wb
@@ -105,7 +111,7 @@ def noise_panel(grid: Mapping[float, Runs], level: float = wb.NOISE_LEVEL) -> Sl
     at the end of training against the noise level (right); grid: ``experiments.noisy_grid``."""
     if level not in grid:
         raise ValueError(f"level must be one of {sorted(grid)}, got {level}")
-    fig = _curves_figure(NOISY_COLORS, wb.NOISE_LEVELS, "accuracy at the end (mean of the last 5 records)",
+    fig = _curves_figure(NOISY_COLORS, wb.NOISE_LEVELS, "accuracy at the end (mean over the last third)",
                          "noise level", "test accuracy at the end")
     slider = lr_selection_slider("noise level", wb.NOISE_LEVELS, level)
     return SliderPanel(fig, {"level": slider}, functools.partial(_draw_noise, grid=grid),
@@ -140,21 +146,92 @@ def normalization_panel(grid: Mapping[int, Runs], batch_size: int = wb.BATCH_SIZ
                                "see fewer examples. Only BatchNorm mixes the examples of a batch.")
 
 
-# ---- static figures -----------------------------------------------------------------------------------
+# ---- static figures: every seed -----------------------------------------------------------------------
 
-def ics_figure(pair: Runs, title: str, layers: Sequence[str] = ("linear2", "linear3", "output")) -> go.Figure:
-    """Santurkar et al.'s internal covariate shift over training, without and with BN (pair: label ->
-    History with the probes): |G - G'| / |G| (left) and cos(G, G') (right), one dash per layer."""
+class Boxes(NamedTuple):
+    """One box of ``late_accuracy_figure``: its name on the x axis, its palette colour, and the runs
+    (one History per seed) whose late accuracy it shows."""
+
+    name: str
+    color: int
+    histories: Sequence[History]
+
+
+def late_accuracy_figure(boxes: Sequence[Boxes], title: str, y_range: tuple[float, float] = (0.0, 1.0)
+                         ) -> go.Figure:
+    """One box per setting: every seed's test accuracy at the end of training (``late_accuracy``) as a
+    dot, its median as the box's line. Runs that diverged or ended below the axis are not drawn; the box's
+    label says how many (and a box with none left says so on the axis)."""
+    fig = new_figure(title, "", "test accuracy at the end (fraction correct)")
+    for box in boxes:
+        values = [wb.late_accuracy(h) for h in box.histories if not h.diverged]
+        shown = [value for value in values if value >= y_range[0]]
+        failed = len(box.histories) - len(shown)
+        name = box.name if not failed else (f"{box.name}<br>({failed} of {len(box.histories)}: diverged or "
+                                            f"below {y_range[0]:.0%})")
+        fig.add_trace(go.Box(x=[name] * len(shown), y=shown, name=name, boxpoints="all", jitter=0.4,
+                             pointpos=0, marker_color=color(box.color), line_color=color(box.color),
+                             showlegend=False))
+        if not shown:  # nothing to draw: say so where the box would be
+            fig.add_trace(go.Scatter(x=[name], y=[y_range[0] + 0.05 * (y_range[1] - y_range[0])], mode="text",
+                                     text=["no run left"], textfont={"color": color(box.color)},
+                                     showlegend=False))
+    fig.update_yaxes(range=list(y_range))
+    fig.update_layout(**WIDE, margin={"t": 70, "b": 110})
+    return fig
+
+
+def _seed_band(fig: go.Figure, x: Sequence[float], values: np.ndarray, name: str, index: int, *,
+               dash: str | None = None, row: int, col: int, showlegend: bool = True) -> None:
+    """``bnlab.figures.add_seed_band`` with a plain band (no markers on its edge) and the legend entry
+    of its median line only where ``showlegend``."""
+    add_seed_band(fig, x, values, name, index, dash=dash, row=row, col=col)
+    fig.data[-2].mode = "lines"
+    fig.data[-1].showlegend = showlegend
+
+
+def _histories(trained: Sequence[wb.Trained]) -> list[History]:
+    return [one.history for one in trained]
+
+
+def noisy_accuracy_figure(trained: Mapping[wb.Run, Sequence[wb.Trained]], title: str) -> go.Figure:
+    """Section 1 over seeds (trained: ``experiments.train_over_seeds``): the clean networks, then noisy BN
+    and the same noise without BN at every noise level."""
+    boxes = [Boxes(label, NOISY_COLORS[label], _histories(trained[wb.noisy_run(label, 0.0)]))
+             for label in ("without BN", "with BN")]
+    boxes += [Boxes(f"{label}, level {level:g}", NOISY_COLORS[label],
+                    _histories(trained[wb.noisy_run(label, level)]))
+              for level in wb.NOISE_LEVELS[1:] for label in ("noisy BN", "without BN + noise")]
+    return late_accuracy_figure(boxes, title, y_range=(0.85, 1.0))
+
+
+def normalization_accuracy_figure(trained: Mapping[wb.Run, Sequence[wb.Trained]], title: str) -> go.Figure:
+    """Section 6 over seeds (trained: ``experiments.train_over_seeds``): every normalization with batches
+    of TINY_BATCH, then no normalization and BatchNorm with batches of BATCH_SIZE."""
+    boxes = [Boxes(f"{label}, m = {wb.TINY_BATCH}", NORM_COLORS[label],
+                   _histories(trained[wb.normalization_run(label, wb.TINY_BATCH)]))
+             for label in wb.NORMALIZATIONS]
+    boxes += [Boxes(f"{label}, m = {wb.BATCH_SIZE}", NORM_COLORS[label],
+                    _histories(trained[wb.normalization_run(label, wb.BATCH_SIZE)]))
+              for label in ("no normalization", "BatchNorm")]
+    return late_accuracy_figure(boxes, title)
+
+
+def ics_figure(probed: Mapping[str, Sequence[wb.Probed]], title: str,
+               layers: Sequence[str] = wb.ICS_LAYERS) -> go.Figure:
+    """Santurkar et al.'s internal covariate shift over training, without and with BN (probed: label ->
+    one ``experiments.Probed`` per seed): |G - G'| / |G| (left) and cos(G, G') (right), one dash per
+    layer; the median over seeds as a line, their range shaded."""
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                         subplot_titles=["relative change |G − G′| / |G|", "cosine of G and G′"])
     dashes = dict(zip(layers, [None, "dash", "dot"]))
-    for label, history in pair.items():
+    for label, per_seed in probed.items():
+        steps = per_seed[0].steps
         for layer in layers:
-            series = wb.probe_series(history, f"ics {layer}")
             for col in (1, 2):
-                add_line(fig, history.steps, series[:, col - 1], f"{label}, {layer}", NET_COLORS[label],
-                         dash=dashes[layer], row=1, col=col, showlegend=col == 1,
-                         legendgroup=f"{label}{layer}")
+                values = np.array([one.ics[layer][:, col - 1] for one in per_seed])
+                _seed_band(fig, steps, values, f"{label}, {layer}", NET_COLORS[label], dash=dashes[layer],
+                           row=1, col=col, showlegend=col == 1)
     for col in (1, 2):
         fig.update_xaxes(title_text="training step", row=1, col=col)
     fig.update_yaxes(title_text="relative change of the layer's gradient", row=1, col=1)
@@ -162,37 +239,40 @@ def ics_figure(pair: Runs, title: str, layers: Sequence[str] = ("linear2", "line
     return _legend_below(fig, title=title)
 
 
-def landscape_figure(pair: Runs, title: str) -> go.Figure:
-    """Along the gradient, at every record, without and with BN: the band of the loss over the step sizes
-    (left), the band of the gradient change (middle) and the effective beta-smoothness (right)."""
+def landscape_figure(probed: Mapping[str, Sequence[wb.Probed]], title: str) -> go.Figure:
+    """Along the gradient, at every probed record, without and with BN (probed: label -> one
+    ``experiments.Probed`` per seed): the loss range over the step sizes (left), the largest gradient
+    change (middle) and the effective beta-smoothness (right); median over seeds and their range."""
+    measures = {"loss range": "max − min of L(w − s g)",
+                "gradient change": "max |∇L(w) − ∇L(w − s g)|",
+                "beta": "max |Δ∇L| / |s g|"}
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07,
-                        subplot_titles=["loss along the gradient", "gradient change along the gradient",
+                        subplot_titles=["loss range along the gradient", "gradient change along the gradient",
                                         "effective β-smoothness"])
-    for label, history in pair.items():
-        index = NET_COLORS[label]
-        for col, what in ((1, "losses"), (2, "changes")):
-            values = wb.probe_series(history, what)
-            add_band(fig, history.steps, values.min(1), values.max(1), f"{label}: range over step sizes",
-                     index, mode="lines", showlegend=col == 1, legendgroup=label, row=1, col=col)
-        add_line(fig, history.steps, wb.probe_series(history, "beta"), f"{label}: β", index, row=1, col=3)
-    titles = ["loss on the batch (nats)", "|∇L(w) − ∇L(w − s g)|", "max |Δ∇L| / |s g|"]
-    for col, y_title in enumerate(titles, start=1):
+    for label, per_seed in probed.items():
+        for col, what in enumerate(measures, start=1):
+            values = np.array([wb.probe_series(one, what) for one in per_seed])
+            _seed_band(fig, per_seed[0].steps, values, label, NET_COLORS[label], row=1, col=col,
+                       showlegend=col == 1)
+    for col, y_title in enumerate(measures.values(), start=1):
         fig.update_xaxes(title_text="training step", row=1, col=col)
         fig.update_yaxes(title_text=y_title, type="log", row=1, col=col)
     return _legend_below(fig, title=title)
 
 
-def weight_norm_figure(history: History, lr: float, title: str,
+def weight_norm_figure(histories: Sequence[History], lr: float, title: str,
                        layers: Sequence[str] = ("linear1", "linear2", "linear3"),
                        units: int = wb.WIDTH) -> go.Figure:
-    """For a network with BN: |W| of each hidden Linear layer relative to its start (left), and the
-    effective learning rate lr / mean_j |w_j|² = lr · units / |W|² of its rows (right), over training."""
+    """For a network with BN trained under several seeds (one History each): |W| of each hidden Linear
+    layer relative to its start (left), and the effective learning rate lr / mean_j |w_j|² =
+    lr · units / |W|² of its rows (right), over training; median over seeds and their range."""
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                         subplot_titles=["weight norm, relative to the start", "effective learning rate"])
+    steps = histories[0].steps
     for i, layer in enumerate(layers):
-        norms = wb.weight_norm_series(history, layer)
-        add_line(fig, history.steps, norms / norms[0], layer, i + 2, row=1, col=1)
-        add_line(fig, history.steps, lr * units / norms ** 2, layer, i + 2, row=1, col=2, showlegend=False)
+        norms = np.array([wb.weight_norm_series(h, layer) for h in histories])
+        _seed_band(fig, steps, norms / norms[:, :1], layer, i + 2, row=1, col=1)
+        _seed_band(fig, steps, lr * units / norms ** 2, layer, i + 2, row=1, col=2, showlegend=False)
     fig.update_xaxes(title_text="training step", row=1, col=1)
     fig.update_xaxes(title_text="training step", row=1, col=2)
     fig.update_yaxes(title_text="|W(t)| / |W(0)|", row=1, col=1)
@@ -200,16 +280,20 @@ def weight_norm_figure(history: History, lr: float, title: str,
     return _legend_below(fig, title=title)
 
 
-def pitfalls_figure(accuracies: Mapping[str, float], reference: float, title: str) -> go.Figure:
-    """One bar per way of evaluating the same trained BN network (label -> test accuracy), with the
-    correct eval-mode accuracy as a dotted line."""
-    fig = new_figure(title, "how the trained BN network was evaluated", "test accuracy (fraction correct)")
-    colors = [NET_COLORS["with BN"] if value >= reference - 0.02 else 5 for value in accuracies.values()]
-    fig.add_trace(go.Bar(x=list(accuracies), y=list(accuracies.values()),
-                         marker_color=[color(c) for c in colors],
-                         text=[f"{value:.0%}" for value in accuracies.values()], textposition="outside",
-                         showlegend=False))
+def pitfalls_figure(accuracies: Mapping[str, OverSeeds], reference: float, title: str) -> go.Figure:
+    """One bar per way of evaluating the same trained BN networks (label -> test accuracy over seeds):
+    the median, with the range over seeds as an error bar; the correct eval-mode median as a dotted
+    line."""
+    fig = new_figure(title, "how the trained BN networks were evaluated", "test accuracy (fraction correct)")
+    medians = [value.median for value in accuracies.values()]
+    colors = [NET_COLORS["with BN"] if median >= reference - 0.02 else 5 for median in medians]
+    fig.add_trace(go.Bar(x=list(accuracies), y=medians, marker_color=[color(c) for c in colors],
+                         error_y={"type": "data", "symmetric": False,
+                                  "array": [v.high - v.median for v in accuracies.values()],
+                                  "arrayminus": [v.median - v.low for v in accuracies.values()]},
+                         text=[f"{median:.0%}" for median in medians], textposition="inside",
+                         insidetextanchor="middle", showlegend=False))
     fig.add_hline(y=reference, line_dash="dot", line_color=color(7))
-    fig.update_yaxes(range=[0, 1.12])
+    fig.update_yaxes(range=[0, 1.05])
     fig.update_layout(**WIDE, margin={"t": 70, "b": 150})
     return fig
