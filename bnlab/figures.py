@@ -104,7 +104,7 @@ def add_band(fig: go.Figure, x: Sequence[float], low: Sequence[float], high: Seq
     x = np.asarray(x)
     fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
                              y=np.concatenate([np.asarray(high), np.asarray(low)[::-1]]),
-                             fill="toself", fillcolor=color(index), opacity=0.25,
+                             fill="toself", fillcolor=color(index), opacity=0.25, mode="lines",
                              line=dict(width=0), name=name, hoverinfo="skip", **trace), row=row, col=col)
     return fig
 

@@ -177,3 +177,17 @@ def test_unit_percentiles_of_non_finite_values_follow_torch():
     q = torch.tensor([0.15, 0.5, 0.85])
     assert torch.equal(unit_percentiles(x, q).isnan(), torch.quantile(x, q, dim=0).isnan())
     assert torch.equal(unit_percentiles(x, q)[:, 1], torch.quantile(x, q, dim=0)[:, 1])
+
+
+def test_no_percentiles_asked_for_records_none():
+    from bnlab.data import load_digits
+    from bnlab.ensemble import Member, train_ensemble
+    from bnlab.models import make_mlp
+    from bnlab.training import train
+    data = load_digits(seed=0)
+    alone = train(make_mlp(hidden=(8,), seed=0), data, steps=2, lr=0.1, record_every=1, percentiles=(),
+                  seed=0, progress=False)
+    together = train_ensemble([Member(seed=0, lr=0.1, hidden=(8,))], data, steps=2, record_every=1,
+                              percentiles=(), progress=False)[0]
+    for history in (alone, together):
+        assert history.steps == [0, 1, 2] and history.percentile_array("act1").shape == (3, 0, 8)
