@@ -330,6 +330,8 @@ def test_detached_vs_inside_reads_every_setting_over_the_seeds(small_section4):
         assert np.allclose(readings.late_accuracy().values, readings.test_accuracy[:, 1:].mean(axis=1))
     inside = small_section4["BN (inside)", 2.0]
     assert np.ptp(inside.bias_norm, axis=1).max() < 1e-5  # BN: the Linear biases do not move
+    with pytest.raises(ValueError, match="'bias' or 'weight'"):
+        inside.growth("gamma")
 
 
 def test_detached_vs_inside_agrees_with_training_each_seed_alone(small_section4, digits):

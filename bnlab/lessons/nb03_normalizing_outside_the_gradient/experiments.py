@@ -478,14 +478,19 @@ class MLPReadings:
     own_statistics: np.ndarray
     effective_lr: np.ndarray
 
+    def norms(self, kind: str) -> np.ndarray:
+        """(S, R) the norms of the hidden biases (kind="bias") or weights (kind="weight")."""
+        if kind not in ("bias", "weight"):
+            raise ValueError(f"kind must be 'bias' or 'weight', got {kind!r}")
+        return self.bias_norm if kind == "bias" else self.weight_norm
+
     def growth(self, kind: str) -> OverSeeds:
         """The final norm of the hidden biases (kind="bias") or weights ("weight") over the initial one."""
-        norms = {"bias": self.bias_norm, "weight": self.weight_norm}[kind]
-        return OverSeeds(self.seeds, norms[:, -1] / norms[:, 0])
+        return OverSeeds(self.seeds, self.norms(kind)[:, -1] / self.norms(kind)[:, 0])
 
     def final(self, kind: str) -> OverSeeds:
         """The final norm of the hidden biases (kind="bias") or weights ("weight")."""
-        return OverSeeds(self.seeds, {"bias": self.bias_norm, "weight": self.weight_norm}[kind][:, -1])
+        return OverSeeds(self.seeds, self.norms(kind)[:, -1])
 
     def late_accuracy(self, own_statistics: bool = False) -> OverSeeds:
         """Test accuracy averaged over the second half of the records (the end of training, without one
