@@ -274,3 +274,100 @@ def test_standardize_mistakes_are_named():
     assert "mean is still outside" in check_standardize_in_graph(og.standardize_outside_gradient).message
     assert "unbiased" in check_standardize_in_graph(unbiased).message
     assert "variance 1" in check_standardize_in_graph(og.center_in_graph).message
+
+
+# ---- section 1 over seeds ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_centering_over_seeds_gives_each_seed_its_own_toy_run(inside):
+    seeds = (0, 3)
+    over = og.centering_over_seeds(seeds, inside=inside, steps=30, lr=0.1, record_every=10)
+    assert over.seeds == seeds and over.bias.shape == over.gradient.shape == over.loss.shape == (4, 2)
+    assert list(over.steps) == [0, 10, 20, 30] and over.drift_per_step().shape == (3, 2)
+    for k, seed in enumerate(seeds):
+        layer = og.ToyLayer(og.toy_start(seed), og.normalization(False, inside), learn_weight=False)
+        alone = og.train_toy(layer, og.toy_problem(seed=seed), steps=30, lr=0.1, record_every=10)
+        assert np.allclose(over.bias[:, k], alone.probes["b"], rtol=1e-9, atol=1e-12)
+        assert np.allclose(over.gradient[:, k], alone.probes["dL/db"], rtol=1e-9, atol=1e-12)
+        assert np.allclose(over.loss[:, k], alone.probes["loss"], rtol=1e-12)
+
+
+def test_exact_drift_checks_hold_for_every_seed_and_catch_a_broken_run():
+    seeds = (0, 1, 2)
+    outside, inside = (og.centering_over_seeds(seeds, inside=where, steps=40) for where in (False, True))
+    checks = og.exact_drift_checks(outside, inside, lr=0.1)
+    assert all(held.shape == (3,) and held.all() for held in checks.values())
+    bias = outside.bias.copy()
+    bias[2:, 1] += 0.5  # seed 1's b jumps once: its drift is no longer constant
+    broken = og.CenteringOverSeeds(outside.seeds, outside.steps, bias, outside.gradient, outside.loss)
+    held = og.exact_drift_checks(broken, inside, lr=0.1)["b moves by the same amount every step"]
+    assert list(held) == [True, False, True]
+
+
+def test_centering_over_seeds_rejects_bad_settings():
+    with pytest.raises(ValueError, match="at least one seed"):
+        og.centering_over_seeds((), inside=False)
+    with pytest.raises(ValueError, match="positive lr"):
+        og.centering_over_seeds((0,), inside=False, lr=-0.1)
+
+
+# ---- section 4 over seeds ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_section4(digits):
+    return og.detached_vs_inside(digits, seeds=(0, 1), lrs=(2.0,), steps=20, record_every=10)
+
+
+def test_detached_vs_inside_reads_every_setting_over_the_seeds(small_section4):
+    assert set(small_section4) == {("BN (inside)", 2.0), ("statistics outside", 2.0)}
+    for readings in small_section4.values():
+        assert readings.seeds == (0, 1) and list(readings.steps) == [0, 10, 20]
+        for array in (readings.bias_norm, readings.weight_norm, readings.test_accuracy, readings.own_statistics):
+            assert array.shape == (2, 3)
+        assert readings.effective_lr.shape == (2,)
+        assert len(readings.growth("weight")) == 2 and len(readings.late_accuracy(own_statistics=True)) == 2
+        assert np.allclose(readings.growth("bias").values, readings.bias_norm[:, -1] / readings.bias_norm[:, 0])
+        assert np.allclose(readings.late_accuracy().values, readings.test_accuracy[:, 1:].mean(axis=1))
+    inside = small_section4["BN (inside)", 2.0]
+    assert np.ptp(inside.bias_norm, axis=1).max() < 1e-5  # BN: the Linear biases do not move
+    with pytest.raises(ValueError, match="'bias' or 'weight'"):
+        inside.growth("gamma")
+
+
+def test_detached_vs_inside_agrees_with_training_each_seed_alone(small_section4, digits):
+    for label, norm in og.MLP_NETWORKS.items():
+        model = make_mlp(norm=norm, seed=1)
+        history = train(model, digits, steps=20, lr=2.0, record_every=10, seed=1, progress=False,
+                        probes={og.OWN_STATISTICS: og.batch_statistics_accuracy})
+        alone = og.read_mlp(history, model, 2.0)
+        readings = small_section4[label, 2.0]
+        assert np.allclose(readings.weight_norm[1], alone["weight_norm"], rtol=1e-4)
+        assert np.allclose(readings.bias_norm[1], alone["bias_norm"], rtol=1e-4)
+        assert np.allclose(readings.test_accuracy[1], alone["test_accuracy"], atol=0.01)
+        assert readings.effective_lr[1] == pytest.approx(alone["effective_lr"], rel=1e-3)
+
+
+def test_read_mlp_refuses_a_diverged_run(digits):
+    model = make_mlp(hidden=(8,), norm="bnlab_bn_detached", seed=0)
+    history = train(model, digits, steps=2, lr=0.5, record_every=1, seed=0, progress=False,
+                    probes={og.OWN_STATISTICS: og.batch_statistics_accuracy})
+    history.diverged_at, history.divergence = 2, "the loss became nan"
+    with pytest.raises(ValueError, match="diverged at step 2"):
+        og.read_mlp(history, model, 0.5)
+    with pytest.raises(ValueError, match="at least one seed"):
+        og.detached_vs_inside(digits, seeds=())
+
+
+def test_section4_figures_draw_medians_and_bands(small_section4):
+    from bnlab.lessons.nb03_normalizing_outside_the_gradient.figures import (
+        accuracy_figure,
+        norms_figure,
+        summary_table,
+    )
+    norms = norms_figure(small_section4, 2.0)
+    assert "medians over 2 seeds" in norms.layout.title.text
+    assert len(norms.data) == 8  # 2 networks × (weights, biases) × (band, median line)
+    assert len(accuracy_figure(small_section4, 2.0).data) == 6
+    table = summary_table(small_section4)
+    assert list(table.data[0].cells.values[1]) == ["BN (inside)", "statistics outside"]
+    assert "(" in table.data[0].cells.values[5][0]  # "median (lowest to highest)"

@@ -246,3 +246,71 @@ def test_set_to_identity_makes_the_bn_network_compute_the_plain_one():
         bn.set_to_identity(nn.Sequential(BatchNorm(64, affine=False)), X)
     with pytest.raises(ValueError, match="nn.Sequential"):
         bn.set_to_identity(BatchNorm(64), X)
+
+
+# ---- over seeds ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits():
+    from bnlab.data import load_digits
+    return load_digits(seed=0)
+
+
+@pytest.fixture(scope="module")
+def two_networks(digits):
+    return bn.train_networks(digits, seeds=(0, 1), steps=20, lr=0.5)
+
+
+def test_train_networks_agrees_with_training_each_seed_alone(two_networks, digits):
+    from bnlab.models import make_mlp
+    from bnlab.training import train
+    assert two_networks.seeds == (0, 1) and len(two_networks.networks) == 2
+    assert all(not network.training for network in two_networks.networks)
+    alone = make_mlp(norm="bnlab_bn", seed=1)
+    history = train(alone, digits, steps=20, lr=0.5, record_every=5, seed=1, progress=False)
+    assert two_networks.final_accuracy().values[1] == pytest.approx(history.final_accuracy, abs=0.01)
+    for name, value in alone.state_dict().items():
+        assert torch.allclose(two_networks.networks[1].state_dict()[name], value, atol=1e-4), name
+    with pytest.raises(ValueError, match="at least one seed"):
+        bn.train_networks(digits, seeds=())
+
+
+def test_sweep_over_seeds_is_each_networks_own_sweep(two_networks, digits):
+    sweeps = bn.sweep_over_seeds(two_networks.networks, two_networks.seeds, digits, batch_sizes=(2, 8),
+                                 repeats=1)
+    assert sweeps.batch_accuracy.shape == (2, 2) and sweeps.eval.values.shape == (2,)
+    alone = bn.batch_size_sweep(two_networks.networks[1], digits, batch_sizes=(2, 8), repeats=1, seed=1)
+    assert sweeps.at(8).values[1] == alone.at(8) and sweeps.eval.values[1] == alone.eval_accuracy
+    with pytest.raises(ValueError, match="not swept"):
+        sweeps.at(4)
+    with pytest.raises(ValueError, match="one network per seed"):
+        bn.sweep_over_seeds(two_networks.networks, (0,), digits)
+    from bnlab.lessons.nb04_batchnorm_from_scratch.figures import sweep_figure
+    assert len(sweep_figure(sweeps).data) == 4  # training and eval mode: a band and a median line each
+
+
+def test_running_vs_population_compares_without_changing_the_model(two_networks, digits):
+    from bnlab.probes import accuracy
+    model = two_networks.networks[0]
+    saved = {name: value.clone() for name, value in model.state_dict().items()}
+    comparison = bn.running_vs_population(model, digits, batch_size=60, seed=0)
+    assert set(comparison.mean_gap) == set(comparison.var_ratio) == {"norm1", "norm2", "norm3"}
+    assert all(low <= high for low, high in comparison.var_ratio.values())
+    assert comparison.accuracy_running == accuracy(model, digits.X_test, digits.y_test)
+    assert all(torch.equal(value, model.state_dict()[name]) for name, value in saved.items())
+    mean, var = bn.population_statistics(model, digits.X_train, 60, seed=0)["norm2"]
+    expected = ((mean - model.norm2.running_mean).abs() / var.sqrt()).max().item()
+    assert comparison.mean_gap["norm2"] == pytest.approx(expected)
+
+
+def test_shape_batches_and_batch_norm_keep_the_shape():
+    first, again, other = bn.shape_batches(seed=0), bn.shape_batches(seed=0), bn.shape_batches(seed=1)
+    assert list(first) == ["Gaussian", "bimodal", "skewed"] and all(v.shape == (500,) for v in first.values())
+    assert all(np.array_equal(first[name], again[name]) for name in first)
+    assert not np.array_equal(first["skewed"], other["skewed"])
+    for values in first.values():
+        out = bn.batch_norm_1d(values)
+        assert abs(out.mean()) < 1e-12 and abs(out.std() - 1) < 1e-4
+        assert bn.skewness(out) == pytest.approx(bn.skewness(values), abs=1e-9)
+        assert bn.central_share(out) == bn.central_share(values)
+    assert bn.central_share(first["bimodal"]) < 0.05 and bn.skewness(first["skewed"]) > 1

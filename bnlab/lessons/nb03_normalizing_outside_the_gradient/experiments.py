@@ -12,9 +12,11 @@ Pieces, from small to large:
 * ``ToyLayer``, the paper's layer, and ``toy_problem`` / ``toy_start``, its data and initial
   weight; ``train_toy`` trains it by plain full-batch gradient descent, written out, and ``lr_sweep``
   trains one copy per learning rate side by side in the same loop;
+* ``centering_over_seeds``: section 1's toy for several seeds at once (one column per seed), and
+  ``exact_drift_checks``, what the paper's algebra says of each seed's run;
 * ``rescaled_steps``: the effective learning rate of a scale-invariant layer, measured;
 * helpers that read a digits MLP (``hidden_norm``, ``batch_statistics_accuracy``,
-  ``median_effective_lr``);
+  ``median_effective_lr``), and ``detached_vs_inside``: section 4's MLPs trained under several seeds;
 * ``bias_step_outside_gradient``, the solution of the notebook's first exercise.
 """
 
@@ -29,11 +31,14 @@ import torch
 from torch import nn
 
 from ...data import Split, whiten
-from ...models import blocks_of
+from ...ensemble import Member, train_ensemble
+from ...models import blocks_of, make_mlp
+from ...parallel import side_by_side
 from ...probes import training_mode_accuracy
 from ...runs import trained
 from ...seeding import numpy_rng
-from ...training import History
+from ...statistics import OverSeeds
+from ...training import History, train
 
 Normalize = Callable[[torch.Tensor], torch.Tensor]  # (N, C) -> (N, C), statistics over the batch
 
@@ -313,6 +318,75 @@ def all_drift_sweeps(seed: int | None = None) -> dict[str, dict[str, Sweep]]:
     return {choice: drift_sweeps(choice, seed) for choice in NORMALIZATION_CHOICES}
 
 
+# ---- section 1 over seeds: the toy of every seed at once ------------------------------------
+
+@dataclass(frozen=True)
+class CenteringOverSeeds:
+    """Section 1's toy layer (W frozen, only b learns) trained under K seeds at once, each on its own data.
+
+    seeds (K,), steps (R,); bias, gradient (dL/db, the one the optimizer used) and loss (mean squared
+    error): (R, K), column k for seeds[k]."""
+
+    seeds: tuple[int, ...]
+    steps: np.ndarray
+    bias: np.ndarray
+    gradient: np.ndarray
+    loss: np.ndarray
+
+    def drift_per_step(self) -> np.ndarray:
+        """How far b moved per step between consecutive records: (R - 1, K)."""
+        return np.diff(self.bias, axis=0) / np.diff(self.steps)[:, None]
+
+
+def centering_over_seeds(seeds: Sequence[int], inside: bool, steps: int = 1000, lr: float = 0.1,
+                         record_every: int = 10) -> CenteringOverSeeds:
+    """Full-batch gradient descent on section 1's toy layer for every seed at once: column k of the
+    (N, K) matrices is seed k's layer, x_k = z_k @ W_k + b_k with seed k's data and start W_k (frozen),
+    centered over the batch with the mean ``inside`` autograd or outside it. Column k is exactly what
+    ``train_toy`` gives on ``toy_problem(seed=k)`` (the centering works column by column)."""
+    seeds = tuple(int(seed) for seed in seeds)
+    if not seeds or not lr > 0 or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"need at least one seed, a positive lr and a positive integer number of steps, got "
+                         f"seeds={seeds!r}, lr={lr!r}, steps={steps!r}")
+    problems = [toy_problem(seed=seed) for seed in seeds]
+    u = torch.stack([p.X_train @ torch.as_tensor(toy_start(seed)) for p, seed in zip(problems, seeds)],
+                    dim=1)                                                   # (N, K): the frozen z @ W
+    y = torch.stack([p.y_train for p in problems], dim=1)                   # (N, K)
+    b = torch.zeros(len(seeds), dtype=torch.float64, requires_grad=True)  # (K,)
+    center = normalization(scale=False, inside=inside)
+    recorded: dict[str, list[np.ndarray]] = {"steps": [], "bias": [], "gradient": [], "loss": []}
+    for step in range(steps + 1):
+        loss = ((center(u + b) - y) ** 2).mean(dim=0)                       # (K,): each seed's own loss
+        (gradient,) = torch.autograd.grad(loss.sum(), b)                   # seed k's dL/db_k
+        if step % record_every == 0 or step == steps:
+            recorded["steps"].append(np.array(step))
+            for name, value in (("bias", b), ("gradient", gradient), ("loss", loss)):
+                recorded[name].append(value.detach().numpy().copy())
+        if step < steps:
+            with torch.no_grad():
+                b -= lr * gradient
+    return CenteringOverSeeds(seeds, *(np.stack(recorded[name]) for name in ("steps", "bias", "gradient",
+                                                                              "loss")))
+
+
+def exact_drift_checks(outside: CenteringOverSeeds, inside: CenteringOverSeeds,
+                       lr: float) -> dict[str, np.ndarray]:
+    """What the paper's algebra says of each seed's run, checked to float64 rounding: a (K,) True/False
+    per statement, statement (in words) -> per seed. ``outside``, ``inside``: the same seeds and steps."""
+    drift = outside.drift_per_step()                                        # (R - 1, K)
+    scale = np.abs(outside.gradient).max(axis=0)                           # (K,)
+    return {
+        "b moves by the same amount every step":
+            np.ptp(drift, axis=0) < 1e-9 * np.abs(drift).mean(axis=0),
+        "that amount is -η·dL/db": np.all(np.abs(drift + lr * outside.gradient[:-1]) <= 1e-9 * lr * scale,
+                                          axis=0),
+        "the loss never changes": np.ptp(outside.loss, axis=0) < 1e-10,
+        "and is the loss with the mean inside": np.abs(outside.loss - inside.loss).max(axis=0) < 1e-10,
+        "inside the gradient dL/db = 0 and b stays at 0":
+            (np.abs(inside.gradient).max(axis=0) < 1e-12) & (np.abs(inside.bias).max(axis=0) < 1e-12),
+    }
+
+
 # ---- the effective learning rate of a scale-invariant layer --------------------------------
 
 def rescaled_steps(layer: ToyLayer, data: Split, lr: float,
@@ -376,6 +450,123 @@ def median_effective_lr(model: nn.Module, lr: float) -> float:
     if not squared:
         raise ValueError("the model has no hidden blocks (build it with bnlab.models.make_mlp)")
     return float(lr / torch.cat(squared).median())
+
+
+# ---- section 4: the digits MLP with its statistics inside and outside autograd, over seeds ----------
+
+MLP_NETWORKS = {"BN (inside)": "bnlab_bn", "statistics outside": "bnlab_bn_detached"}  # label -> make_mlp norm
+MLP_LRS = (0.5, 2.0)
+MLP_STEPS, MLP_RECORD_EVERY = 500, 50
+OWN_STATISTICS = "batch-statistics accuracy"  # the probe's name in a History
+
+
+@dataclass(frozen=True)
+class MLPReadings:
+    """One setting of section 4 (a network of ``MLP_NETWORKS`` at one learning rate) under S seeds.
+
+    seeds (S,), steps (R,); (S, R), row s for seeds[s]: ``bias_norm`` and ``weight_norm`` (all hidden
+    Linear layers together, ``hidden_norm``), ``test_accuracy`` (eval mode: the running averages),
+    ``own_statistics`` (each normalization with the test set's own statistics); ``effective_lr`` (S,):
+    lr / |w_j|^2 at the end, median over the hidden units (``median_effective_lr``)."""
+
+    lr: float
+    seeds: tuple[int, ...]
+    steps: np.ndarray
+    bias_norm: np.ndarray
+    weight_norm: np.ndarray
+    test_accuracy: np.ndarray
+    own_statistics: np.ndarray
+    effective_lr: np.ndarray
+
+    def norms(self, kind: str) -> np.ndarray:
+        """(S, R) the norms of the hidden biases (kind="bias") or weights (kind="weight")."""
+        if kind not in ("bias", "weight"):
+            raise ValueError(f"kind must be 'bias' or 'weight', got {kind!r}")
+        return self.bias_norm if kind == "bias" else self.weight_norm
+
+    def growth(self, kind: str) -> OverSeeds:
+        """The final norm of the hidden biases (kind="bias") or weights ("weight") over the initial one."""
+        return OverSeeds(self.seeds, self.norms(kind)[:, -1] / self.norms(kind)[:, 0])
+
+    def final(self, kind: str) -> OverSeeds:
+        """The final norm of the hidden biases (kind="bias") or weights ("weight")."""
+        return OverSeeds(self.seeds, self.norms(kind)[:, -1])
+
+    def late_accuracy(self, own_statistics: bool = False) -> OverSeeds:
+        """Test accuracy averaged over the second half of the records (the end of training, without one
+        lucky record); with the running averages, or with the test set's own statistics."""
+        accuracy = self.own_statistics if own_statistics else self.test_accuracy
+        return OverSeeds(self.seeds, accuracy[:, accuracy.shape[1] // 2:].mean(axis=1))
+
+    def effective(self) -> OverSeeds:
+        return OverSeeds(self.seeds, self.effective_lr)
+
+
+def read_mlp(history: History, model: nn.Module, lr: float) -> dict[str, np.ndarray | float]:
+    """What section 4 keeps of one trained MLP (``model``, trained at ``lr``, with the probe
+    ``OWN_STATISTICS``): its rows of an ``MLPReadings``. A run that diverged has no place in it."""
+    if history.diverged:
+        raise ValueError(f"a run diverged at step {history.diverged_at} ({history.divergence}); "
+                         "section 4's settings never diverged when they were chosen")
+    return {"steps": np.array(history.steps), "bias_norm": hidden_norm(history, model, "bias"),
+            "weight_norm": hidden_norm(history, model, "weight"),
+            "test_accuracy": np.array(history.test_accuracy),
+            "own_statistics": np.array(history.probes[OWN_STATISTICS]),
+            "effective_lr": median_effective_lr(model, lr)}
+
+
+def _train_inside(runs: list[tuple[int, float]], data: Split, steps: int,
+                  record_every: int) -> list[dict]:
+    """True BN (statistics inside autograd) for every (seed, lr) of ``runs``, in one ensemble."""
+    members = [Member(seed, lr, norm=MLP_NETWORKS["BN (inside)"]) for seed, lr in runs]
+    histories = train_ensemble(members, data, steps=steps, record_every=record_every, progress=False,
+                               probes={OWN_STATISTICS: batch_statistics_accuracy})
+    return [read_mlp(history, histories.network(k), member.lr)
+            for k, (history, member) in enumerate(zip(histories, members))]
+
+
+def _train_outside(run: tuple[int, float], data: Split, steps: int, record_every: int) -> dict:
+    """BN with its statistics detached (not supported by the ensemble), one (seed, lr) with ``train``."""
+    seed, lr = run
+    model = make_mlp(norm=MLP_NETWORKS["statistics outside"], seed=seed)
+    history = train(model, data, steps=steps, lr=lr, record_every=record_every, seed=seed, progress=False,
+                    probes={OWN_STATISTICS: batch_statistics_accuracy})
+    return read_mlp(history, model, lr)
+
+
+def detached_vs_inside(data: Split, seeds: Sequence[int], lrs: Sequence[float] = MLP_LRS,
+                       steps: int = MLP_STEPS, record_every: int = MLP_RECORD_EVERY
+                       ) -> dict[tuple[str, float], MLPReadings]:
+    """Section 4: the digits MLP with BN inside autograd and with its statistics outside, trained by SGD
+    (batch 60) for ``steps`` steps at every learning rate of ``lrs`` under every seed of ``seeds``
+    (initial weights and mini-batch order). Returns (label of ``MLP_NETWORKS``, lr) -> MLPReadings.
+
+    The BN networks train in one ensemble; the detached ones one by one with ``train``; the ensemble and
+    the detached runs share the CPU cores (``side_by_side``)."""
+    seeds = tuple(int(seed) for seed in seeds)
+    if not seeds or not lrs:
+        raise ValueError(f"need at least one seed and one learning rate, got seeds={seeds!r}, lrs={lrs!r}")
+    runs = [(seed, float(lr)) for lr in lrs for seed in seeds]
+    jobs = [("inside", runs)] + [("outside", [run]) for run in runs]  # the ensemble first: the longest job
+
+    def do(job: tuple[str, list[tuple[int, float]]]) -> list[dict]:
+        kind, its_runs = job
+        if kind == "inside":
+            return _train_inside(its_runs, data, steps, record_every)
+        return [_train_outside(its_runs[0], data, steps, record_every)]
+
+    inside, *outside = side_by_side(do, jobs)
+    readings = {("BN (inside)", run): row for run, row in zip(runs, inside)}
+    readings |= {("statistics outside", run): rows[0] for run, rows in zip(runs, outside)}
+    return {(label, lr): _stacked(lr, seeds, [readings[label, (seed, lr)] for seed in seeds])
+            for label in MLP_NETWORKS for lr in (float(lr) for lr in lrs)}
+
+
+def _stacked(lr: float, seeds: tuple[int, ...], rows: list[dict]) -> MLPReadings:
+    """The rows of one setting, one per seed, as an MLPReadings."""
+    stack = {name: np.stack([row[name] for row in rows]) for name in rows[0] if name != "steps"}
+    return MLPReadings(lr, seeds, rows[0]["steps"], stack["bias_norm"], stack["weight_norm"],
+                       stack["test_accuracy"], stack["own_statistics"], stack["effective_lr"])
 
 
 def bias_step_outside_gradient(x_hat: np.ndarray, y: np.ndarray, lr: float) -> float:

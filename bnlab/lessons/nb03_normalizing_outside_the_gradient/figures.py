@@ -1,5 +1,7 @@
-"""Notebook 03, section 2: the slider panel of the toy layer's drift against the learning rate, with
-centering only or centering and scaling. It only draws: the sweeps come from ``experiments.lr_sweep``."""
+"""Notebook 03, sections 2 and 4: the slider panel of the toy layer's drift against the learning rate, with
+centering only or centering and scaling (section 2), and the figures of the digits MLPs over seeds
+(section 4). They only draw: the sweeps come from ``experiments.lr_sweep``, the MLP readings from
+``experiments.detached_vs_inside``."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ...figures import color
+from ...figures import add_seed_band, color, new_figure
+from ...statistics import OverSeeds
 from ...widgets import SliderPanel, choice, log_slider
-from .experiments import NORMALIZATION_CHOICES, PANEL_LRS, WHERE, Sweep
+from .experiments import MLP_NETWORKS, NORMALIZATION_CHOICES, PANEL_LRS, WHERE, MLPReadings, Sweep
 
 SUBPLOTS = ("bias b", "weight norm |W|", "training loss (mean squared error)")
 
@@ -83,3 +86,69 @@ def drift_panel(sweeps_by_choice: Mapping[str, Mapping[str, Sweep]], lr: float =
                        caption="The toy layer x = z·W + b, normalized over its 200 examples, W and b both "
                                "learned. Solid orange: mean (and standard deviation) treated as constants; "
                                "dashed blue: inside autograd. Same data, same start, same plain SGD.")
+
+
+# ---- section 4: the digits MLPs over seeds ---------------------------------------------------------
+
+Readings = Mapping[tuple[str, float], MLPReadings]  # (label of MLP_NETWORKS, lr) -> readings over seeds
+
+
+def norms_figure(readings: Readings, lr: float) -> go.Figure:
+    """The hidden weights' and biases' norms, relative to step 0, of both networks at ``lr``: the median
+    over the seeds and the range they span, on a log scale."""
+    outside, inside = readings["statistics outside", lr], readings["BN (inside)", lr]
+    fig = new_figure(f"η = {lr:g}, statistics outside: hidden biases grow {outside.growth('bias').median:.0f}-fold "
+                     f"and weights {outside.growth('weight').median:.0f}-fold (medians over "
+                     f"{len(outside.seeds)} seeds);<br>with BN the biases never move and the weights grow "
+                     f"{inside.growth('weight').median:.1f}-fold",
+                     "training step (SGD, batch 60)", "norm / norm at step 0 (log scale)", log_y=True)
+    for i, label in enumerate(MLP_NETWORKS):
+        run = readings[label, lr]
+        add_seed_band(fig, run.steps, run.weight_norm / run.weight_norm[:, :1], f"weights, {label}", i)
+        add_seed_band(fig, run.steps, run.bias_norm / run.bias_norm[:, :1], f"biases, {label}", i, dash="dot")
+    fig.update_yaxes(tickvals=[1, 2, 5, 10, 20, 50, 100])
+    fig.update_layout(legend=dict(orientation="h", y=-0.2), height=500, margin=dict(b=120))
+    return fig
+
+
+def accuracy_figure(readings: Readings, lr: float) -> go.Figure:
+    """Test accuracy of both networks at ``lr`` over training (median and range over the seeds), and the
+    detached network's accuracy when it normalizes with the test set's own statistics."""
+    outside, inside = readings["statistics outside", lr], readings["BN (inside)", lr]
+    late = {name: run.late_accuracy(own).median for name, run, own in
+            (("BN", inside, False), ("outside", outside, False), ("own", outside, True))}
+    fig = new_figure(f"η = {lr:g}, test accuracy over the second half of training, median of {len(outside.seeds)} "
+                     f"seeds:<br>{late['BN']:.0%} with BN, {late['outside']:.0%} with statistics outside, "
+                     f"{late['own']:.0%} when it normalizes with the test set's own statistics",
+                     "training step (SGD, batch 60)", "test accuracy (fraction correct)")
+    add_seed_band(fig, inside.steps, inside.test_accuracy, "BN (inside)", 0)
+    add_seed_band(fig, outside.steps, outside.test_accuracy, "statistics outside", 1)
+    add_seed_band(fig, outside.steps, outside.own_statistics, "statistics outside, with the test set's own "
+                  "statistics", 1, dash="dot")
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_layout(legend=dict(orientation="h", y=-0.2), height=480, margin=dict(b=110))
+    return fig
+
+
+def _cell(values: OverSeeds, fmt: str) -> str:
+    return f"{fmt.format(values.median)} ({fmt.format(values.low)} to {fmt.format(values.high)})"
+
+
+def summary_table(readings: Readings) -> go.Figure:
+    """Section 4's numbers as a table: for every learning rate and network, the median over the seeds
+    and (in brackets) the lowest and highest seed."""
+    header = ["η", "network", "|b| end / start", "|W| end / start", "η/|w_j|² at the end",
+              "test accuracy", "with the test set's own statistics"]
+    rows = []
+    for (label, lr), run in sorted(readings.items(), key=lambda item: (item[0][1], item[0][0])):
+        rows.append([f"{lr:g}", label, _cell(run.growth("bias"), "{:.2g}"), _cell(run.growth("weight"), "{:.2g}"),
+                     _cell(run.effective(), "{:.2g}"), _cell(run.late_accuracy(), "{:.0%}"),
+                     _cell(run.late_accuracy(own_statistics=True), "{:.0%}")])
+    seeds = next(iter(readings.values())).seeds
+    fig = go.Figure(go.Table(header=dict(values=header, align="left", fill_color="#EEEEEE"),
+                             cells=dict(values=list(zip(*rows)), align="left", height=26),
+                             columnwidth=[0.5, 1.6, 1.4, 1.4, 1.7, 1.4, 1.7]))
+    fig.update_layout(title=f"Median over {len(seeds)} seeds (lowest to highest seed); test accuracy: mean over the "
+                            "second half of training; η/|w_j|²: median over hidden units",
+                      width=1000, height=250, margin=dict(t=70, b=10, l=10, r=10))
+    return fig

@@ -5,14 +5,18 @@
   affine map (``inference_affine``), and a network run the way training mode runs it, one batch at a
   time (``forward_in_batches``, ``accuracy_with_batch_statistics``, ``batch_size_sweep``).
 * ``set_to_identity``: gamma and beta that give the input back.
-* ``first_layer_preactivations``, ``gamma_beta_unit``, ``skewness``, ``central_share``: the inputs and
-  measures of the gamma/beta and shape sections.
+* Over seeds: ``train_networks`` (section 4's network under every claim seed, in one ensemble),
+  ``running_vs_population`` (Algorithm 2 against the running averages, one network) and
+  ``sweep_over_seeds`` (the test batch-size sweep of every network).
+* ``first_layer_preactivations``, ``gamma_beta_unit``, ``skewness``, ``central_share``, ``shape_batches``:
+  the inputs and measures of the gamma/beta and shape sections.
 
 Feature layouts: (N, C) for a fully connected layer, (N, C, H, W) for a convolutional one.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -22,16 +26,21 @@ from torch import nn
 
 from ...batchnorm import BatchNorm, affine_parameters, batch_statistics, normalize, per_channel, reduction_dims
 from ...data import Split, load_digits
+from ...ensemble import EnsembleHistories, Member, train_ensemble
 from ...models import make_mlp
 from ...probes import accuracy
 from ...runs import trained
-from ...seeding import torch_generator
+from ...seeding import numpy_rng, torch_generator
+from ...statistics import OverSeeds
 from ...training import train
 
 TEST_BATCH_SIZES = tuple(range(2, 65))
 
-# generator streams (see bnlab.seeding) of the test-time experiments
-STREAM_POPULATION_BATCHES, STREAM_TEST_BATCHES = 41, 42
+SWEEP_SIZES = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # the batch sizes swept for every seed's network
+SHAPE_SAMPLES = 500  # values in each of section 5's batches
+
+# generator streams (see bnlab.seeding) of the test-time experiments and of section 5's batches
+STREAM_POPULATION_BATCHES, STREAM_TEST_BATCHES, STREAM_SHAPES = 41, 42, 47
 
 
 # ---- Algorithm 1 by hand: the training-mode forward and its backward --------------------------
@@ -278,6 +287,25 @@ def central_share(values: np.ndarray, within: float = 0.5) -> float:
     return float(np.mean(np.abs(x - x.mean()) < within * x.std()))
 
 
+def shape_batches(seed: int | None = None, n: int = SHAPE_SAMPLES) -> dict[str, np.ndarray]:
+    """Section 5's three batches of ``n`` values, drawn under ``seed``: "Gaussian" (mean 5, std 2),
+    "bimodal" (two clusters at -3 and 3, std 0.5 each, about half in each) and "skewed"
+    (1 + an exponential with mean 2: a long right tail). Each (n,)."""
+    rng = numpy_rng(seed, stream=STREAM_SHAPES)
+    return {
+        "Gaussian": rng.normal(5.0, 2.0, n),
+        "bimodal": np.where(rng.random(n) < 0.5, rng.normal(-3.0, 0.5, n), rng.normal(3.0, 0.5, n)),
+        "skewed": 1.0 + rng.exponential(2.0, n),
+    }
+
+
+def batch_norm_1d(values: np.ndarray) -> np.ndarray:
+    """One unit's batch (n,) through Algorithm 1 with gamma = 1, beta = 0, in float64: (n,)."""
+    x = torch.as_tensor(np.asarray(values, dtype=np.float64))[:, None]
+    ones, zeros = torch.ones(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    return batch_norm_forward(x, ones, zeros)[:, 0].numpy()
+
+
 @dataclass(frozen=True)
 class BatchSizeSweep:
     """Test accuracy of one trained network, left in training mode, against the test batch size.
@@ -307,6 +335,104 @@ def batch_size_sweep(model: nn.Sequential, data: Split, batch_sizes: Sequence[in
     batch_accuracy = [accuracy_with_batch_statistics(model, data.X_test, data.y_test, int(m), repeats,
                                                         seed) for m in sizes]
     return BatchSizeSweep(sizes, np.array(batch_accuracy), accuracy(model, data.X_test, data.y_test))
+
+
+@dataclass(frozen=True)
+class SweepOverSeeds:
+    """The batch-size sweep of S trained networks, one per seed.
+
+    seeds (S,); batch_sizes (K,); batch_accuracy (S, K): row s is seeds[s]'s network in training mode on
+    test batches of each size; eval_accuracy (S,): each network in eval mode."""
+
+    seeds: tuple[int, ...]
+    batch_sizes: np.ndarray
+    batch_accuracy: np.ndarray
+    eval_accuracy: np.ndarray
+
+    def at(self, batch_size: int) -> OverSeeds:
+        """The batch-statistics accuracy at one of the swept batch sizes, over the seeds."""
+        matches = np.flatnonzero(self.batch_sizes == batch_size)
+        if not matches.size:
+            raise ValueError(f"batch size {batch_size} was not swept; swept: "
+                             f"{', '.join(str(m) for m in self.batch_sizes)}")
+        return OverSeeds(self.seeds, self.batch_accuracy[:, matches[0]])
+
+    @property
+    def eval(self) -> OverSeeds:
+        """The eval-mode accuracy (running statistics) over the seeds."""
+        return OverSeeds(self.seeds, self.eval_accuracy)
+
+
+def sweep_over_seeds(networks: Sequence[nn.Sequential], seeds: Sequence[int], data: Split,
+                     batch_sizes: Sequence[int] = SWEEP_SIZES, repeats: int = 5) -> SweepOverSeeds:
+    """``batch_size_sweep`` of every network (networks[s] trained under seeds[s], whose test batches it
+    draws from seeds[s] too)."""
+    if len(networks) != len(seeds) or not seeds:
+        raise ValueError(f"need one network per seed, got {len(networks)} networks and {len(seeds)} seeds")
+    sweeps = [batch_size_sweep(network, data, batch_sizes, repeats, seed=seed)
+              for network, seed in zip(networks, seeds)]
+    return SweepOverSeeds(tuple(int(seed) for seed in seeds), sweeps[0].batch_sizes,
+                          np.stack([sweep.batch_accuracy for sweep in sweeps]),
+                          np.array([sweep.eval_accuracy for sweep in sweeps]))
+
+
+@dataclass(frozen=True)
+class TrainedNetworks:
+    """Section 4's network trained under several seeds: ``histories`` (their Histories, in the order of
+    ``seeds``) and ``networks`` (the trained networks, in eval mode)."""
+
+    seeds: tuple[int, ...]
+    histories: EnsembleHistories
+    networks: tuple[nn.Sequential, ...]
+
+    def final_accuracy(self) -> OverSeeds:
+        """Test accuracy in eval mode at the end of training, over the seeds."""
+        return OverSeeds(self.seeds, [history.final_accuracy for history in self.histories])
+
+
+def train_networks(data: Split, seeds: Sequence[int], steps: int = 1000, lr: float = 0.5,
+                   batch_size: int = 60) -> TrainedNetworks:
+    """The digits MLP with bnlab's BN trained by plain SGD under every seed (initial weights and
+    mini-batch order), all in one ensemble: network s is what ``train(make_mlp(norm="bnlab_bn",
+    seed=seeds[s]), data, steps=steps, lr=lr, batch_size=batch_size, seed=seeds[s])`` gives."""
+    seeds = tuple(int(seed) for seed in seeds)
+    if not seeds:
+        raise ValueError("need at least one seed")
+    members = [Member(seed, lr, batch_size=batch_size, norm="bnlab_bn") for seed in seeds]
+    histories = train_ensemble(members, data, steps=steps, record_every=steps // 4 or 1, progress=False)
+    return TrainedNetworks(seeds, histories, tuple(histories.network(k).eval() for k in range(len(seeds))))
+
+
+@dataclass(frozen=True)
+class RunningVsPopulation:
+    """Algorithm 2's population statistics against a network's running averages.
+
+    mean_gap:   BN layer name -> max over units of |E[x] - running mean| / sqrt(Var[x]) (standard deviations)
+    var_ratio:  BN layer name -> (lowest, highest) Var[x] / running var over the units
+    accuracy_running, accuracy_population: test accuracy in eval mode with either"""
+
+    mean_gap: dict[str, float]
+    var_ratio: dict[str, tuple[float, float]]
+    accuracy_running: float
+    accuracy_population: float
+
+
+def running_vs_population(model: nn.Sequential, data: Split, batch_size: int = 60,
+                          seed: int | None = None) -> RunningVsPopulation:
+    """Compute Algorithm 2's population statistics of ``model`` (one epoch of training batches, shuffled by
+    ``seed``) and compare them with its running averages; the model is not changed."""
+    population = population_statistics(model, data.X_train, batch_size, seed)
+    with_population = copy.deepcopy(model)
+    mean_gap, var_ratio = {}, {}
+    for name, (mean, var) in population.items():
+        running = getattr(model, name)
+        getattr(with_population, name).running_mean.copy_(mean)
+        getattr(with_population, name).running_var.copy_(var)
+        mean_gap[name] = ((mean - running.running_mean).abs() / var.sqrt()).max().item()
+        ratio = var / running.running_var
+        var_ratio[name] = (ratio.min().item(), ratio.max().item())
+    return RunningVsPopulation(mean_gap, var_ratio, accuracy(model, data.X_test, data.y_test),
+                               accuracy(with_population, data.X_test, data.y_test))
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 Slider panels: ``gamma_beta_panel`` (what gamma and beta do to one unit's outputs, and to the
 sigmoid after it) and ``batch_size_panel`` (a trained network left in training mode at test time:
-the normalized values and the accuracy against the test batch size). Static figure: ``shape_figure``
-(BN matches two moments, not the shape).
+the normalized values and the accuracy against the test batch size). Static figures: ``sweep_figure``
+(the same accuracy for the network of every seed) and ``shape_figure`` (BN matches two moments, not
+the shape).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from plotly.subplots import make_subplots
 from torch import nn
 
 from ...data import Split
-from ...figures import add_line, color, new_figure
+from ...figures import add_line, add_seed_band, color, new_figure
 from ...probes import saturated_fraction
 from ...seeding import torch_generator
 from ...widgets import SliderPanel, float_slider, int_slider
 from . import experiments as bn
-from .experiments import BatchSizeSweep, skewness, to_numpy
+from .experiments import BatchSizeSweep, SweepOverSeeds, skewness, to_numpy
 
 GAMMA_BETA_EDGES = np.arange(-15.0, 15.001, 0.25)   # histogram bins of the BN output (its units)
 SIGMOID_EDGES = np.linspace(0.0, 1.0, 26)
@@ -165,4 +166,22 @@ def shape_figure(after: Mapping[str, np.ndarray | torch.Tensor], title: str) -> 
         add_line(fig, _centers(edges), _share(x, edges), f"{name} (skewness {skewness(x):+.2f})", i,
                  line_shape="hvh", dash=(None, "dash", "dot")[i % 3])
     fig.update_layout(legend=dict(x=0.99, xanchor="right", y=0.98))
+    return fig
+
+
+def sweep_figure(sweeps: SweepOverSeeds) -> go.Figure:
+    """Test accuracy of every seed's trained network against the test batch size m, in training mode
+    (each BN layer uses the statistics of the test batch) and in eval mode: medians and seed ranges."""
+    sizes = sweeps.batch_sizes
+    eval_rows = np.repeat(sweeps.eval_accuracy[:, None], len(sizes), axis=1)   # (S, K): the same for every m
+    shown = [m for m in (2, 4) if m in sizes] or [int(sizes.min()), int(sizes.max())]  # sizes the title quotes
+    medians = ", ".join(f"{sweeps.at(m).median:.0%} at m = {m}" for m in shown)
+    fig = new_figure(f"Left in training mode, all {len(sweeps.seeds)} networks lose accuracy on small test "
+                     f"batches<br>(median {medians}); in eval mode {sweeps.eval.median:.0%} whatever m",
+                     "test batch size m (log scale)", "test accuracy (fraction correct)", log_x=True)
+    add_seed_band(fig, sizes, sweeps.batch_accuracy, "training mode (statistics of each test batch)", 5)
+    add_seed_band(fig, sizes, eval_rows, "eval mode (running statistics)", 7, dash="dash")
+    fig.update_xaxes(tickvals=[2, 4, 8, 16, 32, 64])
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_layout(legend=dict(orientation="h", y=-0.2), height=460, margin=dict(b=110))
     return fig
