@@ -22,8 +22,8 @@ param_norms, gamma/beta, the pre-activation percentiles over the test set, probe
 * ``seconds`` is the member's share of its group's wall time (the group's time / its size);
 * ``settings`` holds seed, lr, init_std, batch_size and momentum (``train``'s: lr and batch_size);
 * probes are called on a copy of the member's network, built at every record (a cost only probes pay).
-Not supported: regression targets, and norms other than "none", "torch_bn" and "bnlab_bn" (LayerNorm,
-GroupNorm and the detached BN train with ``train``).
+Not supported: regression targets, and norms other than "none", "torch_bn", "bnlab_bn" and
+"bnlab_bn_detached" (LayerNorm and GroupNorm train with ``train``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from .parallel import side_by_side
 from .seeding import resolve_seed
 from .training import PERCENTILES, History, Probe, _Progress, batch_order, unit_percentiles
 
-NORMS = ("none", "torch_bn", "bnlab_bn")  # the normalizations an ensemble member can have
+NORMS = ("none", "torch_bn", "bnlab_bn", "bnlab_bn_detached")  # the normalizations a member can have
 BN_MOMENTUM, BN_EPS = 0.1, 1e-5           # both BN layers' defaults (PyTorch's momentum convention)
 ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
@@ -58,7 +58,8 @@ class Member:
     init_std:   weights from N(0, init_std^2) and zero biases; None for PyTorch's default init
     batch_size: examples per step
     hidden, activation, norm, bias: the architecture, as ``make_mlp`` takes it; norm is "none",
-                "torch_bn" (PyTorch's BatchNorm1d) or "bnlab_bn" (bnlab's BatchNorm), which compute the
+                "torch_bn" (PyTorch's BatchNorm1d), "bnlab_bn" (bnlab's BatchNorm) or "bnlab_bn_detached"
+                (its batch statistics outside autograd: notebook 03); the first two compute the
                 same thing and differ in parameter names (norm1.weight / norm1.gamma)
     """
 
@@ -153,7 +154,7 @@ class StackedMLP:
                         if name not in self.parameters and not name.endswith("num_batches_tracked")}
         self.depth = len(networks[0].blocks)
         self.activation, self.norm = ACTIVATION_FUNCTIONS[activation], norm
-        self.gamma, self.beta = ("gamma", "beta") if norm == "bnlab_bn" else ("weight", "bias")
+        self.gamma, self.beta = ("weight", "bias") if norm == "torch_bn" else ("gamma", "beta")
         self.size = len(networks)
 
     def forward(self, x: torch.Tensor, training: bool) -> Pass:
@@ -164,7 +165,7 @@ class StackedMLP:
         for number in range(1, self.depth + 1):
             z = self._linear(f"linear{number}", h)
             if self.norm != "none":
-                if self.norm == "bnlab_bn":
+                if self.norm != "torch_bn":  # bnlab's BN checks its input, as the member alone would
                     finite &= torch.isfinite(z).flatten(1).all(dim=1)
                 z = self._batch_norm(f"norm{number}", z, training)
             preactivations.append(z)
@@ -182,12 +183,28 @@ class StackedMLP:
         """BatchNorm of every member's units over its N examples: z (K, C, N) -> (K, C, N).
         Training mode also updates the running statistics in place (unbiased variance, momentum 0.1)."""
         k, c, n = z.shape
+        if self.norm == "bnlab_bn_detached" and training:
+            return self._detached_batch_norm(name, z)
         # as (1, K*C, N), F.batch_norm sees K*C channels of N values: one channel per member and unit
         out = F.batch_norm(z.reshape(1, k * c, n), self.buffers[f"{name}.running_mean"].view(-1),
                            self.buffers[f"{name}.running_var"].view(-1),
                            self.parameters[f"{name}.{self.gamma}"].view(-1),
                            self.parameters[f"{name}.{self.beta}"].view(-1), training, BN_MOMENTUM, BN_EPS)
         return out.view(k, c, n)
+
+    def _detached_batch_norm(self, name: str, z: torch.Tensor) -> torch.Tensor:
+        """Training-mode BN whose batch mean and variance are constants for autograd (notebook 03's
+        "normalization outside the gradient step"), running statistics updated as bnlab's BatchNorm does."""
+        mean = z.detach().mean(dim=2, keepdim=True)                       # (K, C, 1)
+        var = z.detach().var(dim=2, unbiased=False, keepdim=True)         # biased, as Algorithm 1
+        n = z.shape[2]
+        with torch.no_grad():
+            self.buffers[f"{name}.running_mean"].lerp_(mean.squeeze(2), BN_MOMENTUM)
+            self.buffers[f"{name}.running_var"].lerp_(var.squeeze(2) * n / (n - 1), BN_MOMENTUM)
+        gamma = self.parameters[f"{name}.{self.gamma}"].unsqueeze(2)
+        beta = self.parameters[f"{name}.{self.beta}"].unsqueeze(2)
+        x_hat = (z - mean) / torch.sqrt(var + BN_EPS)
+        return gamma * x_hat + beta
 
     @torch.no_grad()
     def restore_buffers(self, saved: Mapping[str, torch.Tensor], keep: torch.Tensor) -> None:

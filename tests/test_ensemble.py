@@ -23,6 +23,7 @@ MEMBERS = [
     Member(seed=4, lr=0.5, norm="bnlab_bn", hidden=(32,), batch_size=30),
     Member(seed=5, lr=0.3, init_std=0.5, activation="tanh", batch_size=30, hidden=(64, 32)),
     Member(seed=7, lr=0.5, norm="torch_bn", bias=False, hidden=(32,)),
+    Member(seed=8, lr=0.5, norm="bnlab_bn_detached", hidden=(32, 32)),            # notebook 03's runaway
     Member(seed=6, lr=50.0, init_std=1.0, activation="relu", hidden=(64, 32)),    # diverges in a few steps
 ]
 

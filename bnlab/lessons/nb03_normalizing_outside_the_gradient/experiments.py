@@ -16,7 +16,8 @@ Pieces, from small to large:
   ``exact_drift_checks``, what the paper's algebra says of each seed's run;
 * ``rescaled_steps``: the effective learning rate of a scale-invariant layer, measured;
 * helpers that read a digits MLP (``hidden_norm``, ``batch_statistics_accuracy``,
-  ``median_effective_lr``), and ``detached_vs_inside``: section 4's MLPs trained under several seeds;
+  ``median_effective_lr``), and ``detached_vs_inside``: section 4's MLPs trained under several seeds
+  (one ensemble);
 * ``bias_step_outside_gradient``, the solution of the notebook's first exercise.
 """
 
@@ -32,13 +33,12 @@ from torch import nn
 
 from ...data import Split, whiten
 from ...ensemble import Member, train_ensemble
-from ...models import blocks_of, make_mlp
-from ...parallel import side_by_side
+from ...models import blocks_of
 from ...probes import training_mode_accuracy
 from ...runs import trained
 from ...seeding import numpy_rng
 from ...statistics import OverSeeds
-from ...training import History, train
+from ...training import History
 
 Normalize = Callable[[torch.Tensor], torch.Tensor]  # (N, C) -> (N, C), statistics over the batch
 
@@ -515,25 +515,6 @@ def read_mlp(history: History, model: nn.Module, lr: float) -> dict[str, np.ndar
             "effective_lr": median_effective_lr(model, lr)}
 
 
-def _train_inside(runs: list[tuple[int, float]], data: Split, steps: int,
-                  record_every: int) -> list[dict]:
-    """True BN (statistics inside autograd) for every (seed, lr) of ``runs``, in one ensemble."""
-    members = [Member(seed, lr, norm=MLP_NETWORKS["BN (inside)"]) for seed, lr in runs]
-    histories = train_ensemble(members, data, steps=steps, record_every=record_every, progress=False,
-                               probes={OWN_STATISTICS: batch_statistics_accuracy})
-    return [read_mlp(history, histories.network(k), member.lr)
-            for k, (history, member) in enumerate(zip(histories, members))]
-
-
-def _train_outside(run: tuple[int, float], data: Split, steps: int, record_every: int) -> dict:
-    """BN with its statistics detached (not supported by the ensemble), one (seed, lr) with ``train``."""
-    seed, lr = run
-    model = make_mlp(norm=MLP_NETWORKS["statistics outside"], seed=seed)
-    history = train(model, data, steps=steps, lr=lr, record_every=record_every, seed=seed, progress=False,
-                    probes={OWN_STATISTICS: batch_statistics_accuracy})
-    return read_mlp(history, model, lr)
-
-
 def detached_vs_inside(data: Split, seeds: Sequence[int], lrs: Sequence[float] = MLP_LRS,
                        steps: int = MLP_STEPS, record_every: int = MLP_RECORD_EVERY
                        ) -> dict[tuple[str, float], MLPReadings]:
@@ -541,24 +522,18 @@ def detached_vs_inside(data: Split, seeds: Sequence[int], lrs: Sequence[float] =
     (batch 60) for ``steps`` steps at every learning rate of ``lrs`` under every seed of ``seeds``
     (initial weights and mini-batch order). Returns (label of ``MLP_NETWORKS``, lr) -> MLPReadings.
 
-    The BN networks train in one ensemble; the detached ones one by one with ``train``; the ensemble and
-    the detached runs share the CPU cores (``side_by_side``)."""
+    Every network trains in one ``train_ensemble`` call: one batched group per kind of BN, the two
+    groups side by side on the CPU cores."""
     seeds = tuple(int(seed) for seed in seeds)
     if not seeds or not lrs:
         raise ValueError(f"need at least one seed and one learning rate, got seeds={seeds!r}, lrs={lrs!r}")
-    runs = [(seed, float(lr)) for lr in lrs for seed in seeds]
-    jobs = [("inside", runs)] + [("outside", [run]) for run in runs]  # the ensemble first: the longest job
-
-    def do(job: tuple[str, list[tuple[int, float]]]) -> list[dict]:
-        kind, its_runs = job
-        if kind == "inside":
-            return _train_inside(its_runs, data, steps, record_every)
-        return [_train_outside(its_runs[0], data, steps, record_every)]
-
-    inside, *outside = side_by_side(do, jobs)
-    readings = {("BN (inside)", run): row for run, row in zip(runs, inside)}
-    readings |= {("statistics outside", run): rows[0] for run, rows in zip(runs, outside)}
-    return {(label, lr): _stacked(lr, seeds, [readings[label, (seed, lr)] for seed in seeds])
+    settings = [(label, float(lr), seed) for label in MLP_NETWORKS for lr in lrs for seed in seeds]
+    members = [Member(seed, lr, norm=MLP_NETWORKS[label]) for label, lr, seed in settings]
+    histories = train_ensemble(members, data, steps=steps, record_every=record_every, progress=False,
+                               probes={OWN_STATISTICS: batch_statistics_accuracy})
+    rows = {setting: read_mlp(history, histories.network(k), setting[1])
+            for k, (setting, history) in enumerate(zip(settings, histories))}
+    return {(label, lr): _stacked(lr, seeds, [rows[label, lr, seed] for seed in seeds])
             for label in MLP_NETWORKS for lr in (float(lr) for lr in lrs)}
 
 
