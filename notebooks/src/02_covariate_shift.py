@@ -276,9 +276,9 @@ drift_figure(drifts)
 # by 1 to 3 units without BN and stay within about 0.2 with BN". What you measure decides whether that
 # holds. Three choices:
 #
-# * **Running or batch statistics.** `bnlab.training.train` (and `bnlab.ensemble`, which trains our 16
-#   networks as `train` would) records the percentiles in eval mode, where
-#   BN uses its *running* averages. At step 0 these are placeholders (mean 0, variance 1), so the
+# * **Running or batch statistics.** `bnlab.training.train` (and `bnlab.ensemble`, which trains our
+#   networks as `train` would) records the percentiles in eval mode, where BN uses its *running*
+#   averages. At step 0 these are placeholders (mean 0, variance 1), so the
 #   untrained BN network passes its tiny, unnormalized inputs straight through; the averages catch up
 #   only after some tens of steps. That start is an artefact of the bookkeeping, not a distribution the
 #   network ever trained on.
@@ -322,11 +322,11 @@ assert bn["running statistics, from step 500"] > bn["batch statistics, from step
 assert gamma_growth.low > 1.3 and largest_beta.high < 0.3
 
 # %% [markdown]
-# What holds in every seed: without BN a unit's percentiles travel well over 1 unit and the distribution
-# widens dozens of times over; with BN they travel about a third as far (less than half as far even
-# after step 500) and the width changes by less than a factor of 2. "Within about 0.2" comes close only
-# for the **median** percentile (about a quarter of a unit over the whole run). The 15th and 85th
-# percentiles move further because γ grows by about 40%: BN does not freeze a layer's input
+# What reproduces over the 8 seeds: without BN a unit's percentiles travel well over 1 unit and the
+# distribution widens dozens of times over; with BN they travel about a third as far (less than half as
+# far even after step 500) and the width changes by less than a factor of 2. "Within about 0.2" comes
+# close only for the **median** percentile (about a quarter of a unit over the whole run). The 15th and
+# 85th percentiles move further because γ grows by about 40%: BN does not freeze a layer's input
 # distribution. It changes *who* moves it: two parameters per unit that gradient descent sets on
 # purpose, instead of every weight in the layers below. Measured in eval mode from step 0, BN's drift
 # more than doubles, purely because of the placeholder running statistics; and even later, running
