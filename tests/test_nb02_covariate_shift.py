@@ -1,4 +1,4 @@
-"""Notebook 02's machinery (bnlab.covariate_shift), its figures and panels, and its exercise checks."""
+"""Notebook 02's machinery (bnlab.lessons.nb02_covariate_shift), its figures, panels and exercise checks."""
 
 import dataclasses
 
@@ -14,11 +14,17 @@ from bnlab.lessons.nb02_covariate_shift.figures import (
     figure_1,
     minibatch_panel,
     saturation_panel,
+    saturation_table,
+    seed_curves_figure,
     shift_figure,
 )
 from bnlab.models import WITH_AND_WITHOUT_BN, make_mlp
 from bnlab.probes import accuracy
 from bnlab.probes import preactivations as batch_statistics_preactivations
+from bnlab.parallel import single_thread
+from bnlab.training import train
+
+SEEDS = (0, 1)
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +33,15 @@ def raw():
 
 
 @pytest.fixture(scope="module")
-def pair():
-    """A short Figure 1 run: 200 steps, a record every 50."""
-    return cs.train_pair(steps=200, record_every=50, seed=0)
+def data():
+    return load_digits(seed=0)
+
+
+@pytest.fixture(scope="module")
+def runs(data):
+    """A short Figure 1 experiment under two seeds: 200 steps, a record every 50."""
+    return cs.train_seed_runs([cs.FIG1_LR], steps=200, record_every=50, seeds=SEEDS, data=data,
+                              progress=False)[cs.FIG1_LR]
 
 
 # ---- covariate shift between training and test ----------------------------------------------
@@ -156,16 +168,61 @@ def test_without_bn_batch_statistics_change_nothing():
     assert torch.allclose(batch_statistics_preactivations(model, X)["act1"], expected)
 
 
-def test_train_pair_records_the_probe_for_both_networks(pair):
-    histories, models = pair
-    assert list(histories) == list(WITH_AND_WITHOUT_BN) == list(models)
-    for history in histories.values():
-        assert history.steps == [0, 50, 100, 150, 200]
-        assert cs.probe_array(history, "percentiles").shape == (5, 3, 100)
-        assert cs.probe_array(history, "saturated").shape == (5, 3)
-        assert np.all(cs.probe_array(history, "slope") <= 1.0)
-    assert "norm3" in dict(models["with BN"].named_modules())
-    assert "norm3" not in dict(models["without BN"].named_modules())
+def test_train_seed_runs_records_the_probe_for_both_networks_and_every_seed(runs):
+    assert runs.seeds == SEEDS and list(runs.histories) == list(WITH_AND_WITHOUT_BN)
+    for label, histories in runs.histories.items():
+        assert len(histories) == len(SEEDS)
+        for history in histories:
+            assert history.steps == [0, 50, 100, 150, 200]
+            assert cs.probe_array(history, "percentiles").shape == (5, 3, 100)
+            assert cs.probe_array(history, "saturated").shape == (5, 3)
+            assert np.all(cs.probe_array(history, "slope") <= 1.0)
+            assert history.percentile_array(cs.LAST_SIGMOID).shape == (5, 3, 100)  # eval mode, as recorded
+    assert runs.first() == {label: histories[0] for label, histories in runs.histories.items()}
+    assert "norm3" in dict(runs.network("with BN", 1).named_modules())
+    assert "norm3" not in dict(runs.network("without BN", 1).named_modules())
+
+
+def test_a_seed_of_the_ensemble_trains_as_that_seed_alone(runs, data):
+    """Member (network, seed) of the batched computation is the network ``train`` gives for that seed."""
+    for label, norm in WITH_AND_WITHOUT_BN.items():
+        model = make_mlp(norm=norm, seed=SEEDS[1], **cs.FIG1_NETWORK)
+        with single_thread():  # as the ensemble computes (and not slowed down by a second thread)
+            alone = train(model, data, steps=100, lr=cs.FIG1_LR, batch_size=cs.FIG1_BATCH_SIZE, record_every=50,
+                          seed=SEEDS[1], probes={cs.PROBE: cs.sigmoid_input_probe}, progress=False)
+        batched = cs.truncated(runs.histories[label][1], 100)
+        assert np.allclose(batched.test_accuracy, alone.test_accuracy, atol=1 / 450 + 1e-6)
+        for key in ("percentiles", "saturated", "slope"):
+            assert np.allclose(cs.probe_array(batched, key), cs.probe_array(alone, key), atol=1e-3)
+
+
+def test_the_probe_agrees_with_the_probes_module(data):
+    model = make_mlp(norm="torch_bn", seed=0, **cs.FIG1_NETWORK).eval()
+    with torch.no_grad():
+        model.norm2.weight.fill_(30.0)  # some saturation to count
+    probe = cs.sigmoid_input_probe(model, data)
+    inputs = list(batch_statistics_preactivations(model, data.X_test).values())
+    assert np.allclose(probe["saturated"], [cs.saturated_fraction(x) for x in inputs])
+    assert probe["saturated"][1] > 0.5
+    assert np.allclose(probe["slope"], [cs.relative_slope(x.numpy()).mean() for x in inputs], atol=1e-6)
+    assert not model.training
+
+
+def test_seed_runs_statistics_and_curves(runs):
+    final = runs.over_seeds("with BN", lambda history: history.final_accuracy)
+    assert final.seeds == SEEDS
+    assert np.allclose(final.values, [history.final_accuracy for history in runs.histories["with BN"]])
+    steps, values = runs.curves("without BN", lambda history: history.test_accuracy)
+    assert steps == [0, 50, 100, 150, 200] and values.shape == (2, 5)
+    shortened = dataclasses.replace(runs, histories={label: (cs.truncated(h[0], 100), h[1])
+                                                     for label, h in runs.histories.items()})
+    steps, values = shortened.curves("with BN", lambda history: history.test_accuracy)
+    assert len(steps) == 5 and np.isnan(values[0, 3:]).all() and not np.isnan(values[1]).any()
+
+
+def test_train_seed_runs_needs_a_learning_rate():
+    with pytest.raises(ValueError, match="at least one"):
+        cs.train_seed_runs([], steps=10)
 
 
 def test_probe_array_needs_the_probe():
@@ -175,34 +232,57 @@ def test_probe_array_needs_the_probe():
 
 
 def load_history_without_probe():
-    from bnlab.training import train
     return train(make_mlp(hidden=(8,), seed=0), load_digits(seed=0), steps=2, lr=0.1, progress=False)
 
 
-def test_a_truncated_long_run_equals_a_short_run(pair):
-    histories, _ = pair
-    short, _ = cs.train_pair(steps=100, record_every=50, seed=0)
-    for label, history in histories.items():
-        cut = cs.truncated(history, 100)
-        assert cut.steps == short[label].steps
-        assert np.allclose(cut.test_accuracy, short[label].test_accuracy)
-        assert np.allclose(cs.probe_array(cut, "percentiles"), cs.probe_array(short[label], "percentiles"),
-                           atol=1e-5)
-        assert len(cut.batch_loss) == 100 and len(history.steps) == 5  # the original is untouched
+def test_a_truncated_long_run_equals_a_short_run(runs, data):
+    short = cs.train_seed_runs([cs.FIG1_LR], steps=100, record_every=50, seeds=SEEDS[:1], data=data,
+                               progress=False)[cs.FIG1_LR]
+    for label, histories in runs.histories.items():
+        cut = cs.truncated(histories[0], 100)
+        assert cut.steps == short.histories[label][0].steps
+        assert np.allclose(cut.test_accuracy, short.histories[label][0].test_accuracy)
+        assert np.allclose(cs.probe_array(cut, "percentiles"),
+                           cs.probe_array(short.histories[label][0], "percentiles"), atol=1e-5)
+        assert len(cut.batch_loss) == 100 and len(histories[0].steps) == 5  # the original is untouched
+    thinned = cs.truncated(runs.histories["with BN"][0], 200, record_every=100)
+    assert thinned.steps == [0, 100, 200] and len(thinned.probes[cs.PROBE]) == 3
     with pytest.raises(ValueError, match="no record"):
-        cs.truncated(dataclasses.replace(histories["with BN"], steps=[10, 20]), 5)
+        cs.truncated(dataclasses.replace(runs.histories["with BN"][0], steps=[10, 20]), 5)
+    with pytest.raises(ValueError, match="not recorded every 30 steps"):
+        cs.truncated(runs.histories["with BN"][0], 200, record_every=30)
 
 
-def test_learning_rate_grid_reuses_a_run_at_its_learning_rate(pair):
-    histories, _ = pair
-    grid = cs.learning_rate_grid([cs.FIG1_LR], steps=100, record_every=50, seed=0, reuse=histories)
-    assert grid[cs.FIG1_LR]["with BN"].steps == [0, 50, 100]
-    reused = grid[cs.FIG1_LR]["with BN"].probes["sigmoid inputs"][0]
-    assert reused is histories["with BN"].probes["sigmoid inputs"][0]  # looked up, not trained again
+def test_learning_rate_grid_reuses_runs_at_their_learning_rate(runs, data):
+    grid = cs.learning_rate_grid([cs.FIG1_LR], steps=100, record_every=50, seeds=SEEDS, data=data, reuse=runs)
+    assert grid[cs.FIG1_LR].histories["with BN"][1].steps == [0, 50, 100]
+    reused = grid[cs.FIG1_LR].histories["with BN"][1].probes[cs.PROBE][0]
+    assert reused is runs.histories["with BN"][1].probes[cs.PROBE][0]  # looked up, not trained again
+    with pytest.raises(ValueError, match="shortened copy"):
+        grid[cs.FIG1_LR].network("with BN", 0)
     with pytest.raises(ValueError, match="at least one"):
         cs.learning_rate_grid([], steps=10)
     with pytest.raises(ValueError, match="not recorded every 20 steps"):
-        cs.learning_rate_grid([cs.FIG1_LR], steps=100, record_every=20, seed=0, reuse=histories)
+        cs.learning_rate_grid([cs.FIG1_LR], steps=100, record_every=20, seeds=SEEDS, reuse=runs)
+    with pytest.raises(ValueError, match="seeds"):
+        cs.learning_rate_grid([cs.FIG1_LR], steps=100, record_every=50, seeds=(5, 6), reuse=runs)
+
+
+def test_steps_to_and_shifted_accuracies(runs, raw):
+    history = runs.histories["with BN"][0]
+    assert cs.steps_to(history, 0.0) == 0 and cs.steps_to(history, 1.01) == np.inf
+    accuracies = cs.shifted_accuracies(runs, raw, {"clean": {}, "grey": dict(brightness=1.0)})
+    assert list(accuracies) == ["clean", "grey"] and list(accuracies["clean"]) == list(WITH_AND_WITHOUT_BN)
+    clean = accuracies["clean"]["with BN"]
+    assert clean.seeds == SEEDS
+    assert np.isclose(clean.values[1], accuracy(runs.network("with BN", 1), load_digits(seed=0).X_test,
+                                                raw.y_test), atol=1e-6)
+
+
+def test_gradient_ratios_show_the_vanishing_gradient(data):
+    ratios = cs.gradient_ratios(SEEDS, data)
+    assert ratios["without BN"].seeds == SEEDS
+    assert ratios["without BN"].low > 15 and ratios["with BN"].high < 5
 
 
 def test_percentile_drift_is_the_range_averaged_over_percentiles():
@@ -244,14 +324,16 @@ def test_shift_figure_states_the_accuracies(raw):
     assert np.isclose(sum(fig.data[0].y), 1.0) and np.isclose(sum(fig.data[1].y), 1.0)
 
 
-def test_figure_1_and_drift_figure(pair):
-    histories, _ = pair
-    drifts = {label: cs.percentile_drift(cs.probe_array(h, "percentiles"), h.steps)
-              for label, h in histories.items()}
+def test_figure_1_and_drift_figure(runs):
+    drifts = {label: np.stack([cs.percentile_drift(cs.probe_array(h, "percentiles"), h.steps) for h in hs])
+              for label, hs in runs.histories.items()}
     medians = {label: float(np.median(d)) for label, d in drifts.items()}
-    fig = figure_1(histories, {label: 0 for label in histories}, medians)
-    assert "without BN" in fig.layout.title.text and len(fig.data) == 2 + 2 * 2
-    assert "median drift" in drift_figure(drifts).layout.title.text
+    fig = figure_1(runs, {label: 0 for label in runs.histories}, medians)
+    assert "without BN" in fig.layout.title.text and "median of 2 seeds" in fig.layout.title.text
+    assert len(fig.data) == 2 * 2 + 2 * 2  # a seed band and a median line each, then two percentile panels
+    title = drift_figure(drifts).layout.title.text
+    assert "median drift" in title and "100 units of 2 networks" in title
+    assert len(drift_figure(drifts).data[0].x) == 200  # every unit of both seeds
 
 
 def test_minibatch_panel_title_follows_the_batch_size():
@@ -264,17 +346,30 @@ def test_minibatch_panel_title_follows_the_batch_size():
     assert panel.status.value == ""
 
 
-def test_saturation_panel_looks_runs_up_and_shows_a_diverged_run(pair):
-    histories, _ = pair
-    diverged = {label: cs.truncated(history, 100) for label, history in histories.items()}
-    diverged["without BN"].diverged_at, diverged["without BN"].divergence = 101, "the loss became nan"
-    panel = saturation_panel({0.5: histories, 9.0: diverged}, lr=0.5)
-    assert "η = 0.5" in panel.figure.layout.title.text and panel.figure.data[6].x == ()
+def test_saturation_panel_looks_runs_up_and_shows_a_diverged_run(runs):
+    diverged = cs.truncated(runs.histories["without BN"][1], 100)
+    diverged.diverged_at, diverged.divergence = 101, "the loss became nan"
+    histories = {"without BN": (runs.histories["without BN"][0], diverged),
+                 "with BN": runs.histories["with BN"]}
+    panel = saturation_panel({0.5: runs, 9.0: dataclasses.replace(runs, lr=9.0, histories=histories)}, lr=0.5)
+    assert panel.figure.layout.title.text.startswith("η = 0.5 (median of 2 seeds)")
+    assert len(panel.figure.data) == 2 * 3 * 2  # per network and column: a band and a median line
+    median_accuracy = np.median([h.test_accuracy for h in runs.histories["with BN"]], axis=0)
+    assert np.allclose(panel.figure.data[7].y, median_accuracy)  # with BN, test accuracy: the median line
     panel.set(lr=9.0)
-    assert "without BN diverged at step 101" in panel.figure.layout.title.text
-    assert panel.figure.data[6].text == ("without BN diverged at step 101",) and panel.status.value == ""
+    assert "diverged in 1" in panel.figure.layout.title.text and panel.status.value == ""
+    assert len(panel.figure.data[1].x) == 5  # the median runs on where one seed has stopped
     with pytest.raises(ValueError, match="not in the grid"):
-        saturation_panel({0.5: histories}, lr=3.0)
+        saturation_panel({0.5: runs}, lr=3.0)
+
+
+def test_saturation_table_and_seed_curves(runs):
+    table = saturation_table({0.5: runs})
+    cells = table.data[0].cells.values
+    assert list(cells[1]) == list(WITH_AND_WITHOUT_BN) and "median" in table.layout.title.text
+    assert all(" to " in cell for cell in cells[2])  # median (lowest to highest)
+    curves = seed_curves_figure(runs)
+    assert len(curves.data) == 2 * len(SEEDS) and "of 2 seeds" in curves.layout.title.text
 
 
 # ---- exercise checks -------------------------------------------------------------------------

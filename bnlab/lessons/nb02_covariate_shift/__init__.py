@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...claims import PAPER, Claim, register
+from ...seeding import claim_seeds
 from ...widgets import SliderPanel
 from . import checks, experiments, figures  # noqa: F401  (checks: read by bnlab.course)
 
@@ -20,8 +21,9 @@ def minibatches() -> SliderPanel:
 
 
 def saturation() -> SliderPanel:
-    """Section 4's panel over a small grid (two learning rates, 200 steps)."""
-    grid = experiments.learning_rate_grid(figures.DEFAULT_GRID_LRS, figures.DEFAULT_GRID_STEPS)
+    """Section 4's panel over a small grid (two learning rates, 200 steps, two seeds)."""
+    grid = experiments.learning_rate_grid(figures.DEFAULT_GRID_LRS, figures.DEFAULT_GRID_STEPS,
+                                          seeds=claim_seeds(figures.DEFAULT_GRID_SEEDS))
     return figures.saturation_panel(grid)
 
 

@@ -21,13 +21,10 @@ from ...figures import (
     WIDE,
     add_band,
     add_line,
+    add_seed_band,
     color,
-    hide_marker,
-    mark_diverged,
     new_figure,
-    show_diverged,
 )
-from ...training import History
 from ...widgets import SliderPanel, int_slider, lr_selection_slider
 from . import experiments as cs
 
@@ -35,12 +32,12 @@ from . import experiments as cs
 
 
 def shift_figure(raw: Split, contrast: float = 1.0, brightness: float = 1.0, example: int = 0,
-                 accuracies: Mapping[str, float] | None = None) -> go.Figure:
+                 accuracies: Mapping[str, float] | None = None, seeds: int | None = None) -> go.Figure:
     """Histograms of the raw pixel intensities of the training images and of the shifted test images,
     side by side, then one test image before and after the shift.
 
     raw: ``load_digits(standardized=False)``; accuracies: optional label -> accuracy on the shifted
-    images, for the title.
+    images, for the title; seeds: how many seeds that accuracy is the median of (None: one network).
     """
     train_pixels = raw.X_train.numpy().ravel()
     test_image = raw.X_test[example].numpy()
@@ -68,7 +65,8 @@ def shift_figure(raw: Split, contrast: float = 1.0, brightness: float = 1.0, exa
     title = "Covariate shift: the same digits, slightly different pixels"
     if accuracies:
         title = ("After the shift, test accuracy falls to " +
-                 ", ".join(f"{accuracy:.0%} {label}" for label, accuracy in accuracies.items()))
+                 ", ".join(f"{accuracy:.0%} {label}" for label, accuracy in accuracies.items()) +
+                 (f" (median of {seeds} seeds)" if seeds else ""))
     fig.update_layout(title=title, bargap=0)
     fig.add_annotation(text="0 = paper, 16 = ink", xref="paper", yref="paper", x=0.99, y=0.12,
                        showarrow=False, font=dict(size=11))
@@ -149,24 +147,27 @@ def _percentile_band(fig: go.Figure, steps: Sequence[int], percentiles: np.ndarr
     add_line(fig, steps, percentiles[:, 1], f"{label}: median", index, showlegend=False, row=row, col=col)
 
 
-def figure_1(histories: Mapping[str, History], units: Mapping[str, int],
-             drifts: Mapping[str, float]) -> go.Figure:
-    """The paper's Figure 1 on digits: (a) test accuracy over training for both networks; (b), (c) the
-    15/50/85th percentiles of one last-layer unit's sigmoid input (batch statistics) over training.
+def figure_1(runs: cs.SeedRuns, units: Mapping[str, int], drifts: Mapping[str, float]) -> go.Figure:
+    """The paper's Figure 1 on digits: (a) test accuracy over training for both networks, median and
+    range over the seeds of ``runs``; (b), (c) the 15/50/85th percentiles of one last-layer unit's sigmoid
+    input (batch statistics) over training, in the first seed's networks.
 
-    units: label -> the unit shown; drifts: label -> the drift measure named in the title.
+    units: label -> the unit shown (of the first seed); drifts: label -> the drift named in the title.
     """
+    first = runs.first()
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07, shared_yaxes=False,
-                        subplot_titles=["(a) test accuracy",
-                                        *[f"({'bc'[i]}) {label}, unit {units[label]}"
-                                          for i, label in enumerate(histories)]])
-    for label, history in histories.items():
-        add_line(fig, history.steps, history.test_accuracy, label, NET_COLORS[label], row=1, col=1)
-    for i, (label, history) in enumerate(histories.items()):
-        percentiles = cs.probe_array(history, "percentiles")[:, :, units[label]]
-        _percentile_band(fig, history.steps, percentiles, label, row=1, col=2 + i)
-    low = min(cs.probe_array(h, "percentiles")[:, 0, units[k]].min() for k, h in histories.items())
-    high = max(cs.probe_array(h, "percentiles")[:, 2, units[k]].max() for k, h in histories.items())
+                        subplot_titles=[f"(a) test accuracy, {len(runs.seeds)} seeds",
+                                        *[f"({'bc'[i]}) {label}, seed {runs.seeds[0]}, unit {units[label]}"
+                                          for i, label in enumerate(first)]])
+    for label in first:
+        steps, accuracies = runs.curves(label, lambda history: history.test_accuracy)
+        add_seed_band(fig, steps, accuracies, label, NET_COLORS[label], row=1, col=1)
+    percentiles = {label: cs.probe_array(history, "percentiles")[:, :, units[label]]
+                   for label, history in first.items()}
+    for i, (label, history) in enumerate(first.items()):
+        _percentile_band(fig, history.steps, percentiles[label], label, row=1, col=2 + i)
+    low = min(p[:, 0].min() for p in percentiles.values())
+    high = max(p[:, 2].max() for p in percentiles.values())
     pad = 0.1 * (high - low)
     for col in (2, 3):
         fig.update_yaxes(range=[low - pad, high + pad], row=1, col=col)  # same scale: drifts compare by eye
@@ -174,82 +175,152 @@ def figure_1(histories: Mapping[str, History], units: Mapping[str, int],
     fig.update_yaxes(title_text="fraction correct", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="sigmoid input (15/50/85th pct)", row=1, col=2)
     fig.update_xaxes(title_text="training step", row=1, col=1)
-    labels = list(histories)
-    fig.update_layout(legend=dict(x=0.02, y=0.08), margin=dict(l=60, r=20), title=(
-        f"Sigmoid-input percentiles drift by {drifts[labels[0]]:.1f} {labels[0]}, {drifts[labels[1]]:.1f} "
-        f"{labels[1]} (median unit)"))
+    labels = list(first)
+    fig.update_layout(**WIDE, legend=dict(x=0.01, y=0.06, font=dict(size=11)), margin=dict(l=60, r=20),
+                      title=(f"Sigmoid-input percentiles drift by {drifts[labels[0]]:.1f} {labels[0]}, "
+                             f"{drifts[labels[1]]:.1f} {labels[1]} (median unit, median of "
+                             f"{len(runs.seeds)} seeds)"))
     return fig
 
 
 def drift_figure(drifts: Mapping[str, np.ndarray]) -> go.Figure:
-    """Histogram of the drift of every unit (label -> (units,) array), one colour per network."""
-    medians = {label: float(np.median(d)) for label, d in drifts.items()}
+    """Histogram of the drift of every unit of every seed's network (label -> (seeds, units) array),
+    one colour per network."""
+    drifts = {label: np.atleast_2d(d) for label, d in drifts.items()}
+    medians = {label: float(np.median(np.median(d, axis=1))) for label, d in drifts.items()}
     labels = list(drifts)
-    fig = new_figure(f"All 100 units: median drift {medians[labels[0]]:.1f} {labels[0]}, "
-                     f"{medians[labels[1]]:.1f} {labels[1]}",
+    n_seeds, n_units = drifts[labels[0]].shape
+    fig = new_figure(f"All {n_units} units of {n_seeds} networks each: median drift "
+                     f"{medians[labels[0]]:.1f} {labels[0]}, {medians[labels[1]]:.1f} {labels[1]}",
                      "drift of a unit: max − min of each percentile over training, "
                      "averaged over the 3 percentiles",
                      "number of units", barmode="overlay")
     high = max(float(d.max()) for d in drifts.values())
     for label, values in drifts.items():
-        fig.add_trace(go.Histogram(x=values, name=label, marker_color=color(NET_COLORS[label]), opacity=0.7,
-                                   xbins=dict(start=0, end=high + 0.1, size=0.05)))
+        fig.add_trace(go.Histogram(x=values.ravel(), name=label, marker_color=color(NET_COLORS[label]),
+                                   opacity=0.7, xbins=dict(start=0, end=high + 0.1, size=0.05)))
     return fig
 
 
 # ---- section 4: saturation against the learning rate ----------------------------------------
 
-DEFAULT_GRID_LRS = (0.05, 8.0)  # a small grid for tests and benchmarks: cs.learning_rate_grid(DEFAULT_GRID_LRS, 200)
+DEFAULT_GRID_LRS = (0.05, 8.0)  # the panel's small grid for tests and benchmarks (PANELS)
 DEFAULT_GRID_STEPS = 200
+DEFAULT_GRID_SEEDS = 2
+SATURATION_CURVES = {  # the panel's three columns: what each draws of a History, (R,) per run
+    "test accuracy": lambda history: history.test_accuracy,
+    "saturated sigmoid inputs": lambda history: cs.probe_array(history, "saturated").mean(axis=1),
+    "mean slope of the sigmoids": lambda history: cs.probe_array(history, "slope").mean(axis=1),
+}
 
 
-def _overall(history: History, key: str) -> np.ndarray:
-    """(R,) a per-layer probe entry averaged over the layers (each layer has the same width)."""
-    return cs.probe_array(history, key).mean(axis=1)
+def _band_xy(steps: Sequence[int], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The x and y of a band trace (as ``add_band`` draws it) spanning values (n_seeds, R) over seeds."""
+    seen = ~np.all(np.isnan(values), axis=0)
+    x, values = np.asarray(steps)[seen], values[:, seen]
+    return np.concatenate([x, x[::-1]]), np.concatenate([np.nanmax(values, axis=0),
+                                                         np.nanmin(values, axis=0)[::-1]])
 
 
-def _draw_saturation(fig: go.FigureWidget, lr: float, *, grid: Mapping[float, Mapping[str, History]]) -> None:
+def saturation_summary(runs: cs.SeedRuns) -> str:
+    """The panel's title for one learning rate: median saturation at the end, and how many seeds
+    reached 90% test accuracy (or diverged), for each network."""
+    n = len(runs.seeds)
+    parts = []
+    for label, histories in runs.histories.items():
+        diverged = sum(history.diverged for history in histories)
+        saturated = runs.over_seeds(label, lambda h: SATURATION_CURVES["saturated sigmoid inputs"](h)[-1])
+        reached = sum(max(history.test_accuracy) >= 0.9 for history in histories)
+        parts.append(f"{label}: {saturated.median:.0%} saturated at the end, 90% accuracy in {reached} of {n}"
+                     + (f", diverged in {diverged}" if diverged else ""))
+    return f"η = {runs.lr:g} (median of {n} seeds) · " + " · ".join(parts)
+
+
+def _draw_saturation(fig: go.FigureWidget, lr: float, *, grid: Mapping[float, cs.SeedRuns]) -> None:
     runs = grid[lr]
-    lines = 0
-    summary = []
-    for label, history in runs.items():
-        for col, values in enumerate([history.test_accuracy, _overall(history, "saturated"),
-                                      _overall(history, "slope")]):
-            fig.data[lines].x, fig.data[lines].y = history.steps, values
-            lines += 1
-        marker = fig.data[6 + list(runs).index(label)]
-        if history.diverged:
-            show_diverged(marker, history.diverged_at, history.test_accuracy[-1], history.diverged_at, label)
-            summary.append(f"{label} diverged at step {history.diverged_at}")
-        else:
-            hide_marker(marker)
-            summary.append(f"{_overall(history, 'saturated')[-1]:.0%} {label}")
-    fig.layout.title.text = f"η = {lr:g}: saturated sigmoid inputs at the end: " + ", ".join(summary)
+    trace = 0
+    for label in runs.histories:
+        for curve in SATURATION_CURVES.values():
+            steps, values = runs.curves(label, curve)
+            fig.data[trace].x, fig.data[trace].y = _band_xy(steps, values)
+            median = np.nanmedian(values, axis=0)
+            fig.data[trace + 1].x, fig.data[trace + 1].y = np.asarray(steps), median
+            trace += 2
+    fig.layout.title.text = saturation_summary(runs)
 
 
-def saturation_panel(grid: Mapping[float, Mapping[str, History]], lr: float | None = None) -> SliderPanel:
+def saturation_panel(grid: Mapping[float, cs.SeedRuns], lr: float | None = None) -> SliderPanel:
     """Notebook 02: test accuracy, the share of saturated sigmoid inputs and the sigmoids' mean slope
-    over training, with and without BN, for each learning rate of ``grid`` (lr -> label -> History from
-    ``experiments.learning_rate_grid``). The slider only looks up."""
+    over training, with and without BN, median and range over the seeds, for each learning rate of
+    ``grid`` (lr -> SeedRuns from ``experiments.learning_rate_grid``). The slider only looks up."""
     lrs = sorted(grid)
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
-                        subplot_titles=["test accuracy", "saturated sigmoid inputs",
-                                        "mean slope of the sigmoids"])
-    for label in next(iter(grid.values())):
+    start = lr if lr is not None else lrs[len(lrs) // 2]
+    if start not in grid:
+        raise ValueError(f"lr {start} is not in the grid; the grid has {', '.join(f'{v:g}' for v in lrs)}")
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08, subplot_titles=list(SATURATION_CURVES))
+    n_seeds = len(grid[start].seeds)
+    for label in grid[start].histories:
         for col in (1, 2, 3):
-            add_line(fig, [], [], label, NET_COLORS[label], showlegend=col == 1, row=1, col=col)
-    for label in next(iter(grid.values())):
-        mark_diverged(fig, None, None, 0, label, row=1, col=1)
+            add_band(fig, [], [], [], f"{label}: range over seeds", NET_COLORS[label], showlegend=False,
+                     row=1, col=col)
+            add_line(fig, [], [], f"{label} (median of {n_seeds} seeds)", NET_COLORS[label],
+                     showlegend=col == 1, row=1, col=col)
     fig.update_yaxes(title_text="fraction correct", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="share with |x| > 3.64", range=[0, 1], row=1, col=2)
     fig.update_yaxes(title_text="mean of σ'(x) / σ'(0)", range=[0, 1.02], row=1, col=3)
     for col in (1, 2, 3):
         fig.update_xaxes(title_text="training step", row=1, col=col)
-    fig.update_layout(**WIDE, legend=dict(orientation="h", x=0.35, y=-0.22), margin=dict(b=100))
-    start = lr if lr is not None else lrs[len(lrs) // 2]
-    if start not in grid:
-        raise ValueError(f"lr {start} is not in the grid; the grid has {', '.join(f'{v:g}' for v in lrs)}")
+    fig.update_layout(**WIDE, legend=dict(orientation="h", x=0.3, y=-0.22), margin=dict(b=100),
+                      title=dict(font=dict(size=13)))
     return SliderPanel(fig, {"lr": lr_selection_slider("learning rate η", lrs, start)},
                        functools.partial(_draw_saturation, grid=grid),
                        caption="Every run was trained before the panel was built; the slider looks them up. "
-                               "All three hidden layers, over the test images, BN using batch statistics.")
+                               "Lines: the median over the seeds, shaded: their range. All three hidden "
+                               "layers, over the test images, BN using batch statistics.")
+
+
+def _median_and_range(values: np.ndarray, fmt: str) -> str:
+    """'62% (47% to 98%)': the median and range of one value per seed, each formatted by ``fmt``."""
+    low, median, high = (fmt.format(f(values)) for f in (np.nanmin, np.nanmedian, np.nanmax))
+    return f"{median} ({low} to {high})"
+
+
+def saturation_table(grid: Mapping[float, cs.SeedRuns]) -> go.Figure:
+    """At the end of every run of ``grid``: test accuracy, the saturated share of each hidden layer's
+    sigmoid inputs and the sigmoids' mean slope, as median (lowest to highest) over the seeds."""
+    rows = []
+    for lr in sorted(grid):
+        for label, histories in grid[lr].histories.items():
+            accuracy = np.array([history.final_accuracy for history in histories])  # (seeds,)
+            saturated = np.stack([cs.probe_array(h, "saturated")[-1] for h in histories])  # (seeds, layers)
+            slope = np.stack([cs.probe_array(h, "slope")[-1].mean() for h in histories])  # (seeds,)
+            rows.append([f"{lr:g}", label, _median_and_range(accuracy, "{:.0%}"),
+                         *[_median_and_range(saturated[:, layer], "{:.0%}") for layer in range(3)],
+                         _median_and_range(slope, "{:.2f}")])
+    header = ["η", "", "test accuracy", "saturated: layer 1", "layer 2", "layer 3", "mean slope"]
+    fig = go.Figure(go.Table(columnwidth=[30, 70, 130, 130, 130, 130, 120],
+                             header=dict(values=header, align="left", fill_color="#eeeeee"),
+                             cells=dict(values=list(zip(*rows)), align="left", height=24)))
+    n_seeds = len(next(iter(grid.values())).seeds)
+    fig.update_layout(**WIDE, margin=dict(l=20, r=20, t=60, b=10),
+                      title=f"At the end of each run: median (lowest to highest) over {n_seeds} seeds")
+    fig.update_layout(height=90 + 26 * len(rows))
+    return fig
+
+
+def seed_curves_figure(runs: cs.SeedRuns) -> go.Figure:
+    """Test accuracy over training of every seed's run, both networks side by side (a regime where the
+    seeds disagree: each run is drawn, not only their median)."""
+    labels = list(runs.histories)
+    fig = make_subplots(rows=1, cols=len(labels), shared_yaxes=True, horizontal_spacing=0.05,
+                        subplot_titles=[f"{label}: {len(runs.seeds)} seeds" for label in labels])
+    for col, label in enumerate(labels, start=1):
+        for seed, history in zip(runs.seeds, runs.histories[label]):
+            add_line(fig, history.steps, history.test_accuracy, f"{label}, seed {seed}", NET_COLORS[label],
+                     showlegend=False, opacity=0.7, row=1, col=col)
+        fig.update_xaxes(title_text="training step", row=1, col=col)
+    fig.update_yaxes(title_text="test accuracy", range=[0, 1.02], row=1, col=1)
+    reached = [sum(max(h.test_accuracy) >= 0.5 for h in runs.histories[label]) for label in labels]
+    fig.update_layout(**WIDE, title=f"η = {runs.lr:g}: 50% test accuracy reached in " + ", ".join(
+        f"{k} of {len(runs.seeds)} seeds {label}" for k, label in zip(reached, labels)))
+    return fig
