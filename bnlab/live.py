@@ -158,6 +158,15 @@ class LiveTrainer:
     def cached(self, key: Hashable) -> bool:
         return key in self._cache
 
+    def remember(self, key: Hashable, histories: Sequence[History]) -> None:
+        """Put a run trained elsewhere (a notebook's grid) in the cache, as if trained here."""
+        steps = max(history.steps[-1] for history in histories)
+        self._cache[key] = Frame(key, list(histories), steps, steps, done=True)
+
+    def finished_runs(self) -> dict[Hashable, Sequence[History]]:
+        """Every finished run in the cache: key -> its histories (a sweep over the values tried so far)."""
+        return {key: frame.histories for key, frame in self._cache.items()}
+
     def _train(self, key: Hashable, make_stream: Callable[[], Stream], stop: threading.Event,
                frames: bool = True) -> None:
         if stop.is_set():  # replaced before it began
@@ -187,7 +196,7 @@ class LiveTrainer:
                 self.on_frame(frame)
 
 
-Draw = Callable[..., None]  # draw(figure, frame, **control_values) edits the figure in place
+Draw = Callable[..., None]  # draw(figure, frame, finished, **control_values) edits the figure in place
 
 
 class LivePanel(SliderPanel):
@@ -196,14 +205,16 @@ class LivePanel(SliderPanel):
     figure:      the starting figure (its traces are what ``draw`` edits)
     controls:    name -> ipywidgets control; the training controls train on release
     stream_for:  stream_for(**training values) -> an EnsembleStream or RunsStream: what to train for them
-    draw:        draw(figure, frame, **all values) edits the figure for a Frame (a partial one while training)
+    draw:        draw(figure, frame, finished, **all values) edits the figure for a Frame (a partial one while
+                 training); finished: training key -> histories of every finished run (values tried so far)
     trained_by:  the names of the controls whose values need training (the others only redraw)
+    known:       training key -> histories of runs trained beforehand (a notebook's grid), shown at once
     The committed notebook shows the default values' run, trained to the end before the panel appears.
     """
 
     def __init__(self, figure: go.Figure, controls: Mapping[str, widgets.ValueWidget], *,
                  stream_for: Callable[..., Stream], draw: Draw, trained_by: Sequence[str],
-                 caption: str = "") -> None:
+                 known: Mapping[tuple, Sequence[History]] | None = None, caption: str = "") -> None:
         unknown = sorted(set(trained_by) - set(controls))
         if unknown:
             raise ValueError(f"trained_by names no control: {', '.join(unknown)}")
@@ -212,6 +223,8 @@ class LivePanel(SliderPanel):
             controls[name].continuous_update = False  # train when the learner lets go
         self.frame: Frame | None = None
         self.trainer = LiveTrainer(self._show, on_error=self._report)
+        for key, histories in (known or {}).items():
+            self.trainer.remember(tuple(key), histories)
         self._started = False
         super().__init__(figure, controls, update=lambda figure, **values: None, caption=caption)
 
@@ -243,7 +256,7 @@ class LivePanel(SliderPanel):
         self.status.value = "" if frame.done else f"<small>training… step {frame.step} of {frame.steps}</small>"
         try:
             with self.figure.batch_update():
-                self.draw(self.figure, frame, **self.values)
+                self.draw(self.figure, frame, self.trainer.finished_runs(), **self.values)
         except Exception as error:  # shown in words, never as a traceback
             self.status.value = (f"<span style='color:#D55E00'>Could not draw this setting: "
                                  f"{html.escape(str(error))}</span>")

@@ -124,6 +124,17 @@ def choice(description: str, options: list, value: Any = None) -> widgets.Toggle
                                  description=description, style={"description_width": "initial"})
 
 
+def batch_size_slider(description: str, value: int, low: int = 2, high: int = 512) -> widgets.SelectionSlider:
+    """Batch sizes from ``low`` to ``high`` in steps of about a factor √2 (2, 3, 4, 6, 8, 11, 16, ...),
+    and ``value`` itself."""
+    if not 1 <= low <= value <= high:
+        raise ValueError(f"need 1 <= low <= value <= high, got {low}, {value}, {high}")
+    sizes = {int(round(size)) for size in np.geomspace(low, high, int(np.log2(high / low) * 2) + 1)}
+    options = sorted(sizes | {value})
+    return widgets.SelectionSlider(options=options, value=value, description=description,
+                                   continuous_update=True, style={"description_width": "initial"})
+
+
 def lr_selection_slider(description: str, values: Sequence[float], value: float) -> widgets.SelectionSlider:
     """A slider that stops only at the given values (e.g. the learning rates of a precomputed grid)."""
     options = [(f"{v:g}", float(v)) for v in sorted(values)]

@@ -78,7 +78,7 @@ def accuracy_panel(digits) -> LivePanel:
     for name in ("without BN", "with BN"):
         add_line(figure, [], [], name)
 
-    def draw(fig, frame, lr):
+    def draw(fig, frame, finished, lr):
         for trace, histories in zip(fig.data, (frame.histories[:2], frame.histories[2:])):
             trace.x, trace.y = histories[0].steps, np.mean([h.test_accuracy for h in histories], axis=0)
         fig.layout.title.text = f"trained at η = {frame.histories[0].settings['lr']:g}" + (

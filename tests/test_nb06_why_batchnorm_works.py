@@ -374,26 +374,37 @@ def test_accuracy_figures_over_seeds_draw_every_setting():
     assert len(normalization_accuracy_figure(fake, "t").data) == 6
 
 
-def test_noise_panel_moves_with_the_level():
-    panel = noise_panel(wb.noisy_grid(0))
-    panel.set(level=0.0)
-    before = panel.figure.data[2].y
-    panel.set(level=4.0)
-    assert panel.figure.data[2].y != before and panel.status.value == ""
+def test_noise_panel_shows_the_grid_at_once_and_trains_any_level_live():
+    panel = noise_panel(wb.noisy_grid(0), seed=0)
+    assert "Noise level 2:" in panel.figure.layout.title.text and panel.status.value == ""
+    panel.set(level=4.0)  # on the grid: cached, drawn at once
     assert "without BN + noise diverged at step" in panel.figure.layout.title.text
     assert panel.figure.data[7].x  # the diverged marker of the noisy plain network is shown
-    with pytest.raises(ValueError, match="level must be one of"):
-        noise_panel(wb.noisy_grid(0), level=3.0)
+    panel.set(level=1.3)  # on no grid: trained now, in the background
+    panel.wait()
+    assert panel.figure.layout.title.text.startswith("Noise level 1.3: ")
+    assert all(h.steps[-1] == wb.STEPS or h.diverged for h in panel.frame.histories)
+    assert list(panel.figure.data[8].x) == [0.0, 1.3, 2.0, 4.0]  # the sweep: every level trained so far
+    with pytest.raises(ValueError, match="level must be between 0 and 6"):
+        noise_panel(wb.noisy_grid(0), level=7.0)
 
 
-def test_normalization_panel_moves_with_the_batch_size():
-    panel = normalization_panel(wb.batch_size_grid(0))
-    panel.set(batch_size=2)
-    title = panel.figure.layout.title.text
-    panel.controls["batch_size"].value = 60
-    assert panel.figure.layout.title.text != title and "Batches of 60" in panel.figure.layout.title.text
-    with pytest.raises(ValueError, match="batch_size must be one of"):
-        normalization_panel(wb.batch_size_grid(0), batch_size=5)
+def test_a_live_noisy_run_trains_as_the_notebook_trains_it():
+    stream = wb.noisy_stream(1.3, seed=0)
+    for _ in stream:
+        pass
+    alone = wb.noisy_run("noisy BN", 1.3).train_alone(0, wb.digits()).history
+    assert stream.result()[2].test_accuracy == alone.test_accuracy
+
+
+def test_normalization_panel_trains_an_off_grid_batch_size():
+    panel = normalization_panel(wb.batch_size_grid(0), seed=0)
+    panel.set(batch_size=23)
+    panel.wait()
+    assert panel.figure.layout.title.text.startswith("Batches of 23: ")
+    assert all(h.settings["batch_size"] == 23 for h in panel.frame.histories)
+    with pytest.raises(ValueError, match="low <= value <= high"):
+        normalization_panel(wb.batch_size_grid(0), batch_size=1000)
 
 
 # ---- exercise checks ------------------------------------------------------------------------------------

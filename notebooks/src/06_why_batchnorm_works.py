@@ -164,11 +164,13 @@ noisy_accuracy_figure(runs, title=f"Noisy BN ends close to clean BN and above bo
                                   f"(one dot per seed, {len(SEEDS)} seeds)")
 
 # %% [markdown]
-# Drag the noise level to see one seed's runs (the first of the 8). Left: the four networks at that level.
-# Right: where each network ends, at every level (level 0 is the clean pair).
+# Move the noise level to any value from 0 to 6 and let go: the four networks of one seed (the first of
+# the 8) train at that level while you watch, in about a second. Left: the four networks at that level.
+# Right: where each network ends, at every level trained so far (level 0 is the clean pair; levels 0,
+# 2 and 4 come from the runs above).
 
 # %%
-noisy_panel = noise_panel(wb.noisy_grid(SEEDS[0]))
+noisy_panel = noise_panel(wb.noisy_grid(SEEDS[0]), seed=SEEDS[0])
 noisy_panel
 
 # %% [markdown]
@@ -577,10 +579,11 @@ normalization_accuracy_figure(runs, title=f"With batches of {wb.TINY_BATCH}, Bat
                                           f"and GroupNorm train (one dot per seed, {len(SEEDS)} seeds)")
 
 # %% [markdown]
-# The panel shows one seed's runs at batch sizes 2, 8 and 60 (the first of the 8 seeds).
+# The panel trains one seed's four networks (the first of the 8) at any batch size from 2 to 512 when
+# you let go of the slider; batch sizes 2, 8 and 60 come from the runs above.
 
 # %%
-alternatives_panel = normalization_panel(wb.batch_size_grid(SEEDS[0]))
+alternatives_panel = normalization_panel(wb.batch_size_grid(SEEDS[0]), seed=SEEDS[0])
 alternatives_panel
 
 # %% [markdown]

@@ -135,5 +135,6 @@ def check_recompute_statistics(recompute_statistics: Callable) -> Verdict:
                    "and the network is in eval mode.")
 
 
-EXERCISES = (Exercise("effective_learning_rate", check_effective_learning_rate, solution_effective_learning_rate), Exercise("recompute_statistics", check_recompute_statistics, recompute_statistics),)
+EXERCISES = (Exercise("effective_learning_rate", check_effective_learning_rate, solution_effective_learning_rate),
+             Exercise("recompute_statistics", check_recompute_statistics, recompute_statistics))
 show_solution = solution_printer(EXERCISES)

@@ -48,7 +48,8 @@ from ...parallel import side_by_side
 from ...runs import trained_all
 from ...seeding import claim_seeds, resolve_seed, torch_generator
 from ...statistics import OverSeeds, Support
-from ...training import History, train
+from ...live import RunsStream
+from ...training import History, TrainingRun, train
 
 WIDTH, DEPTH, ACTIVATION = 100, 3, "relu"
 LR, BATCH_SIZE = 0.1, 60
@@ -328,6 +329,26 @@ def batch_size_grid(seed: int | None = None, sizes: Sequence[int] = BATCH_SIZES,
     seed = claim_seeds(seed=course_seed)[0] if seed is None else seed
     grid = {m: {label: normalization_run(label, m) for label in NORMALIZATIONS} for m in sizes}
     return _grid_histories(grid, seed, course_seed)
+
+
+def live_stream(runs: Sequence[Run], seed: int | None = None, course_seed: int | None = None) -> RunsStream:
+    """``runs`` under one network seed (default: the first claim seed) as one stream for a live panel:
+    each is ``train`` one record at a time (``TrainingRun``), in turn, on the digits of ``course_seed``."""
+    seed = claim_seeds(seed=course_seed)[0] if seed is None else seed
+    data = digits(course_seed)
+    return RunsStream([TrainingRun(run.build(seed), data, steps=run.steps, lr=run.lr, batch_size=run.batch_size,
+                                   record_every=RECORD_EVERY, percentiles=RECORDED_PERCENTILES, seed=seed)
+                       for run in runs])
+
+
+def noisy_stream(level: float, seed: int | None = None, course_seed: int | None = None) -> RunsStream:
+    """The four networks of ``NOISY`` at noise ``level``, as a live stream (histories in NOISY's order)."""
+    return live_stream([noisy_run(label, check_noise_level(level)) for label in NOISY], seed, course_seed)
+
+
+def normalization_stream(batch_size: int, seed: int | None = None, course_seed: int | None = None) -> RunsStream:
+    """The four networks of ``NORMALIZATIONS`` at ``batch_size``, as a live stream."""
+    return live_stream([normalization_run(label, batch_size) for label in NORMALIZATIONS], seed, course_seed)
 
 
 def claim_runs() -> list[Run]:

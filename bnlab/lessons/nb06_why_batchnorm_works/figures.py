@@ -1,8 +1,9 @@
 """Notebook 06, sections 1-6: its figures and slider panels (they only draw; runs come from experiments).
 
-Slider panels show one seed's runs (every run is trained before the panel is built, through
-``experiments.noisy_grid`` and ``experiments.batch_size_grid``; a callback only looks runs up):
-``noise_panel`` (noise level) and ``normalization_panel`` (batch size). Static figures show every seed
+Slider panels are live (``bnlab.live.LivePanel``): ``noise_panel`` (noise level) and
+``normalization_panel`` (batch size) train one seed's four networks at whatever value the slider is
+let go at (``experiments.noisy_stream``, ``experiments.normalization_stream``); the notebook's grid
+(``experiments.noisy_grid``, ``experiments.batch_size_grid``) is shown at once. Static figures show every seed
 (a median and the range over seeds, or one dot per seed): ``noisy_accuracy_figure``,
 ``normalization_accuracy_figure`` (both through ``late_accuracy_figure``), ``ics_figure``,
 ``landscape_figure``, ``weight_norm_figure`` and ``pitfalls_figure``.
@@ -32,12 +33,14 @@ from ...figures import (
 )
 from ...statistics import OverSeeds
 from ...training import History
-from ...widgets import SliderPanel, lr_selection_slider
+from ...live import Frame, LivePanel
+from ...widgets import batch_size_slider, float_slider
 from . import experiments as wb
 
 NOISY_COLORS = {"without BN": 0, "with BN": 1, "noisy BN": 5, "without BN + noise": 4}
 NORM_COLORS = {"no normalization": 0, "BatchNorm": 1, "LayerNorm": 2, "GroupNorm": 3}
 Runs = Mapping[str, History]  # label -> History
+MAX_NOISE = 6.0  # the noise slider's range: 0 to 6
 
 
 def _legend_below(fig: go.Figure, **layout) -> go.Figure:
@@ -46,10 +49,9 @@ def _legend_below(fig: go.Figure, **layout) -> go.Figure:
     return fig
 
 
-def _curves_figure(labels: Mapping[str, int], values: Sequence[float], right_title: str, x_title: str,
-                   right_y: str) -> go.Figure:
+def _curves_figure(labels: Mapping[str, int], right_title: str, x_title: str, right_y: str) -> go.Figure:
     """Left: one test-accuracy curve (and a diverged marker) per label; right: the late accuracy of each
-    label against the swept ``values``, and a dotted line at the current value.
+    label against the values trained so far, and a dotted line at the current value.
     Trace order: curves, markers, sweep lines, the current value."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=["test accuracy during training", right_title],
                         horizontal_spacing=0.1)
@@ -62,7 +64,7 @@ def _curves_figure(labels: Mapping[str, int], values: Sequence[float], right_tit
     add_line(fig, [], [], "this setting", 7, row=1, col=2, dash="dot", showlegend=False)
     fig.update_xaxes(title_text="training step (SGD updates)", row=1, col=1)
     fig.update_yaxes(title_text="test accuracy (fraction correct)", range=[0, 1.02], row=1, col=1)
-    fig.update_xaxes(title_text=x_title, tickvals=list(values), row=1, col=2)
+    fig.update_xaxes(title_text=x_title, row=1, col=2)
     fig.update_yaxes(title_text=right_y, range=[0, 1.02], row=1, col=2)
     return _legend_below(fig)
 
@@ -95,55 +97,68 @@ def _outcome(history: History) -> str:
     return f"{wb.late_accuracy(history):.1%}"
 
 
-# ---- noisy BN -----------------------------------------------------------------------------------------
+# ---- live panels: train at the slider's value ------------------------------------------------------
 
-def _draw_noise(fig: go.FigureWidget, level: float, *, grid: Mapping[float, Runs]) -> None:
-    runs = grid[level]
+def _draw_live(fig: go.FigureWidget, frame: Frame, finished: Mapping[tuple, Sequence[History]], *,
+               labels: Sequence[str], headline: str, **_values: float) -> None:
+    """Left: the networks of ``frame`` (``labels`` in order) as they train; right: the accuracy at the end
+    of every value trained so far, and a dotted line at this frame's value. ``headline`` holds {value}.
+    (The slider's own value is not used: while a run trains, the frame's value is the one drawn.)"""
+    value = frame.key[0]
+    runs = dict(zip(labels, frame.histories))
     _draw_runs(fig, runs)
-    _draw_sweep(fig, grid, list(runs), level)
-    fig.layout.title.text = (f"Noise level {level:g}: noisy BN {_outcome(runs['noisy BN'])}, "
-                             f"without BN + noise {_outcome(runs['without BN + noise'])} (clean: with BN "
-                             f"{_outcome(runs['with BN'])}, without {_outcome(runs['without BN'])})")
+    _draw_sweep(fig, {key[0]: dict(zip(labels, histories)) for key, histories in finished.items()}, labels,
+                value)
+    if frame.done:
+        fig.layout.title.text = headline.format(value=value) + ", ".join(
+            f"{label} {_outcome(history)}" for label, history in runs.items())
+    else:
+        fig.layout.title.text = headline.format(value=value) + f"training… step {frame.step} of {frame.steps}"
 
 
-def noise_panel(grid: Mapping[float, Runs], level: float = wb.NOISE_LEVEL) -> SliderPanel:
-    """Notebook 06: the four networks of ``experiments.NOISY`` at one noise level (left), and the accuracy
-    at the end of training against the noise level (right); grid: ``experiments.noisy_grid``."""
-    if level not in grid:
-        raise ValueError(f"level must be one of {sorted(grid)}, got {level}")
-    fig = _curves_figure(NOISY_COLORS, wb.NOISE_LEVELS, "accuracy at the end (mean over the last third)",
-                         "noise level", "test accuracy at the end")
-    slider = lr_selection_slider("noise level", wb.NOISE_LEVELS, level)
-    return SliderPanel(fig, {"level": slider}, functools.partial(_draw_noise, grid=grid),
-                       caption="Noise after every BN layer (and after every linear layer of the plain "
-                               "network): each unit is scaled by U(1, 1 + level) and shifted by "
-                               "U(-level, level), "
-                               "redrawn at every step. An X marks a run that diverged.")
+def _known(grid: Mapping[float, Runs], labels: Sequence[str]) -> dict[tuple, list[History]]:
+    """A precomputed grid as a live panel's cache: (value,) -> the histories of ``labels``."""
+    return {(value,): [runs[label] for label in labels] for value, runs in grid.items()}
+
+
+def noise_panel(grid: Mapping[float, Runs], level: float = wb.NOISE_LEVEL, seed: int | None = None) -> LivePanel:
+    """Notebook 06: the four networks of ``experiments.NOISY`` trained live at any noise level from 0 to 6
+    (left), and the accuracy at the end against every level trained so far (right). grid:
+    ``experiments.noisy_grid`` (runs already trained under ``seed``, shown at once)."""
+    if not 0 <= level <= MAX_NOISE:
+        raise ValueError(f"level must be between 0 and {MAX_NOISE:g}, got {level}")
+    fig = _curves_figure(NOISY_COLORS, "accuracy at the end (mean over the last third)", "noise level",
+                         "test accuracy at the end")
+    labels = list(wb.NOISY)
+    return LivePanel(fig, {"level": float_slider("noise level", level, 0.0, MAX_NOISE, 0.1)},
+                     stream_for=lambda level: wb.noisy_stream(level, seed),
+                     draw=functools.partial(_draw_live, labels=labels, headline="Noise level {value:g}: "),
+                     trained_by=["level"], known=_known(grid, labels),
+                     caption="Noise after every BN layer (and after every linear layer of the plain network): "
+                             "each unit is scaled by U(1, 1 + level) and shifted by U(-level, level), redrawn at "
+                             "every step. Let go of the slider: the four networks train at that level (one "
+                             "seed). An X marks a run that diverged.")
 
 
 # ---- LayerNorm, GroupNorm and the batch size ---------------------------------------------------------
 
-def _draw_normalization(fig: go.FigureWidget, batch_size: int, *, grid: Mapping[int, Runs]) -> None:
-    runs = grid[batch_size]
-    _draw_runs(fig, runs)
-    _draw_sweep(fig, grid, list(runs), batch_size)
-    fig.layout.title.text = f"Batches of {batch_size:g}: " + ", ".join(
-        f"{label} {_outcome(history)}" for label, history in runs.items())
-
-
-def normalization_panel(grid: Mapping[int, Runs], batch_size: int = wb.BATCH_SIZE) -> SliderPanel:
-    """Notebook 06: no normalization, BatchNorm, LayerNorm and GroupNorm trained with one batch size of
-    ``grid`` (``experiments.batch_size_grid``; left), and the accuracy at the end against the batch size
-    (right)."""
-    if batch_size not in grid:
-        raise ValueError(f"batch_size must be one of {sorted(grid)}, got {batch_size}")
-    fig = _curves_figure(NORM_COLORS, wb.BATCH_SIZES, "accuracy at the end against the batch size",
-                         "batch size m (log scale)", "test accuracy at the end")
+def normalization_panel(grid: Mapping[int, Runs], batch_size: int = wb.BATCH_SIZE,
+                        seed: int | None = None) -> LivePanel:
+    """Notebook 06: no normalization, BatchNorm, LayerNorm and GroupNorm trained live with any batch size
+    from 2 to 512 (left), and the accuracy at the end against every batch size trained so far (right).
+    grid: ``experiments.batch_size_grid`` (runs already trained under ``seed``, shown at once)."""
+    slider = batch_size_slider("batch size m", batch_size)  # raises for a batch size out of range
+    fig = _curves_figure(NORM_COLORS, "accuracy at the end against the batch size", "batch size m (log scale)",
+                         "test accuracy at the end")
     fig.update_xaxes(type="log", row=1, col=2)
-    slider = lr_selection_slider("batch size m", wb.BATCH_SIZES, batch_size)
-    return SliderPanel(fig, {"batch_size": slider}, functools.partial(_draw_normalization, grid=grid),
-                       caption=f"{wb.STEPS} steps at η = {wb.LR:g} for every batch size, so small batches "
-                               "see fewer examples. Only BatchNorm mixes the examples of a batch.")
+    labels = list(wb.NORMALIZATIONS)
+    return LivePanel(fig, {"batch_size": slider},
+                     stream_for=lambda batch_size: wb.normalization_stream(batch_size, seed),
+                     draw=functools.partial(_draw_live, labels=labels, headline="Batches of {value:g}: "),
+                     trained_by=["batch_size"], known=_known(grid, labels),
+                     caption=f"{wb.STEPS} steps at η = {wb.LR:g} for every batch size, so small batches see "
+                             "fewer examples. Let go of the slider: the four networks train at that batch size "
+                             "(one seed). Only BatchNorm mixes the examples of a batch.")
 
 
 # ---- static figures: every seed -----------------------------------------------------------------------
