@@ -373,7 +373,8 @@ class EnsembleStream:
     """
 
     def __init__(self, members: Sequence[Member], data: Split, *, steps: int, record_every: int = 100,
-                 max_param_norm: float = 1e6, percentiles: Sequence[int] = PERCENTILES) -> None:
+                 max_param_norm: float = 1e6, percentiles: Sequence[int] = PERCENTILES,
+                 probes: Mapping[str, Probe] | None = None) -> None:
         self.members = _checked(members, data, steps, record_every)
         self._data, self.steps = data, steps
         groups: dict[tuple, list[int]] = {}
@@ -381,7 +382,7 @@ class EnsembleStream:
             groups.setdefault(member.group, []).append(k)
         self._runs = [(indices, _GroupRun([self.members[k] for k in indices], data, steps=steps,
                                           record_every=record_every, max_param_norm=max_param_norm,
-                                          percentiles=tuple(percentiles), probes={}))
+                                          percentiles=tuple(percentiles), probes=dict(probes or {})))
                       for indices in groups.values()]
         by_member = {k: history for indices, run in self._runs
                      for k, history in zip(indices, run.group.all_histories)}

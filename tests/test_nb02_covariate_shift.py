@@ -346,21 +346,30 @@ def test_minibatch_panel_title_follows_the_batch_size():
     assert panel.status.value == ""
 
 
-def test_saturation_panel_looks_runs_up_and_shows_a_diverged_run(runs):
-    diverged = cs.truncated(runs.histories["without BN"][1], 100)
-    diverged.diverged_at, diverged.divergence = 101, "the loss became nan"
-    histories = {"without BN": (runs.histories["without BN"][0], diverged),
-                 "with BN": runs.histories["with BN"]}
-    panel = saturation_panel({0.5: runs, 9.0: dataclasses.replace(runs, lr=9.0, histories=histories)}, lr=0.5)
+def test_saturation_panel_trains_any_learning_rate_live_over_its_seeds():
+    panel = saturation_panel(lr=0.5, seeds=(0, 1), steps=100)
     assert panel.figure.layout.title.text.startswith("η = 0.5 (median of 2 seeds)")
     assert len(panel.figure.data) == 2 * 3 * 2  # per network and column: a band and a median line
+    runs = cs.as_seed_runs(0.5, (0, 1), panel.frame.histories)
     median_accuracy = np.median([h.test_accuracy for h in runs.histories["with BN"]], axis=0)
     assert np.allclose(panel.figure.data[7].y, median_accuracy)  # with BN, test accuracy: the median line
-    panel.set(lr=9.0)
-    assert "diverged in 1" in panel.figure.layout.title.text and panel.status.value == ""
-    assert len(panel.figure.data[1].x) == 5  # the median runs on where one seed has stopped
-    with pytest.raises(ValueError, match="not in the grid"):
-        saturation_panel({0.5: runs}, lr=3.0)
+    panel.set(lr=0.137)  # on no grid
+    panel.wait()
+    assert panel.figure.layout.title.text.startswith("η = 0.137 (median of 2 seeds)")
+    assert all(h.settings["lr"] == 0.137 and h.steps[-1] == 100 for h in panel.frame.histories)
+    assert panel.status.value == ""
+    with pytest.raises(ValueError, match="lr must be between 0.01 and 20"):
+        saturation_panel(lr=30.0)
+
+
+def test_a_live_saturation_stream_trains_what_train_seed_runs_trains():
+    stream = cs.saturation_stream(2.0, seeds=(3,), steps=100)
+    for _ in stream:
+        pass
+    alone = cs.train_seed_runs([2.0], steps=100, record_every=cs.LIVE_RECORD_EVERY, seeds=(3,), progress=False)[2.0]
+    live = cs.as_seed_runs(2.0, (3,), stream.result())
+    for label in cs.WITH_AND_WITHOUT_BN:
+        assert np.allclose(live.histories[label][0].test_accuracy, alone.histories[label][0].test_accuracy)
 
 
 def test_saturation_table_and_seed_curves(runs):

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ...data import Split, load_digits, standardize
-from ...ensemble import EnsembleHistories, Member, train_ensemble
+from ...ensemble import EnsembleHistories, EnsembleStream, Member, train_ensemble
 from ...models import WITH_AND_WITHOUT_BN, make_mlp
 from ...probes import (  # noqa: F401  (saturation measures, also read by the notebook as cs.<name>)
     MAX_SIGMOID_SLOPE,
@@ -232,6 +232,28 @@ def train_seed_runs(lrs: Sequence[float], steps: int = FIG1_STEPS, record_every:
         histories = {label: tuple(trained[k] for k in ks) for label, ks in members.items()}
         runs[lr] = SeedRuns(lr, seeds, histories, trained, members)
     return runs
+
+
+LIVE_STEPS, LIVE_RECORD_EVERY, LIVE_SEEDS = 400, 50, 4  # the saturation panel's live runs: about a second
+
+
+def saturation_stream(lr: float, seeds: Sequence[int] | None = None, steps: int = LIVE_STEPS,
+                      data: Split | None = None) -> EnsembleStream:
+    """Figure 1's pair at learning rate ``lr`` under each of ``seeds`` (default: the first LIVE_SEEDS claim
+    seeds), with the sigmoid-input probe, as a stream for the live saturation panel. Its histories are
+    in the order (label, seed): every seed without BN, then every seed with BN."""
+    seeds = tuple(claim_seeds()[:LIVE_SEEDS] if seeds is None else seeds)
+    members = [figure1_member(seed, lr, label) for label in WITH_AND_WITHOUT_BN for seed in seeds]
+    return EnsembleStream(members, load_digits() if data is None else data, steps=steps,
+                          record_every=LIVE_RECORD_EVERY, percentiles=PROBE_PERCENTILES,
+                          probes={PROBE: sigmoid_input_probe})
+
+
+def as_seed_runs(lr: float, seeds: Sequence[int], histories: Sequence[History]) -> SeedRuns:
+    """A stream's histories (in ``saturation_stream``'s order) as SeedRuns (without trained networks)."""
+    n = len(seeds)
+    return SeedRuns(lr, tuple(seeds), {label: tuple(histories[i * n:(i + 1) * n])
+                                       for i, label in enumerate(WITH_AND_WITHOUT_BN)})
 
 
 def truncated(history: History, last_step: int, record_every: int | None = None) -> History:

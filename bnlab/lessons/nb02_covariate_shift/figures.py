@@ -2,8 +2,8 @@
 
 Static figures: ``shift_figure`` (training vs shifted test pixels), ``figure_1`` (the paper's
 Figure 1 on digits), ``drift_figure`` (the drift of every unit). Slider panels:
-``minibatch_panel`` (batch size) and ``saturation_panel`` (learning rate, looked up in a grid
-trained beforehand: the callback never trains).
+``minibatch_panel`` (batch size) and ``saturation_panel`` (learning rate: a live panel that trains
+both networks under a few seeds at whatever η the slider is let go at, ``bnlab.live``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from ...figures import (
     color,
     new_figure,
 )
-from ...widgets import SliderPanel, int_slider, lr_selection_slider
+from ...live import Frame, LivePanel
+from ...seeding import claim_seeds
+from ...widgets import SliderPanel, int_slider, log_slider
 from . import experiments as cs
 
 # ---- section 1: covariate shift between training and test -----------------------------------
@@ -204,9 +206,7 @@ def drift_figure(drifts: Mapping[str, np.ndarray]) -> go.Figure:
 
 # ---- section 4: saturation against the learning rate ----------------------------------------
 
-DEFAULT_GRID_LRS = (0.05, 8.0)  # the panel's small grid for tests and benchmarks (PANELS)
-DEFAULT_GRID_STEPS = 200
-DEFAULT_GRID_SEEDS = 2
+LIVE_LR_RANGE = (0.01, 20.0)  # the saturation panel's learning rates (log scale)
 SATURATION_CURVES = {  # the panel's three columns: what each draws of a History, (R,) per run
     "test accuracy": lambda history: history.test_accuracy,
     "saturated sigmoid inputs": lambda history: cs.probe_array(history, "saturated").mean(axis=1),
@@ -236,8 +236,10 @@ def saturation_summary(runs: cs.SeedRuns) -> str:
     return f"η = {runs.lr:g} (median of {n} seeds) · " + " · ".join(parts)
 
 
-def _draw_saturation(fig: go.FigureWidget, lr: float, *, grid: Mapping[float, cs.SeedRuns]) -> None:
-    runs = grid[lr]
+def _draw_saturation(fig: go.FigureWidget, frame: Frame, finished: Mapping, *, seeds: Sequence[int],
+                     **_values: float) -> None:
+    """Draw one (partial) frame of the live saturation runs: medians and ranges over the seeds."""
+    runs = cs.as_seed_runs(frame.key[0], seeds, frame.histories)
     trace = 0
     for label in runs.histories:
         for curve in SATURATION_CURVES.values():
@@ -246,24 +248,27 @@ def _draw_saturation(fig: go.FigureWidget, lr: float, *, grid: Mapping[float, cs
             median = np.nanmedian(values, axis=0)
             fig.data[trace + 1].x, fig.data[trace + 1].y = np.asarray(steps), median
             trace += 2
-    fig.layout.title.text = saturation_summary(runs)
+    fig.layout.title.text = (saturation_summary(runs) if frame.done else
+                             f"η = {runs.lr:g}: training… step {frame.step} of {frame.steps}")
+    fig.update_xaxes(range=[0, frame.steps])
 
 
-def saturation_panel(grid: Mapping[float, cs.SeedRuns], lr: float | None = None) -> SliderPanel:
+def saturation_panel(lr: float = 0.5, seeds: Sequence[int] | None = None, steps: int = cs.LIVE_STEPS
+                     ) -> LivePanel:
     """Notebook 02: test accuracy, the share of saturated sigmoid inputs and the sigmoids' mean slope
-    over training, with and without BN, median and range over the seeds, for each learning rate of
-    ``grid`` (lr -> SeedRuns from ``experiments.learning_rate_grid``). The slider only looks up."""
-    lrs = sorted(grid)
-    start = lr if lr is not None else lrs[len(lrs) // 2]
-    if start not in grid:
-        raise ValueError(f"lr {start} is not in the grid; the grid has {', '.join(f'{v:g}' for v in lrs)}")
+    over training, with and without BN, median and range over ``seeds`` (default: the first
+    ``experiments.LIVE_SEEDS`` claim seeds), trained live for ``steps`` steps at any learning rate from
+    0.01 to 20 (``experiments.saturation_stream``)."""
+    seeds = tuple(claim_seeds()[:cs.LIVE_SEEDS] if seeds is None else seeds)
+    if not LIVE_LR_RANGE[0] <= lr <= LIVE_LR_RANGE[1]:
+        raise ValueError(f"lr must be between {LIVE_LR_RANGE[0]:g} and {LIVE_LR_RANGE[1]:g}, got {lr}")
+    slider = log_slider("learning rate η", lr, *LIVE_LR_RANGE)
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08, subplot_titles=list(SATURATION_CURVES))
-    n_seeds = len(grid[start].seeds)
-    for label in grid[start].histories:
+    for label in cs.WITH_AND_WITHOUT_BN:
         for col in (1, 2, 3):
             add_band(fig, [], [], [], f"{label}: range over seeds", NET_COLORS[label], showlegend=False,
                      row=1, col=col)
-            add_line(fig, [], [], f"{label} (median of {n_seeds} seeds)", NET_COLORS[label],
+            add_line(fig, [], [], f"{label} (median of {len(seeds)} seeds)", NET_COLORS[label],
                      showlegend=col == 1, row=1, col=col)
     fig.update_yaxes(title_text="fraction correct", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="share with |x| > 3.64", range=[0, 1], row=1, col=2)
@@ -272,11 +277,12 @@ def saturation_panel(grid: Mapping[float, cs.SeedRuns], lr: float | None = None)
         fig.update_xaxes(title_text="training step", row=1, col=col)
     fig.update_layout(**WIDE, legend=dict(orientation="h", x=0.3, y=-0.22), margin=dict(b=100),
                       title=dict(font=dict(size=13)))
-    return SliderPanel(fig, {"lr": lr_selection_slider("learning rate η", lrs, start)},
-                       functools.partial(_draw_saturation, grid=grid),
-                       caption="Every run was trained before the panel was built; the slider looks them up. "
-                               "Lines: the median over the seeds, shaded: their range. All three hidden "
-                               "layers, over the test images, BN using batch statistics.")
+    return LivePanel(fig, {"lr": slider}, stream_for=lambda lr: cs.saturation_stream(lr, seeds, steps),
+                     draw=functools.partial(_draw_saturation, seeds=seeds), trained_by=["lr"],
+                     caption=f"Let go of the slider: both networks train at that η under {len(seeds)} seeds, "
+                             f"{steps} steps of {cs.FIG1_BATCH_SIZE} examples (about a second). Lines: the "
+                             "median over the seeds, shaded: their range. All three hidden layers, over the "
+                             "test images, BN using batch statistics.")
 
 
 def _median_and_range(values: np.ndarray, fmt: str) -> str:
