@@ -218,6 +218,16 @@ def test_panel_titles_state_the_drift_and_the_norms():
     assert outside[-1] > 5 * outside[0]
 
 
+def test_panel_trains_a_learning_rate_on_no_grid_when_it_is_chosen():
+    panel = drift_panel(og.all_drift_sweeps(seed=0), seed=0)
+    panel.set(lr=0.137, normalization="centering only")
+    assert panel.figure.layout.title.text.startswith("η = 0.137, centering only")
+    exact = og.lr_sweep(scale=False, inside=False, lrs=[0.137], seed=0)
+    assert np.allclose(panel.figure.data[0].y, np.round(exact.bias[:, 0], 6))  # b outside, at exactly 0.137
+    drift = (exact.bias[-1, 0] - exact.bias[0, 0]) / exact.steps[-1]
+    assert np.isclose(drift, 0.137 / 0.1 * 0.19, rtol=0.03)  # the drift is proportional to η
+
+
 def test_panel_says_diverged_for_a_nonfinite_run():
     sweeps = drift_sweeps(NORMALIZATION_CHOICES[0])
     broken = og.Sweep(sweeps["outside"].lrs, sweeps["outside"].steps, sweeps["outside"].bias.copy(),

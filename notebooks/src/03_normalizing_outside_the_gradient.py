@@ -224,7 +224,7 @@ assert np.abs(sweep_inside.bias).max() < 1e-10
 # outside the gradient? Section 3 explains what you see.
 
 # %%
-panel = drift_panel(all_drift_sweeps(SEEDS[0]))
+panel = drift_panel(all_drift_sweeps(SEEDS[0]), seed=SEEDS[0])
 panel
 
 # %% [markdown]

@@ -1,6 +1,7 @@
 """Notebook 03, sections 2 and 4: the slider panel of the toy layer's drift against the learning rate, with
 centering only or centering and scaling (section 2), and the figures of the digits MLPs over seeds
-(section 4). They only draw: the sweeps come from ``experiments.lr_sweep``, the MLP readings from
+(section 4). They only draw: the sweeps come from ``experiments.lr_sweep`` (the panel asks it for a
+learning rate that is on no grid, at the moment it is chosen), the MLP readings from
 ``experiments.detached_vs_inside``."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from plotly.subplots import make_subplots
 from ...figures import add_seed_band, color, new_figure
 from ...statistics import OverSeeds
 from ...widgets import SliderPanel, choice, log_slider
-from .experiments import MLP_NETWORKS, NORMALIZATION_CHOICES, PANEL_LRS, WHERE, MLPReadings, Sweep
+from .experiments import MLP_NETWORKS, NORMALIZATION_CHOICES, PANEL_LRS, WHERE, MLPReadings, Sweep, lr_sweep
 
 SUBPLOTS = ("bias b", "weight norm |W|", "training loss (mean squared error)")
 
@@ -51,9 +52,20 @@ def drift_title(normalization: str, lr: float, sweeps: dict[str, Sweep]) -> str:
             f"{lr_used / w_out**2:.2g} outside vs {lr_used / w_in**2:.2g} inside")
 
 
-def _draw_drift(fig: go.FigureWidget, lr: float, normalization: str, *,
-                sweeps_by_choice: Mapping[str, Mapping[str, Sweep]]) -> None:
+def sweeps_at(lr: float, normalization: str, sweeps_by_choice: Mapping[str, Mapping[str, Sweep]],
+              seed: int | None = None) -> Mapping[str, Sweep]:
+    """The two toy runs of ``normalization`` at exactly ``lr``: the grid's column if it has one, else
+    trained now (300 full-batch steps of a tiny layer, a few tens of milliseconds; kept by bnlab.runs)."""
     sweeps = sweeps_by_choice[normalization]
+    if np.isclose(sweeps["outside"].lrs[sweeps["outside"].column(lr)], lr, rtol=1e-9, atol=0):
+        return sweeps
+    scale = normalization == "centering and scaling"
+    return {where: lr_sweep(scale=scale, inside=where == "inside", lrs=[lr], seed=seed) for where in WHERE}
+
+
+def _draw_drift(fig: go.FigureWidget, lr: float, normalization: str, *,
+                sweeps_by_choice: Mapping[str, Mapping[str, Sweep]], seed: int | None) -> None:
+    sweeps = sweeps_at(lr, normalization, sweeps_by_choice, seed)
     k = sweeps["outside"].column(lr)
     for i, where in enumerate(WHERE):
         sweep = sweeps[where]
@@ -64,10 +76,11 @@ def _draw_drift(fig: go.FigureWidget, lr: float, normalization: str, *,
 
 
 def drift_panel(sweeps_by_choice: Mapping[str, Mapping[str, Sweep]], lr: float = 0.1,
-                normalization: str = "centering only") -> SliderPanel:
+                normalization: str = "centering only", seed: int | None = None) -> SliderPanel:
     """Notebook 03: b, |W| and the loss of the toy layer over 300 full-batch steps, with the
     statistics outside the gradient (detached) and inside it, for a learning rate and a normalization.
-    sweeps_by_choice: each of ``NORMALIZATION_CHOICES`` -> ``experiments.drift_sweeps`` of it."""
+    sweeps_by_choice: each of ``NORMALIZATION_CHOICES`` -> ``experiments.drift_sweeps`` of it (seed
+    ``seed``), drawn at once; any other learning rate of the slider is trained when it is chosen."""
     fig = make_subplots(rows=1, cols=3, subplot_titles=SUBPLOTS, horizontal_spacing=0.08)
     for i, where in enumerate(WHERE):
         for j in range(3):
@@ -80,9 +93,9 @@ def drift_panel(sweeps_by_choice: Mapping[str, Mapping[str, Sweep]], lr: float =
     missing = set(NORMALIZATION_CHOICES) - set(sweeps_by_choice)
     if missing:
         raise ValueError(f"sweeps_by_choice lacks {', '.join(sorted(missing))}")
-    controls = {"lr": log_slider("learning rate η", lr, PANEL_LRS[0], PANEL_LRS[-1], steps_per_decade=8),
+    controls = {"lr": log_slider("learning rate η", lr, PANEL_LRS[0], PANEL_LRS[-1], steps_per_decade=40),
                 "normalization": choice("normalization", list(NORMALIZATION_CHOICES), normalization)}
-    return SliderPanel(fig, controls, functools.partial(_draw_drift, sweeps_by_choice=sweeps_by_choice),
+    return SliderPanel(fig, controls, functools.partial(_draw_drift, sweeps_by_choice=sweeps_by_choice, seed=seed),
                        caption="The toy layer x = z·W + b, normalized over its 200 examples, W and b both "
                                "learned. Solid orange: mean (and standard deviation) treated as constants; "
                                "dashed blue: inside autograd. Same data, same start, same plain SGD.")
