@@ -14,6 +14,13 @@ PANELS = panels()
 from bnlab.widgets import SliderPanel, choice, float_slider, int_slider, log_slider, lr_selection_slider
 
 
+def _set(panel, **values):
+    """Move controls as a learner would, and wait until a live panel has trained and drawn the result."""
+    panel.set(**values)
+    if hasattr(panel, "wait"):
+        panel.wait()
+
+
 def _snapshot(panel):
     return copy.deepcopy(panel.figure.to_plotly_json())
 
@@ -67,9 +74,9 @@ def test_every_control_of_every_panel_changes_its_figure(name):
     panel = make()
     for control, values in sweeps.items():
         assert control in panel.controls
-        panel.set(**{control: values[0]})
+        _set(panel, **{control: values[0]})
         before = _snapshot(panel)
-        panel.set(**{control: values[-1]})
+        _set(panel, **{control: values[-1]})
         assert _snapshot(panel) != before, f"moving {control} did not change the figure"
         assert panel.status.value == "", panel.status.value
 
@@ -88,7 +95,7 @@ def test_no_panel_renames_a_trace_while_it_redraws(name):
     panel.figure._send_update_msg = panel.figure._send_restyle_msg = keep_restyle
     for control, values in sweeps.items():
         for value in (values[0], values[-1], values[len(values) // 2]):
-            panel.set(**{control: value})
+            _set(panel, **{control: value})
             assert panel.status.value == "", panel.status.value
     assert sent, "the panel sent no redraw at all"
     assert not [restyle for restyle in sent if "name" in restyle]

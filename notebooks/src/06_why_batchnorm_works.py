@@ -58,7 +58,6 @@ if "google.colab" in sys.modules:
 
     output.enable_custom_widget_manager()
 
-
 # %%
 import numpy as np
 import torch
