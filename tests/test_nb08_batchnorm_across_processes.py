@@ -454,3 +454,15 @@ def test_a_diverged_network_is_reported_with_its_step():
     losses[4, 3] = float("inf")
     assert {k: v.tolist() for k, v in dp._diverged_at(losses, [LOCAL, SYNC], 2).items()} == \
         {LOCAL: [-1, 2], SYNC: [-1, 4]}
+
+
+def test_own_statistics_are_what_ddp_without_broadcast_keeps():
+    """The notebook's section 4 compares DDP's buffers with each worker's own running statistics, kept
+    beside them; with broadcast_buffers=False, DDP's buffers are exactly those, on every worker."""
+    plan = dp.notebook_plan(2, workers=(2,), per_worker=(4,), steps=5, seeds=(0, 1), timing=None)
+    plan["broadcast_buffers"] = False
+    training = dp.run(plan, 2)[2, 4]
+    for rank in range(2):
+        own, buffers = training.own[rank], training.buffers[rank]
+        assert own and all(torch.equal(own[name], buffers[name]) for name in own)
+    assert not dp.per_seed_equal(training.own[0], training.own[1]).any()

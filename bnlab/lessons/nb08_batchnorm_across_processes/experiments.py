@@ -100,6 +100,7 @@ class Training:
     accuracy:     variant -> (n_seeds, R) test accuracy (eval mode, rank 0's running statistics)
     equivalence:  variant -> {"forward", "backward"}: first step against one process with the whole batch
     buffers:      per rank: buffer name -> (n_seeds, width), the running statistics DDP left there
+    before_last:  per rank: the same as the last step's forward pass found them (after DDP's broadcast)
     evaluated:    per rank: the same after one evaluation through the DDP wrapper
     own:          per rank: local BN's running statistics as that rank alone would have them
     state:        the trained parameters (every rank holds the same)
@@ -114,6 +115,7 @@ class Training:
     accuracy: dict[str, np.ndarray]
     equivalence: dict[str, dict[str, float]]
     buffers: list[dict[str, torch.Tensor]]
+    before_last: list[dict[str, torch.Tensor]]
     evaluated: list[dict[str, torch.Tensor]]
     own: list[dict[str, torch.Tensor]]
     state: dict[str, torch.Tensor]
@@ -191,6 +193,7 @@ def collect(plan: dict[str, Any], launch: Launch) -> DataParallelRuns:
             setting=setting, seeds=seeds, variants=variants, hidden=tuple(plan["hidden"]), steps=list(first["steps"]),
             accuracy={v: accuracy[:, i].t().numpy() for i, v in enumerate(variants)},
             equivalence=first["equivalence"], buffers=[r["buffers"] for r in per_rank],
+            before_last=[r["before_last_forward"] for r in per_rank],
             evaluated=[r["evaluated"] for r in per_rank], own=[r["own_statistics"] for r in per_rank],
             state=first["state"], diverged_at=_diverged_at(first["losses"], variants, len(seeds)))
     timing = None
@@ -271,15 +274,18 @@ def per_seed_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> np
 def buffer_report(training: Training) -> dict[str, np.ndarray]:
     """Experiment 3, per seed (n_seeds,) booleans:
     rank0_is_own:       rank 0's local-BN running statistics are exactly those of rank 0's own batches;
-    others_differ:      every other rank's differ from rank 0's after training (their last batch);
+    rank0_before_last:  as the last step's forward pass began, every rank held rank 0's, bit for bit;
+    others_differ:      after training, every other rank's differ from rank 0's (their last batch);
     equal_after_eval:   after an evaluation through DDP, every rank holds rank 0's, bit for bit;
     own_differ:         the statistics each rank would have alone differ between ranks;
     sync_equal:         synchronized BN's running statistics are the same on every rank."""
     buffers, evaluated, own = training.buffers, training.evaluated, training.own
     local = [_local_statistics(b) for b in buffers]
+    before = [_local_statistics(b) for b in training.before_last]
     sync = [{n: t for n, t in b.items() if "_sync" in n} for b in buffers]
     ranks = range(1, len(buffers))
     return {"rank0_is_own": per_seed_equal(local[0], own[0]),
+            "rank0_before_last": np.all([per_seed_equal(before[r], before[0]) for r in ranks], axis=0),
             "others_differ": np.all([~per_seed_equal(local[r], local[0]) for r in ranks], axis=0),
             "equal_after_eval": np.all([per_seed_equal(_local_statistics(evaluated[r]), local[0]) for r in ranks],
                                        axis=0),
@@ -357,12 +363,13 @@ def split_dependence(runs: DataParallelRuns, a: Setting, b: Setting) -> dict[str
 def split_in_words(split: dict[str, OverSeeds]) -> str:
     """Which normalizations reach the same accuracy (to SAME_ACCURACY) for two splits of one batch."""
     same = [v for v in (SYNC, GROUP, NONE) if split[v].high <= SAME_ACCURACY]
-    return f"{', '.join(same)}: the same accuracy (to {SAME_ACCURACY:.0%}), every seed"
+    return f"{', '.join(same)}: the same accuracy (within {SAME_ACCURACY * 100:.0f} point), every seed"
 
 
 BUFFER_FINDINGS = {
-    "rank0_is_own": "rank 0's running statistics are exactly the average of its own batches",
-    "others_differ": "the other workers' differ from rank 0's (their own last batch)",
+    "rank0_is_own": "rank 0's running statistics are exactly the running averages of its own batches' statistics",
+    "rank0_before_last": "as the last step's forward pass began, every worker held rank 0's, bit for bit",
+    "others_differ": "after that step, the other workers' differ from rank 0's (their own last batch)",
     "equal_after_eval": "after one evaluation through DDP, every worker's equal rank 0's",
     "own_differ": "the statistics each worker would have alone differ from worker to worker",
     "sync_equal": "synchronized BN's running statistics are the same on every worker",

@@ -121,11 +121,11 @@ def counting_allreduce_hook(counter: dict[str, int]):
     return hook
 
 
-def wrap(model: ReplicaStack, group: dist.ProcessGroup | None, counter: dict[str, int] | None = None
-         ) -> DistributedDataParallel:
+def wrap(model: ReplicaStack, group: dist.ProcessGroup | None, counter: dict[str, int] | None = None,
+         broadcast_buffers: bool = True) -> DistributedDataParallel:
     """The model in DistributedDataParallel on CPU (default settings: rank 0's parameters and buffers are
     broadcast at the start, and its buffers again before every training forward)."""
-    ddp = DistributedDataParallel(model, process_group=group)
+    ddp = DistributedDataParallel(model, process_group=group, broadcast_buffers=broadcast_buffers)
     if counter is not None:
         ddp.register_comm_hook(group, counting_allreduce_hook(counter))
     return ddp
@@ -177,7 +177,15 @@ def train(job: dict[str, Any], plan: dict[str, Any], data, rank: int,
     position, first = ranks.index(rank), rank == ranks[0]
     seeds, variants = plan["seeds"], plan.get("variants", list(VARIANTS))
     model = ReplicaStack(seeds, variants, plan["hidden"], group=group, track_own_statistics=True)
-    ddp = wrap(model, group)
+    ddp = wrap(model, group, broadcast_buffers=plan.get("broadcast_buffers", True))
+    seen: dict[str, dict[str, torch.Tensor]] = {}  # the buffers as the last step's forward pass finds them
+    last_step = plan["steps"] - 1
+
+    def keep_buffers(module: nn.Module, inputs: Any) -> None:  # runs after DDP's broadcast, before forward
+        if module.training and step == last_step:
+            seen["buffers"] = {name: b.clone() for name, b in module.named_buffers()}
+
+    model.register_forward_pre_hook(keep_buffers)
     stream = batches(data, seeds, workers, per_worker, position, len(variants))
     steps, record_every, lr = plan["steps"], plan["record_every"], plan["lr"]
     losses = torch.full((steps, model.size), torch.nan)
@@ -207,6 +215,7 @@ def train(job: dict[str, Any], plan: dict[str, Any], data, rank: int,
         result.update(steps=records, accuracy=torch.stack(accuracy), losses=losses,
                       state={name: p.detach().clone() for name, p in model.named_parameters()})
     result["buffers"] = {name: b.clone() for name, b in model.named_buffers()}
+    result["before_last_forward"] = seen["buffers"]
     result["own_statistics"] = {name: t.clone() for name, t in model.own_statistics.items()}
     model.eval()
     with torch.no_grad():  # an evaluation through the wrapper: DDP first broadcasts rank 0's buffers
