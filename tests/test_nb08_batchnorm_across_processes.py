@@ -466,3 +466,25 @@ def test_own_statistics_are_what_ddp_without_broadcast_keeps():
         own, buffers = training.own[rank], training.buffers[rank]
         assert own and all(torch.equal(own[name], buffers[name]) for name in own)
     assert not dp.per_seed_equal(training.own[0], training.own[1]).any()
+
+
+def test_the_registry_panel_sweeps_the_notebook_settings():
+    from bnlab.lessons import nb08_batchnorm_across_processes as lesson
+    _, sweeps = lesson.PANELS["08 examples per worker"]
+    assert sweeps == {"per_worker": list(dp.PER_WORKER), "workers": list(dp.WORKERS)}
+
+
+def test_a_failure_drill_ends_both_workers_and_reports_the_failing_one():
+    with pytest.raises(WorkerGroupError, match="worker 1 of 2 failed: InjectedFailure: .* before all-reduce 4") as caught:
+        run_workers(dp.failure_drill(workers=2, failing_rank=1, before=4), 2)
+    assert exited(caught.value.pids) and port_is_free(caught.value.port)
+    with pytest.raises(ValueError, match="failing_rank"):
+        dp.failure_drill(workers=2, failing_rank=2)
+
+
+def test_a_worker_starts_without_plotly_or_widgets():
+    code = ("import sys, bnlab.lessons.nb08_batchnorm_across_processes.worker; "
+            "print(sorted(m for m in ('plotly', 'ipywidgets') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert result.stdout.strip() == "[]", result.stderr

@@ -113,7 +113,7 @@ print(f"Course seed: {SEED}")
 #
 # For each of 8 seeds the four versions start from the same weights and see the same batches. Each
 # worker trains all 32 networks at once, stacked into one module (as `bnlab.ensemble` does) that DDP
-# wraps. The **budget**: 100 steps of plain SGD with η = 0.1; $N = 2$ or $4$ workers with $m = 2, 4, 8$ or
+# wraps. The **budget**: 75 steps of plain SGD with η = 0.1; $N = 2$ or $4$ workers with $m = 2, 4, 8$ or
 # $16$ examples each (batches of 4 to 64); test accuracy every 25 steps on the 450 test digits, in eval
 # mode. All of it, for every setting the notebook shows, runs in **one launch** of the workers: the
 # trainings with 2 workers run as two pairs side by side.
@@ -258,7 +258,7 @@ held = np.ones(len(runs.plan["seeds"]), dtype=bool)
 for n in dp.WORKERS:
     held &= (gaps[n, small].values > 0.15) & (np.abs(gaps[n, large].values) < 0.05)
 record("bn-suffers-from-small-per-worker-batches", holds=Support.of(held).at_least(0.75), support=Support.of(held),
-       measured="synchronized BN's accuracy minus local BN's after 100 steps: " + "; ".join(
+       measured=f"synchronized BN's accuracy minus local BN's after {runs.plan['steps']} steps: " + "; ".join(
            f"{n}x{m}: {gaps[n, m].describe('{:.0%}')}" for n in dp.WORKERS for m in dp.PER_WORKER))
 
 # %% [markdown]
@@ -428,14 +428,12 @@ step_time_figure(timing, title=f"Median step, wall clock: {wall['one process, no
 # **When a worker fails.** A collective waits for every rank of its group, so one failed worker would
 # leave the others waiting. The launcher watches its workers: the first one that fails is reported, in
 # words, and every other worker is stopped at once (and a collective that waits longer than its timeout
-# fails by itself). Here is a run in which worker 1 raises an error at its fourth step, while worker 0
-# goes on to the next step and waits for it in a collective:
+# fails by itself). A drill: two new workers all-reduce a small tensor ten times, and worker 1 raises an
+# error before the fourth all-reduce, while worker 0 waits for it inside that all-reduce:
 
 # %%
-failing = dp.notebook_plan(2, workers=(2,), per_worker=(2,), steps=5, seeds=(SEED,), timing=None)
-failing["fail"] = {"rank": 1, "where": "training"}
 try:
-    run_workers(failing, 2)
+    run_workers(dp.failure_drill(workers=2, failing_rank=1, before=4), 2)
 except WorkerGroupError as error:
     print(error)
     print(f"every worker process has exited: {exited(error.pids)}; the rendezvous port is closed: "

@@ -13,28 +13,43 @@ checks       the exercise: synchronized statistics
 from __future__ import annotations
 
 import functools
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from ...claims import Claim, register
-from ...widgets import SliderPanel
-from . import checks, experiments, figures  # noqa: F401  (checks: read by bnlab.course)
+
+if TYPE_CHECKING:
+    from ...widgets import SliderPanel
+    from .experiments import DataParallelRuns
 
 PANEL_STEPS = 20  # the registry's panel (tests, benchmarks) trains briefly; the notebook trains its own
+LAZY = ("checks", "experiments", "figures", "launcher", "layers", "worker")
+
+
+def __getattr__(name: str) -> ModuleType:
+    """Submodules load when first used (``lesson.checks``, as bnlab.course reads it): a worker process,
+    which imports this package first, then starts without plotly and ipywidgets."""
+    if name in LAZY:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.lru_cache(maxsize=1)
-def _short_runs() -> experiments.DataParallelRuns:
+def _short_runs() -> DataParallelRuns:
     """Four worker processes, every (N, m) of the notebook's panel, 2 seeds, 20 steps (one launch, cached)."""
+    from . import experiments
     plan = experiments.notebook_plan(steps=PANEL_STEPS, record_every=10, seeds=(0, 1), timing=None)
     return experiments.run(plan)
 
 
 def batch_per_worker() -> SliderPanel:
     """Section 3's panel over short runs."""
-    return figures.batch_per_worker_panel(_short_runs())
+    from .figures import batch_per_worker_panel
+    return batch_per_worker_panel(_short_runs())
 
 
-PANELS = {"08 examples per worker": (batch_per_worker, {"per_worker": list(experiments.PER_WORKER),
-                                                         "workers": list(experiments.WORKERS)})}
+PANELS = {"08 examples per worker": (batch_per_worker, {"per_worker": [2, 4, 8, 16], "workers": [2, 4]})}
 
 PYTORCH_DOCS = "PyTorch documentation"
 CLAIMS = (

@@ -24,7 +24,7 @@ from .layers import GROUP, LOCAL, NONE, SYNC, VARIANTS, ReplicaStack
 
 WORKERS = (2, 4)                 # the group sizes N the notebook compares
 PER_WORKER = (2, 4, 8, 16)       # examples per worker and step, m
-STEPS, RECORD_EVERY = 100, 25    # SGD steps of every training; test accuracy every 25 steps
+STEPS, RECORD_EVERY = 75, 25     # SGD steps of every training; test accuracy every 25 steps
 LR = 0.1                         # plain SGD
 HIDDEN = (50, 50)                # 64 -> 50 -> 50 -> 10, ReLU, Kaiming init
 TIMING = dict(workers=2, per_worker=16, blocks=6, steps_per_block=10)
@@ -88,6 +88,14 @@ def default_plan(world: int) -> dict[str, Any]:
     there are at least two workers."""
     fitting = tuple(n for n in WORKERS if n <= world) or (world,)
     return notebook_plan(world, workers=fitting, timing=TIMING if world >= TIMING["workers"] else None)
+
+
+def failure_drill(workers: int = 2, failing_rank: int = 1, before: int = 4) -> dict[str, Any]:
+    """A plan with no training: ``workers`` workers all-reduce a small tensor 10 times, and worker
+    ``failing_rank`` raises an error before its all-reduce number ``before`` (section 6)."""
+    if not 0 <= failing_rank < workers or not 1 <= before <= 10:
+        raise ValueError(f"need 0 <= failing_rank < workers and 1 <= before <= 10, got {failing_rank}, {before}")
+    return {"drill": {"ranks": list(range(workers)), "fail_rank": failing_rank, "at": before - 1, "rounds": 10}}
 
 
 # ---- what came back ----------------------------------------------------------------------------------

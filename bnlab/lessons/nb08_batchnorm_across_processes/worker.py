@@ -96,8 +96,7 @@ def groups_for(plan: dict[str, Any], world: int) -> dict[tuple[int, ...], dist.P
 
 
 def _jobs(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    return [*plan.get("trainings", []), *([plan["timing"]] if plan.get("timing") else []),
-            *([plan["exercise"]] if plan.get("exercise") else [])]
+    return [*plan.get("trainings", []), *[plan[name] for name in ("timing", "exercise", "drill") if plan.get(name)]]
 
 
 def _maybe_fail(plan: dict[str, Any], rank: int, where: str) -> None:
@@ -320,6 +319,17 @@ def run_exercise(job: dict[str, Any], rank: int, group: dist.ProcessGroup | None
             "mean": mean.detach(), "var": var.detach()}
 
 
+def drill(job: dict[str, Any], rank: int, group: dist.ProcessGroup | None) -> int:
+    """A failure drill without training: ``rounds`` all-reduces of a small tensor; rank ``fail_rank``
+    raises before round ``at``, while the others wait for it inside that round's all-reduce."""
+    total = torch.ones(4)
+    for round_ in range(job["rounds"]):
+        if rank == job["fail_rank"] and round_ == job["at"]:
+            raise InjectedFailure(f"a failure the drill asked for, on rank {rank} before all-reduce {round_ + 1}")
+        dist.all_reduce(total, group=group)
+    return job["rounds"]
+
+
 def try_pytorch_sync_batchnorm() -> dict[str, str]:
     """What PyTorch's own nn.SyncBatchNorm does on CPU workers: wrapped in DDP, and called directly.
     Both raise before any collective starts, so the group stays usable."""
@@ -353,6 +363,8 @@ def run_plan(plan: dict[str, Any], rank: int, world: int) -> dict[str, Any]:
         results["timing"] = time_steps(plan["timing"], plan, data, rank, groups[tuple(plan["timing"]["ranks"])])
     if plan.get("exercise") and rank in plan["exercise"]["ranks"]:
         results["exercise"] = run_exercise(plan["exercise"], rank, groups[tuple(plan["exercise"]["ranks"])])
+    if plan.get("drill") and rank in plan["drill"]["ranks"]:
+        results["drill"] = drill(plan["drill"], rank, groups[tuple(plan["drill"]["ranks"])])
     results["cpu_seconds"]["done"] = time.process_time()
     return results
 
