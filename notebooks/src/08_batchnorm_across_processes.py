@@ -50,6 +50,8 @@ if "google.colab" in sys.modules:
     output.enable_custom_widget_manager()
 
 # %%
+import socket
+
 import numpy as np
 import torch
 from torch import nn
@@ -439,6 +441,21 @@ except WorkerGroupError as error:
     print(f"every worker process has exited: {exited(error.pids)}; the rendezvous port is closed: "
           f"{port_is_free(error.port)}")
     assert exited(error.pids) and port_is_free(error.port)
+
+# %% [markdown]
+# And a port that another program holds: the launcher refuses it in words, before starting any worker
+# (with no port given, as above, the operating system picks a free one):
+
+# %%
+with socket.socket() as other_program:
+    other_program.bind(("127.0.0.1", 0))
+    other_program.listen()
+    taken = other_program.getsockname()[1]
+    try:
+        run_workers(dp.failure_drill(), 2, port=taken)
+    except WorkerGroupError as error:
+        print(str(error).replace(str(taken), "<port>"))
+        assert not error.pids
 
 # %% [markdown]
 # ## 7. Exercise: synchronized statistics

@@ -55,15 +55,24 @@ class WorkerGroupError(RuntimeError):
 
 
 def exited(pids: tuple[int, ...] | list[int]) -> bool:
-    """True when none of ``pids`` is a process any more (each has exited and been reaped)."""
+    """True when none of ``pids`` is a running process any more (each has exited; a zombie counts)."""
+    try:
+        import psutil  # Jupyter's kernel depends on it; used here because it also works on Windows
+    except ImportError:
+        psutil = None
     for pid in pids:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            continue
-        except PermissionError:  # a process of another user now holds this number: ours is gone
-            continue
-        return False
+        if psutil is not None:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    return False
+            except psutil.NoSuchProcess:
+                continue
+        else:  # POSIX: signal 0 only asks whether the process exists
+            try:
+                os.kill(pid, 0)
+            except (ProcessLookupError, PermissionError):  # gone (or the number now belongs to another user)
+                continue
+            return False
     return True
 
 
