@@ -1,4 +1,4 @@
-"""Notebook 05's machinery (bnlab.bn_training), its figures and panels, and its exercise checks."""
+"""Notebook 05's lesson code (experiments over seeds), its figures and panels, and its exercise checks."""
 
 import numpy as np
 import pytest
@@ -17,11 +17,13 @@ from bnlab.lessons.nb05_training_with_batchnorm.figures import (
     init_scale_panel,
     jacobian_figure,
     learning_rate_panel,
+    outcome_table,
     saturation_figure,
+    seed_band_figure,
     unit_distribution_figure,
 )
 from bnlab.models import WITH_AND_WITHOUT_BN
-from bnlab.training import History
+from bnlab.training import History, train
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +33,8 @@ def data():
 
 @pytest.fixture(scope="module")
 def short_runs():
-    """Experiments of 20 steps with a record every 10: enough to exercise every code path."""
-    return bt.Experiments(steps=20, record_every=10, seed=0)
+    """Experiments of 20 steps with a record every 10, under two seeds: enough to exercise every code path."""
+    return bt.Experiments(steps=20, record_every=10, seeds=(0, 1), seed=0)
 
 
 def _history(accuracy, diverged_at=None, steps=(0, 10, 20)):
@@ -41,47 +43,115 @@ def _history(accuracy, diverged_at=None, steps=(0, 10, 20)):
     return history
 
 
-# ---- settings and shared runs ---------------------------------------------------------------------
+def _seed_runs(*histories, run=bt.Run()):
+    return bt.SeedRuns(run, tuple(range(len(histories))), histories, lambda i: run.build(i))
+
+
+# ---- settings and the runs of a setting over the seeds -------------------------------------------------
 
 def test_setting_rejects_unknown_net_and_bad_scale():
     with pytest.raises(ValueError, match="net must be one of"):
         bt.Run(net="with LayerNorm")
     with pytest.raises(ValueError, match="init_scale must be positive"):
         bt.Run(init_scale=0.0)
+    with pytest.raises(ValueError, match="init_scale must be positive"):
+        bt.ScaledMember(seed=0, lr=1.0, init_scale=-1.0)
 
 
-def test_setting_builds_the_named_network_with_scaled_hidden_weights():
+def test_setting_builds_the_named_network_with_scaled_hidden_weights(data):
     base, scaled = bt.Run().build(0), bt.Run(init_scale=10.0).build(0)
     assert bt.Run().network == "3×100 sigmoid"
     assert bt.Run(depth=6, activation="relu").network == "6×100 ReLU"
     assert isinstance(base.norm1, nn.BatchNorm1d) and len(bt.hidden_linears(base)) == 3
     assert torch.allclose(scaled.linear2.weight, 10 * base.linear2.weight)
     assert torch.equal(scaled.output.weight, base.output.weight)
+    member = bt.Run(init_scale=10.0).member(0)  # the ensemble builds the same network
+    assert member.settings()["init_scale"] == 10.0
+    assert all(torch.equal(a, b) for a, b in zip(member.make_mlp(data).state_dict().values(),
+                                                 scaled.state_dict().values()))
 
 
-def test_experiments_train_each_setting_once(short_runs):
-    first = short_runs.run(bt.Run(lr=0.1))
-    assert short_runs.run(bt.Run(lr=0.1)) is first and first.steps == [0, 10, 20]
+def test_experiments_train_each_setting_once_under_every_seed(short_runs):
+    first = short_runs.runs(bt.Run(lr=0.1))
+    assert short_runs.runs(bt.Run(lr=0.1)) is first and first.seeds == (0, 1)
+    assert [h.settings["seed"] for h in first.histories] == [0, 1] and first.first.steps == [0, 10, 20]
     pair = short_runs.pair(lr=0.1)
     assert list(pair) == ["without BN", "with BN"] and pair["with BN"] is first
-    assert short_runs.model(bt.Run(lr=0.1)) is short_runs.model(bt.Run(lr=0.1, steps=999))  # at its budget
-    assert short_runs.training_steps == 40
+    assert short_runs.networks_trained >= 4
+    assert isinstance(first.network(1), nn.Sequential) and first.network(1) is not first.network(1)
 
 
-def test_pairs_train_several_settings_together(short_runs):
+def test_an_ensemble_member_trains_as_the_same_seed_alone(short_runs):
+    """The batched runs give, up to float rounding, what bnlab.training.train gives for one seed."""
     pairs = short_runs.pairs({"sigmoid": dict(lr=0.2), "tanh": dict(lr=0.2, activation="tanh")})
     assert list(pairs) == ["sigmoid", "tanh"] and list(pairs["tanh"]) == ["without BN", "with BN"]
-    assert pairs["tanh"]["with BN"] is short_runs.run(bt.Run(lr=0.2, activation="tanh"))
-    assert short_runs.run_all([bt.Run(lr=0.2)] * 2) == [pairs["sigmoid"]["with BN"]] * 2
-    alone = bt.Experiments(steps=20, record_every=10, seed=0).run(bt.Run(lr=0.2, activation="tanh"))
-    assert alone.batch_loss == pairs["tanh"]["with BN"].batch_loss  # the same numbers as a run on its own
+    batched = pairs["tanh"]["with BN"].histories[1]
+    alone = train(bt.Run(lr=0.2, activation="tanh").build(1), short_runs.data, steps=20, lr=0.2,
+                  batch_size=60, record_every=10, seed=1, progress=False)
+    assert np.allclose(batched.batch_loss, alone.batch_loss, rtol=1e-4, atol=1e-5)
+    assert np.allclose(batched.test_accuracy, alone.test_accuracy, atol=1 / 450 + 1e-6)
+    scaled = short_runs.runs(bt.Run(init_scale=10.0, lr=0.2)).histories[0]  # the member's own init_scale
+    alone = train(bt.Run(init_scale=10.0, lr=0.2).build(0), short_runs.data, steps=20, lr=0.2, batch_size=60,
+                  record_every=10, seed=0, progress=False)
+    assert np.allclose(scaled.batch_loss, alone.batch_loss, rtol=1e-4, atol=1e-5)
 
 
 def test_grid_sweeps_one_field_and_refuses_others(short_runs):
     grid = short_runs.grid("lr", [0.1, 1.0])
-    assert list(grid) == [0.1, 1.0] and grid[0.1]["with BN"] is short_runs.run(bt.Run(lr=0.1))
+    assert list(grid) == [0.1, 1.0] and grid[0.1]["with BN"] is short_runs.runs(bt.Run(lr=0.1))
     with pytest.raises(ValueError, match="cannot sweep 'net'"):
         short_runs.grid("net", ["with BN"])
+
+
+def test_experiments_need_a_seed_and_default_to_the_claim_seeds():
+    with pytest.raises(ValueError, match="at least one seed"):
+        bt.Experiments(seeds=())
+    assert bt.Experiments(seed=1).seeds == tuple(range(8, 16))
+
+
+def test_notebook_runs_and_their_order_for_the_cores():
+    runs = bt.notebook_runs()
+    assert len(runs) == len(set(runs)) == 42  # (2 x 5 learning rates, 4 more a, 4 variants, 3 more m) x 2
+    ordered = bt._costliest_groups_first([bt.Run(batch_size=2), bt.Run(depth=6, activation="relu"),
+                                          bt.Run(batch_size=2, lr=0.1)])
+    assert ordered[0].depth == 6 and [run.lr for run in ordered[1:]] == [1.0, 0.1]
+
+
+def test_seed_runs_statistics():
+    runs = _seed_runs(_history([0.1, 0.5, 0.93]), _history([0.1, 0.9, 0.95]), _history([0.1], diverged_at=7,
+                                                                                         steps=(0,)))
+    assert runs.first is runs.histories[0]
+    assert np.isclose(runs.final_accuracy.median, 0.94) and np.isnan(runs.final_accuracy.values[2])
+    assert str(runs.diverged) == "1 of 3 seeds" and runs.trained(0.9).held == 2
+    assert list(runs.steps_to(0.9).values[:2]) == [20, 10] and np.isnan(runs.steps_to(0.9).values[2])
+    steps, curves = runs.accuracy_curves()
+    assert list(steps) == [0, 10, 20] and curves.shape == (3, 3) and np.isnan(curves[2, 1:]).all()
+    assert runs.describe() == "94% (93% to 95%), diverged in 1 of 3"
+    assert _seed_runs(_history([0.1], diverged_at=3, steps=(0,))).describe() == "diverged at step 3"
+    assert _seed_runs(*[_history([0.1], diverged_at=3, steps=(0,))] * 2).describe() == "diverged in 2 of 2"
+    with pytest.raises(ValueError, match="one History per seed"):
+        bt.SeedRuns(bt.Run(), (0, 1), (_history([0.1]),), lambda i: None)
+
+
+def test_largest_rate_per_seed():
+    grid = {0.1: {"with BN": _seed_runs(_history([0.9]), _history([0.5]))},
+            1.0: {"with BN": _seed_runs(_history([0.95]), _history([0.1], diverged_at=4))}}
+    largest = bt.largest_rate(grid, "with BN", 0.85)
+    assert largest.values[0] == 1.0 and np.isnan(largest.values[1])
+
+
+def test_confirm_prints_the_findings_or_names_the_ones_that_fail(capsys):
+    bt.confirm({"one holds": True, "two holds": np.bool_(True)})
+    assert capsys.readouterr().out == "one holds\ntwo holds\n"
+    with pytest.raises(AssertionError, match="not found in this block of seeds: three"):
+        bt.confirm({"one holds": True, "three": False})
+
+
+def test_denormals_are_flushed_only_inside_the_block():
+    tiny = torch.tensor([1e-39])
+    with bt.denormals_flushed():
+        assert (tiny * 1.0).item() == 0.0
+    assert (torch.tensor([1e-39]) * 1.0).item() > 0
 
 
 def test_outcome_steps_to_and_trained():
@@ -157,11 +227,33 @@ def test_settled_fraction_and_fluctuation():
 
 
 def test_gamma_beta_needs_a_bn_run(short_runs):
-    gamma, beta = bt.gamma_beta(short_runs.run(bt.Run(lr=0.1)), "norm2")
+    gamma, beta = bt.gamma_beta(short_runs.runs(bt.Run(lr=0.1)).first, "norm2")
     assert gamma.shape == beta.shape == (3, 100) and np.all(gamma[0] == 1)
     with pytest.raises(ValueError, match="no BN"):
-        bt.gamma_beta(short_runs.run(bt.Run(net="without BN", lr=0.1)), "norm1")
+        bt.gamma_beta(short_runs.runs(bt.Run(net="without BN", lr=0.1)).first, "norm1")
     assert bt.typical_unit(np.array([5.0, 1.0, 3.0])) == 2
+
+
+def test_gamma_beta_measures_one_row_per_layer():
+    runs = bt.Experiments(steps=20, record_every=5, seeds=(0,), seed=0).runs(bt.Run(lr=1.0))
+    measures = bt.gamma_beta_measures(runs.first, by_step=5)
+    assert set(measures) == {"change", "settled", "wobble"}
+    assert all(values.shape == (3, 2) for values in measures.values())
+    assert np.all((measures["settled"] >= 0) & (measures["change"] > 0))
+
+
+def test_bn_output_follows_gamma_and_beta_at_the_end(short_runs, data):
+    runs = short_runs.runs(bt.Run(lr=1.0))
+    model = runs.network(0)
+    follow = bt.final_output_versus_gamma_beta(model, data.X_test, 3)
+    assert follow["median offset"].shape == follow["band width"].shape == (100,)
+    assert np.median(follow["median offset"]) < 0.5 and 0.5 < np.median(follow["band width"]) < 2
+    assert model.training  # left as it was
+    traced = bt.Experiments(steps=20, record_every=10, seeds=(0,), percentiles=bt.TRACED_PERCENTILES, seed=0)
+    during = bt.output_versus_gamma_beta(traced.runs(bt.Run(lr=1.0)).first, 3)
+    assert during["median offset"].shape == (2, 100)
+    with pytest.raises(ValueError, match="needs the 15/50/85th percentiles"):
+        bt.output_versus_gamma_beta(runs.first, 3)  # the big ensembles record no such percentiles
 
 
 # ---- saturation ------------------------------------------------------------------------------------
@@ -217,16 +309,30 @@ def test_block_singular_values_shapes_and_near_one(data):
     assert bt.near_one(np.array([0.4, 0.5, 1.0, 2.0, 2.1])) == pytest.approx(0.6)
 
 
+def test_singular_values_over_seeds_and_their_summary(short_runs):
+    values = bt.singular_values_over_seeds(short_runs, n_examples=2, **bt.paper_network())
+    assert list(values) == [f"{net}, {when}" for net in WITH_AND_WITHOUT_BN
+                            for when in ("at initialization", "after training")]
+    assert all(len(per_seed) == 2 for per_seed in values.values())
+    summary = bt.singular_value_summary(values["with BN, at initialization"][1])
+    assert set(summary) == {"median", "p10", "p90", "near", "first near", "stack"}
+    assert summary["p10"] <= summary["median"] <= summary["p90"] and 0 <= summary["near"] <= 1
+    alone = bt.block_singular_values(bt.Run().build(1), short_runs.data, n_examples=2)
+    assert np.allclose(values["with BN, at initialization"][1]["block 2"], alone["block 2"], rtol=1e-4)
+
+
 # ---- panels and figures ----------------------------------------------------------------------------
 
-def test_learning_rate_panel_shows_a_diverged_run(short_runs):
+def test_learning_rate_panel_shows_diverged_runs_over_the_seeds(short_runs):
     panel = learning_rate_panel(bt.learning_rate_grids(short_runs))
     panel.set(network="6×100 ReLU", lr=10.0)
-    assert "without BN diverged at step" in panel.figure.layout.title.text
-    assert panel.figure.data[2].text[0].startswith("without BN diverged at step")
-    assert 10.0 in panel.figure.data[6].x  # the X on the accuracy-against-η plot
+    assert "2 seeds: without BN diverged in 2 of 2" in panel.figure.layout.title.text
+    assert panel.figure.data[4].text[0].startswith("diverged at step")  # an X per diverged seed
+    assert 10.0 in panel.figure.data[8].x  # the X on the accuracy-against-η plot
+    assert panel.figure.data[8].text[-1] == "without BN: diverged in 2 of 2 seeds"
     panel.set(network="3×100 sigmoid", lr=0.1)
-    assert "diverged" not in panel.figure.layout.title.text and panel.figure.data[2].x == ()
+    assert "diverged" not in panel.figure.layout.title.text and panel.figure.data[4].x == ()
+    assert len(panel.figure.data[0].x) == 2 * 3  # the band: 3 records there and back
     with pytest.raises(ValueError, match="lr must be one of"):
         learning_rate_panel(bt.learning_rate_grids(short_runs), lr=0.5)
 
@@ -236,12 +342,12 @@ def test_batch_size_and_init_scale_panels_move(short_runs):
     batch_panel = batch_size_training_panel(short_runs.grid("batch_size", bt.BATCH_SIZES, **paper),
                                             bt.batch_noise(short_runs, **paper))
     batch_panel.set(batch_size=2)
-    assert batch_panel.figure.layout.title.text.startswith("Batch size m = 2:")
+    assert batch_panel.figure.layout.title.text.startswith("Batch size m = 2, 2 seeds:")
     assert batch_panel.status.value == ""
     init_panel = init_scale_panel(short_runs.grid("init_scale", bt.INIT_SCALES, **paper),
                                   bt.initial_gradients(short_runs, **paper))
     init_panel.set(init_scale=100.0)
-    assert init_panel.figure.layout.title.text.startswith("Initial weights × 100:")
+    assert init_panel.figure.layout.title.text.startswith("Initial weights × 100, 2 seeds:")
     assert list(init_panel.figure.data[-1].x) == [100.0, 100.0]
 
 
@@ -249,10 +355,18 @@ def test_static_figures_build(short_runs, data):
     runs = {"sigmoid": short_runs.pair(lr=0.1),
             "diverged": short_runs.pair(depth=6, activation="relu", lr=10.0)}
     bars = saturation_figure(runs, "title")
-    assert bars.data[0].text[1].startswith("diverged at step")
-    bn = {lr: short_runs.run(bt.Run(lr=lr)) for lr in (0.1, 1.0)}
+    assert bars.data[0].text[1] == "0%" and bars.data[0].y[1] == 0  # diverged in both seeds: counted as 0
+    bands = seed_band_figure(runs["diverged"], "title", level=0.9)
+    assert [trace.name for trace in bands.data][-1] == "with BN (median of 2 seeds)"
+    assert any(trace.name == "without BN: diverged" for trace in bands.data)
+    table = outcome_table({net: {lr: short_runs.runs(bt.Run(net=net, lr=lr)) for lr in (0.1, 1.0)}
+                           for net in WITH_AND_WITHOUT_BN}, "η", "title")
+    assert list(table.data[0].cells.values[0]) == ["0.1", "1"]
+    bn = {lr: short_runs.runs(bt.Run(lr=lr)).first for lr in (0.1, 1.0)}
     assert len(gamma_beta_figure(bn, "norm3", [0, 1], "title").data) == 2 * 2 * 2
-    assert len(unit_distribution_figure(bn, 3, 0, "title").data) == 2 * 5
+    traced = bt.Experiments(steps=20, record_every=10, seeds=(0,), percentiles=bt.TRACED_PERCENTILES, seed=0)
+    assert len(unit_distribution_figure({lr: traced.runs(bt.Run(lr=lr)).first for lr in (0.1, 1.0)}, 3, 0,
+                                        "title").data) == 2 * 5
     values = {f"{net}, {when}": bt.block_singular_values(bt.Run(net=net).build(0), data, n_examples=2)
               for net in WITH_AND_WITHOUT_BN for when in ("at initialization", "after training")}
     assert len(jacobian_figure(values, "title").data) == 2 * 3  # per subplot: the band and two histograms

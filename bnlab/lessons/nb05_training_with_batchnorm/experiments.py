@@ -1,32 +1,38 @@
 """Notebook 05, sections 1-7: training with Batch Normalization, what BN buys in practice.
 
-* Runs that several sections share: a ``Run`` names one training configuration (network, BN or not,
-  learning rate, batch size, initial weight scale, budget); ``Experiments`` asks ``bnlab.runs`` for the
-  runs of one budget, so each is trained once through ``bnlab.training.train`` and the learning-rate,
-  batch-size and initialization sweeps reuse each other's runs; panels only look them up.
+* The notebook's runs: a ``Run`` names one training setting (network, BN or not, learning rate, batch
+  size, initial weight scale). ``Experiments`` trains each setting under every seed of
+  ``bnlab.seeding.claim_seeds`` with ``bnlab.ensemble.train_ensemble`` (every setting and seed it has not
+  trained yet in ONE batched call) and keeps the result as ``SeedRuns``: the setting's Histories over
+  the seeds, with the statistics the notebook reports (final accuracy median and range, in how many
+  seeds a run diverged or trained). Sections, grids and panels look runs up.
+* Findings: ``confirm`` prints the sentences about the runs that the notebook asserts.
 * Scale invariance (paper, section 3.3): ``scale_hidden_weights`` multiplies the weights that feed
   each hidden layer by a; ``scale_invariance`` measures that a BN layer's output does not change
   and that the gradient with respect to those weights is divided by a.
 * Noise: ``gradient_noise`` (the mini-batch gradient around the full-batch one) and
   ``normalization_noise`` (how much an example's normalized value depends on its batch companions).
-* gamma and beta during training: ``settled_fraction`` and ``fluctuation``.
+* gamma and beta during training: ``settled_fraction``, ``fluctuation``, ``output_versus_gamma_beta``.
 * Layer Jacobians (paper, section 3.3, "singular values close to 1"): ``with_fixed_statistics``,
   ``hidden_blocks``, ``jacobian_singular_values`` and ``block_singular_values``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from ...data import Split, load_digits
+from ...ensemble import Member, train_ensemble
 from ...models import MLP, WITH_AND_WITHOUT_BN, blocks_of, make_mlp
+from ...parallel import side_by_side
 from ...probes import (  # noqa: F401  (typical_unit: read by the notebook as bt.typical_unit)
     captured_inputs,
     flat_gradient,
@@ -35,37 +41,62 @@ from ...probes import (  # noqa: F401  (typical_unit: read by the notebook as bt
     typical_unit,
     weight_gradients,
 )
-from ...runs import trained_all
-from ...seeding import resolve_seed, torch_generator
-from ...training import History, train
+from ...seeding import claim_seeds, resolve_seed, torch_generator
+from ...statistics import OverSeeds, Support
+from ...training import PERCENTILES, History
 
 WIDTH = 100
 INIT_STD = 0.1                       # every weight starts N(0, 0.1^2), as in notebook 02's Figure 1
 PAPER_DEPTH, DEEP_DEPTH = 3, 6       # the paper's 3 x 100 sigmoid MLP; a deeper 6 x 100 one
-LEARNING_RATES = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0)
-BATCH_SIZES = (2, 4, 8, 16, 60)
+# Two decades of learning rates and four batch sizes: every one of them carries a finding of the notebook
+# (eta = 0.01 and m = 16 carried none, and cost a tenth of its training time).
+LEARNING_RATES = (0.1, 0.3, 1.0, 3.0, 10.0)
+BATCH_SIZES = (2, 4, 8, 60)
 INIT_SCALES = (0.01, 0.1, 1.0, 10.0, 100.0)
 BASE_LR, BASE_BATCH_SIZE = 1.0, 60
 SATURATION_LR = 0.3                  # the deep sigmoid/tanh nets of the saturation section
 SWEEP_STEPS, RECORD_EVERY = 200, 50
+# train_ensemble records percentiles of every hidden unit's input at every record, and they cost time
+# (a partial sort per unit); the notebook reads none from its big ensemble, and the minimum alone is the
+# cheapest to record. Section 6 retrains one seed with the usual 15/50/85th percentiles for its figure.
+FEW_PERCENTILES, TRACED_PERCENTILES = (0,), PERCENTILES
 FAILED_BELOW = 0.5                   # a run that ends below 50% test accuracy has failed (chance is 10%)
 STREAM_NOISE_BATCHES = 50            # torch streams (bnlab.seeding): the noise measurements' random batches,
 STREAM_SCALE_CHECK = 51              # ... the weights and loss of the scale-invariance check
 STREAM_BN_GRADIENT_BATCHES = 52      # ... the random batches of first_bn_input_gradients
-Grid = Mapping[float, Mapping[str, History]]  # swept value -> "without BN" / "with BN" -> History
 
 
-# ---- settings and the runs they share ------------------------------------------------------------
+# ---- settings, and the runs of a setting over the seeds ----------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ScaledMember(Member):
+    """An ensemble member (``bnlab.ensemble.Member``) whose hidden weights start multiplied by
+    ``init_scale`` (``scale_hidden_weights``), on top of N(0, init_std^2); the output layer keeps init_std."""
+
+    init_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.init_scale > 0:
+            raise ValueError(f"init_scale must be positive, got {self.init_scale}")
+
+    def settings(self) -> dict:
+        return {**super().settings(), "init_scale": self.init_scale}
+
+    def make_mlp(self, data: Split) -> MLP:
+        model = super().make_mlp(data)
+        return scale_hidden_weights(model, self.init_scale) if self.init_scale != 1.0 else model
+
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One training run of the notebook (frozen: ``bnlab.runs`` keeps each one's result).
+    """One training setting of the notebook (frozen: ``Experiments`` keeps its runs by setting).
 
     depth: hidden layers of WIDTH units; activation: "sigmoid", "tanh" or "relu";
     net: "without BN" or "with BN" (the keys of ``WITH_AND_WITHOUT_BN``);
     init_scale: the factor a applied to the initial weights of every hidden layer
-        (``scale_hidden_weights``), on top of N(0, 0.1^2);
-    steps, record_every: the training budget and how often it is recorded.
+        (``scale_hidden_weights``), on top of N(0, 0.1^2).
+    The budget (steps, records) and the seeds belong to the ``Experiments`` that trains it.
     """
 
     depth: int = PAPER_DEPTH
@@ -74,8 +105,6 @@ class Run:
     lr: float = BASE_LR
     batch_size: int = BASE_BATCH_SIZE
     init_scale: float = 1.0
-    steps: int = SWEEP_STEPS
-    record_every: int = RECORD_EVERY
 
     def __post_init__(self) -> None:
         if self.net not in WITH_AND_WITHOUT_BN:
@@ -89,21 +118,24 @@ class Run:
         """A name such as "3×100 sigmoid"."""
         return network_name(self.depth, self.activation)
 
+    def member(self, seed: int) -> ScaledMember:
+        """This setting as an ensemble member trained under ``seed``."""
+        return ScaledMember(seed=seed, lr=self.lr, init_std=INIT_STD, batch_size=self.batch_size,
+                            hidden=(WIDTH,) * self.depth, activation=self.activation,
+                            norm=WITH_AND_WITHOUT_BN[self.net], init_scale=self.init_scale)
+
     def build(self, seed: int | None = None) -> MLP:
-        """The freshly initialized network of this run."""
+        """The freshly initialized network of this setting under ``seed`` (default: the course seed)."""
         model = make_mlp(hidden=(WIDTH,) * self.depth, activation=self.activation,
                          norm=WITH_AND_WITHOUT_BN[self.net], init_std=INIT_STD, seed=seed)
-        if self.init_scale != 1.0:
-            scale_hidden_weights(model, self.init_scale)
-        return model
+        return scale_hidden_weights(model, self.init_scale) if self.init_scale != 1.0 else model
 
-    def train(self, seed: int) -> tuple[History, MLP]:
-        """Train a fresh network under ``seed``: (History, trained network)."""
-        model = self.build(seed)
-        history = train(model, load_digits(seed=seed), steps=self.steps, lr=self.lr,
-                        batch_size=self.batch_size,
-                        record_every=self.record_every, seed=seed, progress=False)
-        return history, model
+    @property
+    def cost(self) -> float:
+        """The rough cost of training one network of this setting, relative to the paper's network without
+        BN (measured: it grows with depth and with BN; a tiny batch still pays a fixed cost per step)."""
+        return self.depth / PAPER_DEPTH * (1.5 if self.net == "with BN" else 1.0) * (
+            0.7 + 0.3 * self.batch_size / BASE_BATCH_SIZE)
 
 
 ACTIVATION_NAMES = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "ReLU"}
@@ -116,79 +148,223 @@ def network_name(depth: int, activation: str) -> str:
 
 NETWORKS = {network_name(PAPER_DEPTH, "sigmoid"): dict(depth=PAPER_DEPTH, activation="sigmoid"),
             network_name(DEEP_DEPTH, "relu"): dict(depth=DEEP_DEPTH, activation="relu")}
+# section 4: 6 x 100 sigmoid or tanh networks, initial weights of std 0.1 or 1 (a = 1 or 10), at eta = 0.3
+SATURATION_VARIANTS = {f"{activation}, std {INIT_STD * a:g}": dict(depth=DEEP_DEPTH, activation=activation,
+                                                                  lr=SATURATION_LR, init_scale=a)
+                       for activation in ("sigmoid", "tanh") for a in (1.0, 10.0)}
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedRuns:
+    """One setting trained under several seeds: its Histories, in the order of ``seeds``.
+
+    ``network(i)`` rebuilds the network trained under seeds[i] (a new copy on every call).
+    Statistics over the seeds: ``final_accuracy`` (an ``OverSeeds``, NaN for a run that diverged),
+    ``diverged`` and ``trained(level)`` (a ``Support``: in k of n seeds), ``steps_to(level)``.
+    """
+
+    run: Run
+    seeds: tuple[int, ...]
+    histories: tuple[History, ...]
+    trained_network: Callable[[int], MLP]
+
+    def __post_init__(self) -> None:
+        if len(self.histories) != len(self.seeds) or not self.seeds:
+            raise ValueError(f"need one History per seed: {len(self.seeds)} seeds, {len(self.histories)} "
+                             "Histories")
+
+    @property
+    def first(self) -> History:
+        """The History of the first seed: the notebook's one-run illustration."""
+        return self.histories[0]
+
+    def network(self, i: int = 0) -> MLP:
+        """The network trained under seeds[i] (a new copy, in training mode)."""
+        return self.trained_network(i)
+
+    @property
+    def final_accuracy(self) -> OverSeeds:
+        """The test accuracy at the end of training of each seed (NaN where the run diverged)."""
+        return OverSeeds(self.seeds, [math.nan if h.diverged else h.final_accuracy for h in self.histories])
+
+    @property
+    def diverged(self) -> Support:
+        """In how many seeds the run diverged."""
+        return Support.of([h.diverged for h in self.histories])
+
+    def trained(self, level: float = 0.9) -> Support:
+        """In how many seeds the run did not diverge and ended at ``level`` test accuracy or above."""
+        return Support.of([trained(h, level) for h in self.histories])
+
+    def steps_to(self, level: float) -> OverSeeds:
+        """The first recorded step at which each seed's test accuracy reached ``level`` (NaN if never)."""
+        reached = [steps_to(h, level) for h in self.histories]
+        return OverSeeds(self.seeds, [math.nan if step is None else step for step in reached])
+
+    def accuracy_curves(self) -> tuple[np.ndarray, np.ndarray]:
+        """The recorded steps (R,) and each seed's test accuracy at them (n_seeds, R); NaN after a run
+        diverged."""
+        longest = max(self.histories, key=lambda h: len(h.steps))
+        curves = np.full((len(self.histories), len(longest.steps)), np.nan)
+        for row, history in zip(curves, self.histories):
+            row[:len(history.test_accuracy)] = history.test_accuracy
+        return np.asarray(longest.steps), curves
+
+    def describe(self) -> str:
+        """The setting's outcome over the seeds, for a table cell: "96% (95% to 97%)", or with runs that
+        diverged "88% (20% to 91%), diverged in 2 of 8", or "diverged in 8 of 8" (for one seed, its
+        ``outcome``)."""
+        diverged, accuracy = self.diverged, self.final_accuracy
+        if len(self.seeds) == 1:
+            return outcome(self.first)
+        if diverged.everywhere:
+            return f"diverged in {diverged.held} of {diverged.total}"
+        text = f"{accuracy.median:.0%} ({accuracy.low:.0%} to {accuracy.high:.0%})"
+        return text + (f", diverged in {diverged.held} of {diverged.total}" if diverged.held else "")
+
+
+Grid = Mapping[float, Mapping[str, SeedRuns]]  # swept value -> "without BN" / "with BN" -> SeedRuns
+
+
+@contextlib.contextmanager
+def denormals_flushed() -> Iterator[None]:
+    """Inside the block, torch flushes denormal floats (below about 1.2e-38) to zero; then it stops again.
+
+    A saturated sigmoid or tanh passes back gradients that small, and CPUs compute with denormal numbers up
+    to a hundred times slower: the notebook's saturated networks trained four times slower without this.
+    A weight never changes by such an amount, so no result depends on it. Threads started inside the
+    block (``train_ensemble``'s, one per core) inherit the setting."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _costliest_groups_first(runs: Sequence[Run]) -> list[Run]:
+    """``runs`` reordered so that the ensemble groups (same network and batch size) that cost the most come
+    first: ``train_ensemble`` starts its groups in order, one per core, so the long ones start first."""
+    def group(run: Run) -> tuple:
+        return run.depth, run.activation, run.net, run.batch_size
+
+    group_cost: dict[tuple, float] = {}
+    for run in runs:
+        group_cost[group(run)] = group_cost.get(group(run), 0.0) + run.cost
+    return sorted(runs, key=lambda run: -group_cost[group(run)])  # a stable sort keeps each group's order
 
 
 class Experiments:
-    """The notebook's runs at one budget: ``steps`` and ``record_every`` for every run, and a seed
-    (default: the course seed). Runs come from ``bnlab.runs``: trained the first time they are asked
-    for, side by side when asked for together, and shared by every section and panel after that.
-    ``run`` gives a run's History, ``pair`` both networks ("without BN", "with BN") of a setting,
-    ``pairs`` several settings' pairs, ``grid`` a whole sweep, ``model`` a trained network.
+    """The notebook's runs: every setting trained under the same seeds (default: the course's claim seeds,
+    ``bnlab.seeding.claim_seeds``), for ``steps`` SGD steps, recorded every ``record_every`` steps, on the
+    digits split of the course seed.
+
+    ``train(runs)`` trains the settings not trained yet, all of them and all their seeds in one
+    ``train_ensemble`` call; ``runs`` gives a setting's ``SeedRuns`` (training it if needed), ``pair``
+    both networks ("without BN", "with BN") of a setting, ``pairs`` several settings' pairs, ``grid`` a
+    whole sweep.
     """
 
     def __init__(self, steps: int = SWEEP_STEPS, record_every: int = RECORD_EVERY,
+                 seeds: Sequence[int] | None = None, percentiles: Sequence[int] = FEW_PERCENTILES,
                  seed: int | None = None) -> None:
-        self.steps, self.record_every, self.seed = steps, record_every, resolve_seed(seed)
+        self.steps, self.record_every, self.percentiles = steps, record_every, tuple(percentiles)
+        self.seed = resolve_seed(seed)
+        self.seeds = claim_seeds(seed=self.seed) if seeds is None else tuple(resolve_seed(s) for s in seeds)
+        if not self.seeds:
+            raise ValueError("Experiments needs at least one seed")
         self.data = load_digits(seed=self.seed)
-        self.asked: set[Run] = set()
+        self._trained: dict[Run, SeedRuns] = {}
 
-    def at_budget(self, run: Run) -> Run:
-        """``run`` with this object's steps and record_every."""
-        return dataclasses.replace(run, steps=self.steps, record_every=self.record_every)
+    def train(self, runs: Iterable[Run]) -> list[SeedRuns]:
+        """The SeedRuns of ``runs``, in order; the settings not trained yet are trained now, together."""
+        runs = list(runs)
+        missing = _costliest_groups_first([run for run in dict.fromkeys(runs) if run not in self._trained])
+        if missing:
+            members = [run.member(seed) for run in missing for seed in self.seeds]
+            with denormals_flushed():
+                trained_members = train_ensemble(members, self.data, steps=self.steps,
+                                                 record_every=self.record_every, percentiles=self.percentiles,
+                                                 progress=False)
+            n = len(self.seeds)
+            for i, run in enumerate(missing):
+                first = i * n
+                self._trained[run] = SeedRuns(run, self.seeds, tuple(trained_members[first:first + n]),
+                                              lambda k, first=first: trained_members.network(first + k))
+        return [self._trained[run] for run in runs]
 
-    def run(self, run: Run) -> History:
-        """The History of ``run`` (at this budget; trained now if this is the first time it is asked for)."""
-        return self.run_all([run])[0]
+    def runs(self, run: Run) -> SeedRuns:
+        """The SeedRuns of one setting (trained now if this is the first time it is asked for)."""
+        return self.train([run])[0]
 
-    def run_all(self, runs: Iterable[Run]) -> list[History]:
-        """The Histories of ``runs`` (at this budget), in order; the ones not trained yet are trained now,
-        side by side."""
-        runs = [self.at_budget(run) for run in runs]
-        self.asked.update(runs)
-        return [history for history, _ in trained_all(runs, self.seed)]
-
-    def model(self, run: Run) -> MLP:
-        """The trained network of ``run`` (trained now if needed). Copy it before changing it."""
-        run = self.at_budget(run)
-        self.asked.add(run)
-        return trained_all([run], self.seed)[0][1]
-
-    def pair(self, **fields) -> dict[str, History]:
-        """Both networks of one setting: "without BN" -> History, "with BN" -> History."""
+    def pair(self, **fields) -> dict[str, SeedRuns]:
+        """Both networks of one setting: "without BN" -> SeedRuns, "with BN" -> SeedRuns."""
         return self.pairs({"": fields})[""]
 
-    def pairs(self, settings: Mapping[str, dict]) -> dict[str, dict[str, History]]:
-        """Both networks of several settings, trained together: label -> {"without BN": History,
-        "with BN": History}, for ``settings`` = label -> the Run fields of that label."""
+    def pairs(self, settings: Mapping[str, dict]) -> dict[str, dict[str, SeedRuns]]:
+        """Both networks of several settings, trained together: label -> {"without BN": SeedRuns,
+        "with BN": SeedRuns}, for ``settings`` = label -> the Run fields of that label."""
         grid = {label: {net: Run(net=net, **fields) for net in WITH_AND_WITHOUT_BN}
                 for label, fields in settings.items()}
-        flat = [run for pair in grid.values() for run in pair.values()]
-        histories = iter(self.run_all(flat))
-        return {label: {net: next(histories) for net in pair} for label, pair in grid.items()}
+        trained_runs = iter(self.train(run for pair in grid.values() for run in pair.values()))
+        return {label: {net: next(trained_runs) for net in pair} for label, pair in grid.items()}
 
     def grid(self, field: str, values: Iterable, **fixed) -> dict:
-        """A sweep of one Run field: value -> {"without BN": History, "with BN": History}."""
+        """A sweep of one Run field: value -> {"without BN": SeedRuns, "with BN": SeedRuns}."""
         if field not in {"depth", "activation", "lr", "batch_size", "init_scale"}:
             raise ValueError(f"cannot sweep {field!r}; sweep one of: depth, activation, lr, batch_size, "
                              "init_scale")
         return self.pairs({value: {**fixed, field: value} for value in values})
 
     @property
-    def training_steps(self) -> int:
-        """SGD steps taken by the runs asked for through this object (a diverged run stops early)."""
-        return sum(len(history.batch_loss) for history, _ in trained_all(self.asked, self.seed))
+    def networks_trained(self) -> int:
+        """How many networks this object has trained (settings x seeds)."""
+        return len(self._trained) * len(self.seeds)
+
+
+def notebook_runs() -> list[Run]:
+    """Every setting the notebook trains (sections 1-7), so that one call can train them all together:
+    both networks of both learning-rate grids, of the init-scale and batch-size sweeps of the paper's
+    network, and of the saturation variants."""
+    paper = paper_network()
+    settings = [dict(lr=lr, **fields) for fields in NETWORKS.values() for lr in LEARNING_RATES]
+    settings += [dict(init_scale=a, **paper) for a in INIT_SCALES]
+    settings += list(SATURATION_VARIANTS.values())
+    settings += [dict(batch_size=m, **paper) for m in BATCH_SIZES]
+    return list(dict.fromkeys(Run(net=net, **fields) for fields in settings for net in WITH_AND_WITHOUT_BN))
 
 
 def learning_rate_grids(experiments: Experiments) -> dict[str, Grid]:
     """network name -> the learning-rate grid of that network (trained now if needed, all runs together)."""
-    experiments.run_all(Run(net=net, lr=lr, **fields) for fields in NETWORKS.values()
-                        for lr in LEARNING_RATES for net in WITH_AND_WITHOUT_BN)
+    experiments.train(Run(net=net, lr=lr, **fields) for fields in NETWORKS.values()
+                      for lr in LEARNING_RATES for net in WITH_AND_WITHOUT_BN)
     return {name: experiments.grid("lr", LEARNING_RATES, **fields) for name, fields in NETWORKS.items()}
+
+
+def largest_rate(grid: Grid, net: str, level: float) -> OverSeeds:
+    """For each seed, the largest learning rate of ``grid`` (lr -> net -> SeedRuns) at which network ``net``
+    ended at ``level`` test accuracy or above without diverging (NaN where it reached it at none)."""
+    lrs = sorted(grid)
+    seeds = grid[lrs[0]][net].seeds
+    largest = [max((lr for lr in lrs if trained(grid[lr][net].histories[i], level)), default=math.nan)
+               for i in range(len(seeds))]
+    return OverSeeds(seeds, largest)
 
 
 def paper_network() -> dict:
     """The Run fields of the paper's network (3 x 100 sigmoid)."""
     return NETWORKS[network_name(PAPER_DEPTH, "sigmoid")]
+
+
+def confirm(findings: Mapping[str, bool | np.bool_]) -> None:
+    """Print every finding (a sentence about the runs) and stop with an AssertionError that lists the
+    findings that do not hold. A finding says what every machine and seed block must reproduce (a
+    threshold with a margin), not the numbers measured here: those are in the figures and tables."""
+    failed = [sentence for sentence, holds in findings.items() if not holds]
+    for sentence in findings:
+        if sentence not in failed:
+            print(sentence)
+    if failed:
+        raise AssertionError("not found in this block of seeds: " + " | ".join(failed))
 
 
 def outcome(history: History) -> str:
@@ -408,6 +584,22 @@ def gamma_beta(history: History, layer: str = "norm1") -> tuple[np.ndarray, np.n
     return _trajectory(history, "gamma", layer), _trajectory(history, "beta", layer)
 
 
+BN_LAYERS = ("norm1", "norm2", "norm3")  # the paper network's BN layers
+
+
+def gamma_beta_measures(history: History, by_step: int = RECORD_EVERY) -> dict[str, np.ndarray]:
+    """What section 6 measures of one run with BN, for every BN layer (rows, ``BN_LAYERS``) and for
+    gamma and beta (columns): "change", the mean over units of |theta_end - theta_0|; "settled", the share
+    of the change made by ``by_step`` (``settled_fraction``); "wobble", ``fluctuation``. Each (3, 2)."""
+    measures: dict[str, list] = {"change": [], "settled": [], "wobble": []}
+    for layer in BN_LAYERS:
+        pair = gamma_beta(history, layer)
+        measures["change"].append([np.abs(values[-1] - values[0]).mean() for values in pair])
+        measures["settled"].append([settled_fraction(values, history.steps, by_step) for values in pair])
+        measures["wobble"].append([fluctuation(values) for values in pair])
+    return {name: np.array(values) for name, values in measures.items()}
+
+
 # ---- layer Jacobians -------------------------------------------------------------------------------
 
 @torch.no_grad()
@@ -478,14 +670,48 @@ def near_one(singular_values: np.ndarray, factor: float = 2.0) -> float:
     return float(np.mean((s >= 1 / factor) & (s <= factor)))
 
 
+def singular_value_summary(values: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """What section 7 reports of ``block_singular_values``'s result: the hidden-to-hidden blocks (2 and
+    up) pooled: "median", "p10" and "p90" (10th and 90th percentiles), "near" (share within 2x of 1);
+    "first near" (block 1's share within 2x of 1) and "stack" (median of the whole hidden stack's)."""
+    hidden = np.concatenate([v.ravel() for name, v in values.items()
+                             if name.startswith("block") and name != "block 1"])
+    p10, median, p90 = np.percentile(hidden, [10, 50, 90])
+    return {"median": median, "p10": p10, "p90": p90, "near": near_one(hidden),
+            "first near": near_one(values["block 1"]), "stack": float(np.median(values["hidden stack"]))}
+
+
+def singular_values_over_seeds(experiments: Experiments, n_examples: int = 10,
+                               **fields) -> dict[str, list[dict[str, np.ndarray]]]:
+    """``block_singular_values`` of both networks of a setting, at initialization and after training, for
+    every seed of ``experiments`` (computed side by side, one seed per CPU core).
+    Returns "<net>, at initialization" / "<net>, after training" -> one dict per seed."""
+    def of_seed(i: int) -> dict[str, dict[str, np.ndarray]]:
+        values = {}
+        for net in WITH_AND_WITHOUT_BN:
+            setting = Run(net=net, **fields)
+            models = {"at initialization": setting.build(experiments.seeds[i]),
+                      "after training": experiments.runs(setting).network(i)}
+            for when, model in models.items():
+                values[f"{net}, {when}"] = block_singular_values(model, experiments.data, n_examples)
+        return values
+
+    experiments.train(Run(net=net, **fields) for net in WITH_AND_WITHOUT_BN)  # before the threads start
+    per_seed = side_by_side(of_seed, range(len(experiments.seeds)))
+    return {label: [seed_values[label] for seed_values in per_seed] for label in per_seed[0]}
+
+
 # ---- what the panels show next to the training curves -------------------------------------------------
 
 def initial_gradients(experiments: Experiments, init_scales: Sequence[float] = INIT_SCALES,
-                      **fields) -> dict[float, dict[str, float]]:
+                      seed: int | None = None, **fields) -> dict[float, dict[str, float]]:
     """a -> net -> norm of the full-batch gradient with respect to the FIRST hidden layer's weights of the
-    freshly initialized network of that setting (the layer a vanishing gradient reaches last)."""
+    freshly initialized network of that setting (the layer a vanishing gradient reaches last), under
+    ``seed`` (default: the first of the experiments' seeds)."""
+    seed = experiments.seeds[0] if seed is None else seed
+
     def first_layer_gradient(net: str, a: float) -> float:
-        model = Run(net=net, init_scale=a, **fields).build(experiments.seed)
+        model = Run(net=net, init_scale=a, **fields).build(seed)
         return full_batch_gradients(model, experiments.data)["linear1"]
 
     return {a: {net: first_layer_gradient(net, a) for net in WITH_AND_WITHOUT_BN} for a in init_scales}
@@ -493,10 +719,11 @@ def initial_gradients(experiments: Experiments, init_scales: Sequence[float] = I
 
 def batch_noise(experiments: Experiments, batch_sizes: Sequence[int] = BATCH_SIZES,
                 **fields) -> dict[str, np.ndarray]:
-    """The two noises of a mini-batch, for each batch size, at initialization:
+    """The two noises of a mini-batch, for each batch size, at initialization (the networks of the first
+    of the experiments' seeds; random batches drawn with the course seed):
     "gradient, without BN" and "gradient, with BN" (``gradient_noise``), and
     "BN's batch statistics" (``normalization_noise``). Each (len(batch_sizes),)."""
-    models = {net: Run(net=net, **fields).build(experiments.seed) for net in WITH_AND_WITHOUT_BN}
+    models = {net: Run(net=net, **fields).build(experiments.seeds[0]) for net in WITH_AND_WITHOUT_BN}
     noise = {f"gradient, {net}": gradient_noise(model, experiments.data, batch_sizes, seed=experiments.seed)
              for net, model in models.items()}
     noise["BN's batch statistics"] = normalization_noise(models["with BN"], experiments.data, batch_sizes,
@@ -513,6 +740,23 @@ def output_versus_gamma_beta(history: History, layer: int) -> dict[str, np.ndarr
     if tuple(history.percentiles) != (15, 50, 85):
         raise ValueError(f"needs the 15/50/85th percentiles, this run recorded {history.percentiles}")
     gamma, beta = (values[1:] for values in gamma_beta(history, f"norm{layer}"))
-    percentiles = history.percentile_array(f"act{layer}")[1:]  # (R - 1, 3, units)
-    return {"median offset": np.abs(percentiles[:, 1] - beta) / np.abs(gamma),
-            "band width": (percentiles[:, 2] - percentiles[:, 0]) / (2 * np.abs(gamma))}
+    return _offset_and_width(history.percentile_array(f"act{layer}")[1:], gamma, beta)  # (R - 1, 3, units)
+
+
+@torch.no_grad()
+def final_output_versus_gamma_beta(model: MLP, X: torch.Tensor, layer: int) -> dict[str, np.ndarray]:
+    """``output_versus_gamma_beta`` for a trained network at the end of training: the output of BN layer
+    ``layer`` (the input of its activation) over the examples X (n, d), in eval mode, against its gamma
+    and beta. Both arrays (units,). The model is left in the mode it was in."""
+    block, was_training = model.blocks[layer - 1], model.training
+    with captured_inputs({"act": block.activation}) as inputs:
+        model.eval()(X)
+    model.train(was_training)
+    percentiles = np.percentile(inputs["act"].numpy(), (15, 50, 85), axis=0)  # (3, units)
+    return _offset_and_width(percentiles, block.norm.weight.numpy(), block.norm.bias.numpy())
+
+
+def _offset_and_width(percentiles: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> dict[str, np.ndarray]:
+    """percentiles (..., 3, units) of a BN output (15th, 50th, 85th), gamma and beta (..., units)."""
+    return {"median offset": np.abs(percentiles[..., 1, :] - beta) / np.abs(gamma),
+            "band width": (percentiles[..., 2, :] - percentiles[..., 0, :]) / (2 * np.abs(gamma))}

@@ -1,9 +1,12 @@
-"""Notebook 05, sections 2-7: its figures and slider panels (they only draw; runs come from experiments).
+"""Notebook 05, sections 1-7: its figures and slider panels (they only draw; runs come from experiments).
 
+Every training outcome is drawn over the seeds it was trained under (``experiments.SeedRuns``): a median
+line with a shaded band from the lowest to the highest seed, and an X where runs diverged.
 Slider panels (every run is trained before the panel is built, through ``experiments.Experiments``;
 a callback only looks runs up): ``learning_rate_panel`` (learning rate and network),
-``batch_size_training_panel`` and ``init_scale_panel``. Static figures: ``saturation_figure``,
-``gamma_beta_figure``, ``unit_distribution_figure`` and ``jacobian_figure``.
+``batch_size_training_panel`` and ``init_scale_panel``. Static figures: ``seed_band_figure``,
+``outcome_table``, ``saturation_figure``, ``gamma_beta_figure``, ``unit_distribution_figure`` and
+``jacobian_figure``.
 """
 
 from __future__ import annotations
@@ -21,22 +24,80 @@ from ...figures import (
     WIDE,
     add_band,
     add_line,
+    add_seed_band,
     color,
-    hide_marker,
-    mark_diverged,
     new_figure,
-    show_diverged,
 )
 from ...models import WITH_AND_WITHOUT_BN
 from ...training import History
 from ...widgets import SliderPanel, choice, lr_selection_slider
 from . import experiments as bt
-from .experiments import Grid
+from .experiments import Grid, SeedRuns
+
+DIVERGED_Y = 0.03  # where an X marks runs that diverged, on a plot of the accuracy at the end
+
+
+# ---- a setting over its seeds ----------------------------------------------------------------------------
+
+def _band(runs: SeedRuns) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """steps, lowest, median and highest test accuracy over the seeds, at the steps some seed recorded."""
+    steps, curves = runs.accuracy_curves()
+    seen = ~np.all(np.isnan(curves), axis=0)
+    steps, curves = steps[seen], curves[:, seen]
+    return steps, np.nanmin(curves, axis=0), np.nanmedian(curves, axis=0), np.nanmax(curves, axis=0)
+
+
+def _diverged_points(runs: SeedRuns) -> tuple[list[int], list[float]]:
+    """(step, last recorded accuracy) of every seed whose run diverged."""
+    diverged = [h for h in runs.histories if h.diverged]
+    last = [h.test_accuracy[-1] if h.test_accuracy else 0.0 for h in diverged]
+    return [h.diverged_at for h in diverged], last
+
+
+def seed_band_figure(pair: Mapping[str, SeedRuns], title: str, level: float | None = None) -> go.Figure:
+    """Test accuracy during training of each network of ``pair`` (label -> SeedRuns): the median over
+    the seeds and a band from the lowest to the highest seed; an X where a seed's run diverged; a dotted
+    line at ``level`` when given."""
+    fig = new_figure(title, "training step (SGD updates)", "test accuracy (fraction correct)")
+    for i, (label, runs) in enumerate(pair.items()):
+        index = NET_COLORS.get(label, i)
+        steps, curves = runs.accuracy_curves()
+        add_seed_band(fig, steps, curves, label, index)
+        fig.data[-2].mode = "lines"  # the band: its outline only, no markers at the records
+        x, y = _diverged_points(runs)
+        if x:
+            fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name=f"{label}: diverged",
+                                     marker=dict(symbol="x", size=12, color=DIVERGED_COLOR)))
+    if level is not None:
+        fig.add_hline(y=level, line_dash="dot", line_color=color(7))
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+def outcome_table(columns: Mapping[str, Mapping[float, SeedRuns]], row_title: str, title: str) -> go.Figure:
+    """A table of outcomes over the seeds: one row per swept value, one column per
+    ``columns`` entry (column title -> value -> SeedRuns); each cell is ``SeedRuns.describe()``: the final
+    test accuracy's median and range over the seeds, and in how many seeds the run diverged."""
+    values = list(next(iter(columns.values())))
+    cells = [[f"{value:g}" for value in values]]
+    cells += [[column[value].describe() for value in values] for column in columns.values()]
+    fig = go.Figure(go.Table(header=dict(values=[row_title, *columns], align="center",
+                                         fill_color=color(4), font=dict(color="white")),
+                             cells=dict(values=cells, align=["center"] + ["right"] * len(columns), height=26),
+                             columnwidth=[0.4] + [1.5] * len(columns)))
+    # a cell with a range and a divergence count takes two lines in a narrow column
+    two_lines = [len(columns) > 2 and any("diverged in" in column[row] and "(" in column[row]
+                                          for column in cells[1:]) for row in range(len(values))]
+    fig.update_layout(title=title, width=980, height=100 + sum(48 if two else 28 for two in two_lines),
+                      margin=dict(t=70, b=10, l=10, r=10))
+    return fig
+
 
 # ---- the three sweep panels --------------------------------------------------------------------------
-# Trace order: 0-1 accuracy curves (col 1), 2-3 their diverged markers, 4-5 accuracy at the end against
-# the swept value (col 2), 6-7 diverged runs there, 8 the current value (col 2); then the third column.
-CURVES, MARKERS, FINALS, FINAL_DIVERGED, CURRENT = 0, 2, 4, 6, 8
+# Trace order: 0-1 the seed bands of the accuracy curves (col 1), 2-3 their medians, 4-5 diverged runs
+# there, 6-7 the accuracy at the end (median, error bars to the lowest and highest seed) against the swept
+# value (col 2), 8-9 settings where runs diverged, 10 the current value (col 2); then the third column.
+BANDS, CURVES, MARKERS, FINALS, FINAL_DIVERGED, CURRENT = 0, 2, 4, 6, 8, 10
 
 
 def _sweep_figure(sweep_title: str, x_title: str, values: Sequence[float],
@@ -44,13 +105,20 @@ def _sweep_figure(sweep_title: str, x_title: str, values: Sequence[float],
     titles = ["test accuracy during training", sweep_title] + ([extra[0]] if extra else [])
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.08)
     for net in WITH_AND_WITHOUT_BN:
-        add_line(fig, [], [], net, NET_COLORS[net], row=1, col=1)
+        add_band(fig, [], [], [], f"{net}: range over seeds", NET_COLORS[net], row=1, col=1, showlegend=False,
+                 mode="lines")
     for net in WITH_AND_WITHOUT_BN:
-        mark_diverged(fig, None, None, 0, net, row=1, col=1)
-    for net in WITH_AND_WITHOUT_BN:
-        add_line(fig, [], [], net, NET_COLORS[net], row=1, col=2, mode="lines+markers", showlegend=False)
+        add_line(fig, [], [], f"{net} (median over seeds)", NET_COLORS[net], row=1, col=1)
     for net in WITH_AND_WITHOUT_BN:
         fig.add_trace(go.Scatter(mode="markers", name=f"{net}: diverged", showlegend=False,
+                                 hovertemplate="%{text}<extra></extra>",
+                                 marker=dict(symbol="x", size=12, color=DIVERGED_COLOR)), row=1, col=1)
+    for net in WITH_AND_WITHOUT_BN:
+        add_line(fig, [], [], net, NET_COLORS[net], row=1, col=2, mode="lines+markers", showlegend=False,
+                 error_y=dict(type="data", symmetric=False, array=[], arrayminus=[], thickness=1.5))
+    for net in WITH_AND_WITHOUT_BN:
+        fig.add_trace(go.Scatter(mode="markers", name=f"{net}: diverged", showlegend=False,
+                                 hovertemplate="%{text}<extra></extra>",
                                  marker=dict(symbol="x", size=13, color=DIVERGED_COLOR,
                                              line=dict(width=2, color=color(NET_COLORS[net])))), row=1, col=2)
     add_line(fig, [], [], "this setting", 7, row=1, col=2, dash="dot", showlegend=False)
@@ -66,48 +134,62 @@ def _sweep_figure(sweep_title: str, x_title: str, values: Sequence[float],
     return fig
 
 
-def _draw_sweep(fig: go.FigureWidget, value: float, grid: Grid) -> dict[str, History]:
-    """Draw the runs at ``value`` and the end-of-training accuracy over the whole grid."""
+def _draw_sweep(fig: go.FigureWidget, value: float, grid: Grid) -> dict[str, SeedRuns]:
+    """Draw the runs at ``value`` (median and band over the seeds) and the end-of-training accuracy over
+    the whole grid (median, with error bars from the lowest to the highest seed)."""
     runs = grid[value]
-    for i, (net, history) in enumerate(runs.items()):
-        fig.data[CURVES + i].x, fig.data[CURVES + i].y = history.steps, history.test_accuracy
-        if history.diverged:
-            show_diverged(fig.data[MARKERS + i], history.diverged_at, history.test_accuracy[-1],
-                          history.diverged_at, net)
-        else:
-            hide_marker(fig.data[MARKERS + i])
+    for i, net_runs in enumerate(runs.values()):
+        steps, low, median, high = _band(net_runs)
+        fig.data[BANDS + i].x = np.concatenate([steps, steps[::-1]])
+        fig.data[BANDS + i].y = np.concatenate([high, low[::-1]])
+        fig.data[CURVES + i].x, fig.data[CURVES + i].y = steps, median
+        x, y = _diverged_points(net_runs)
+        fig.data[MARKERS + i].x, fig.data[MARKERS + i].y = x, y
+        fig.data[MARKERS + i].text = [f"diverged at step {step}" for step in x]
     values = sorted(grid)
     for i, net in enumerate(WITH_AND_WITHOUT_BN):
-        histories = [grid[v][net] for v in values]
-        fig.data[FINALS + i].x = values
-        fig.data[FINALS + i].y = [None if h.diverged else h.final_accuracy for h in histories]
-        diverged = [(v, h) for v, h in zip(values, histories) if h.diverged]
+        finals = [grid[v][net].final_accuracy for v in values]
+        median = np.array([f.median if not np.all(np.isnan(f.values)) else np.nan for f in finals])
+        low = np.array([np.nanmin(f.values) if not np.all(np.isnan(f.values)) else np.nan for f in finals])
+        high = np.array([np.nanmax(f.values) if not np.all(np.isnan(f.values)) else np.nan for f in finals])
+        trace = fig.data[FINALS + i]
+        trace.x, trace.y = values, median
+        trace.error_y.array, trace.error_y.arrayminus = high - median, median - low
+        diverged = [(v, grid[v][net].diverged) for v in values if grid[v][net].diverged.held]
         fig.data[FINAL_DIVERGED + i].x = [v for v, _ in diverged]
-        fig.data[FINAL_DIVERGED + i].y = [h.test_accuracy[-1] for _, h in diverged]
-        fig.data[FINAL_DIVERGED + i].text = [f"diverged at step {h.diverged_at}" for _, h in diverged]
+        fig.data[FINAL_DIVERGED + i].y = [DIVERGED_Y] * len(diverged)
+        fig.data[FINAL_DIVERGED + i].text = [f"{net}: diverged in {support}" for _, support in diverged]
     fig.data[CURRENT].x, fig.data[CURRENT].y = [value, value], [0, 1.02]
     return dict(runs)
 
 
-def _outcomes(runs: Mapping[str, History]) -> str:
-    return ", ".join(f"{net} {bt.outcome(history)}" for net, history in runs.items())
+def _outcomes(runs: Mapping[str, SeedRuns]) -> str:
+    return ", ".join(f"{net} {net_runs.describe()}" for net, net_runs in runs.items())
 
 
 def _steps_of(grid: Grid) -> int:
-    return max(h.steps[-1] for runs in grid.values() for h in runs.values())
+    return max(h.steps[-1] for runs in grid.values() for net_runs in runs.values()
+               for h in net_runs.histories)
+
+
+def _seeds_of(grid: Grid) -> str:
+    n = len(next(iter(next(iter(grid.values())).values())).seeds)
+    return "1 seed" if n == 1 else f"{n} seeds"
 
 
 def _draw_learning_rate(fig: go.FigureWidget, lr: float, network: str, *, grids: Mapping[str, Grid]) -> None:
     runs = _draw_sweep(fig, lr, grids[network])
-    steps = _steps_of(grids[network])
-    fig.layout.title.text = f"{network}, η = {lr:g}: {_outcomes(runs)} after {steps} steps"
+    grid = grids[network]
+    fig.layout.title.text = (f"{network}, η = {lr:g}, {_seeds_of(grid)}: {_outcomes(runs)} after "
+                             f"{_steps_of(grid)} steps")
 
 
 def learning_rate_panel(grids: Mapping[str, Grid], lr: float = bt.BASE_LR,
                         network: str | None = None) -> SliderPanel:
     """Notebook 05: accuracy curves with and without BN at one learning rate of ``LEARNING_RATES``, and
     the accuracy reached at every learning rate, for each network of ``grids`` (network name -> its
-    learning-rate grid, from ``experiments.learning_rate_grids``). Controls look runs up."""
+    learning-rate grid, from ``experiments.learning_rate_grids``), over the seeds each run was trained
+    under. Controls look runs up."""
     network = network or next(iter(grids))
     if lr not in bt.LEARNING_RATES or network not in grids:
         raise ValueError(f"lr must be one of {bt.LEARNING_RATES} and network one of {list(grids)}")
@@ -117,7 +199,8 @@ def learning_rate_panel(grids: Mapping[str, Grid], lr: float = bt.BASE_LR,
                 "network": choice("network", list(grids), network)}
     return SliderPanel(fig, controls, functools.partial(_draw_learning_rate, grids=grids),
                        caption="Every run was trained before the panel was built; the controls look them up. "
-                               "An X marks a run that diverged (its loss became NaN).")
+                               "Lines: the median over the seeds; shaded and error bars: lowest to highest "
+                               "seed. An X marks runs that diverged (their loss became NaN).")
 
 
 def _draw_batch_size(fig: go.FigureWidget, batch_size: int, *, grid: Grid,
@@ -125,8 +208,8 @@ def _draw_batch_size(fig: go.FigureWidget, batch_size: int, *, grid: Grid,
     runs = _draw_sweep(fig, batch_size, grid)
     fig.data[-1].x = [batch_size, batch_size]  # the "this m" line of the noise plot
     bn_noise = noise["BN's batch statistics"][sorted(grid).index(batch_size)]
-    fig.layout.title.text = (f"Batch size m = {batch_size:g}: {_outcomes(runs)} after {_steps_of(grid)} "
-                             f"steps; BN's batch noise {bn_noise:.2f}")
+    fig.layout.title.text = (f"Batch size m = {batch_size:g}, {_seeds_of(grid)}: {_outcomes(runs)} after "
+                             f"{_steps_of(grid)} steps; BN's batch noise {bn_noise:.2f}")
 
 
 def batch_size_training_panel(grid: Grid, noise: Mapping[str, np.ndarray],
@@ -161,8 +244,9 @@ def _draw_init_scale(fig: go.FigureWidget, init_scale: float, *, grid: Grid,
     runs = _draw_sweep(fig, init_scale, grid)
     fig.data[-1].x = [init_scale, init_scale]  # the "this a" line of the gradient plot
     g = gradients[init_scale]
-    fig.layout.title.text = (f"Initial weights × {init_scale:g}: {_outcomes(runs)}; first-layer gradient "
-                             f"{g['without BN']:.2g} without BN, {g['with BN']:.2g} with BN")
+    fig.layout.title.text = (f"Initial weights × {init_scale:g}, {_seeds_of(grid)}: {_outcomes(runs)}; "
+                             f"first-layer gradient {g['without BN']:.2g} without BN, {g['with BN']:.2g} "
+                             "with BN")
 
 
 def init_scale_panel(grid: Grid, gradients: Mapping[float, Mapping[str, float]],
@@ -194,16 +278,21 @@ def init_scale_panel(grid: Grid, gradients: Mapping[float, Mapping[str, float]],
 
 # ---- static figures ----------------------------------------------------------------------------------
 
-def saturation_figure(runs: Mapping[str, Mapping[str, History]], title: str) -> go.Figure:
-    """Grouped bars of the test accuracy at the end of training, with and without BN, for each
-    variant (label -> "without BN" / "with BN" -> History); a diverged run is a bar of 0 marked so."""
+def saturation_figure(runs: Mapping[str, Mapping[str, SeedRuns]], title: str) -> go.Figure:
+    """Grouped bars of the test accuracy at the end of training, with and without BN, for each variant
+    (label -> "without BN" / "with BN" -> SeedRuns): the median over the seeds, error bars from the lowest
+    to the highest seed (a run that diverged counts as 0)."""
     fig = new_figure(title, "network (activation, initial weight std)",
                      "test accuracy at the end (dotted: chance)", barmode="group")
     for net in WITH_AND_WITHOUT_BN:
-        histories = [variant[net] for variant in runs.values()]
-        fig.add_trace(go.Bar(x=list(runs), y=[0 if h.diverged else h.final_accuracy for h in histories],
-                             name=net, marker_color=color(NET_COLORS[net]),
-                             text=[bt.outcome(h) for h in histories], textposition="outside"))
+        finals = [np.nan_to_num(variant[net].final_accuracy.values) for variant in runs.values()]
+        median = np.array([np.median(values) for values in finals])
+        fig.add_trace(go.Bar(x=list(runs), y=median, name=f"{net} (median over seeds)",
+                             marker_color=color(NET_COLORS[net]),
+                             error_y=dict(type="data", symmetric=False,
+                                          array=[values.max() for values in finals] - median,
+                                          arrayminus=median - [values.min() for values in finals]),
+                             text=[f"{value:.0%}" for value in median], textposition="outside"))
     fig.add_hline(y=0.1, line_dash="dot", line_color=color(7))
     fig.update_yaxes(range=[0, 1.12])
     return fig
