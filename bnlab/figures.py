@@ -102,9 +102,10 @@ def add_band(fig: go.Figure, x: Sequence[float], low: Sequence[float], high: Seq
     """Add a shaded band between ``low`` and ``high`` (e.g. the 15th and 85th percentiles),
     in subplot (row, col) when given."""
     x = np.asarray(x)
+    trace = {"mode": "lines", **trace}  # lines only: no markers on the band's edge
     fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
                              y=np.concatenate([np.asarray(high), np.asarray(low)[::-1]]),
-                             fill="toself", fillcolor=color(index), opacity=0.25, mode="lines",
+                             fill="toself", fillcolor=color(index), opacity=0.25,
                              line=dict(width=0), name=name, hoverinfo="skip", **trace), row=row, col=col)
     return fig
 
