@@ -30,14 +30,13 @@ def batch_size() -> SliderPanel:
     """Section 3's batch-size panel over short runs."""
     runs = _short_runs(experiments.batch_sizes())
     grid = {size: {net: runs[net, size] for net in ("with BN", "without BN")} for size in (20, 60)}
-    return figures.gap_panel(grid, "batch_size", 60, caption="")
+    return figures.gap_panel(grid, "batch_size", 60)
 
 
 def ghost_size() -> SliderPanel:
     """Section 3's ghost-batch panel over short runs."""
     runs = _short_runs(experiments.ghost_batches())
-    return figures.gap_panel({size: {"with BN": trained} for size, trained in runs.items()}, "ghost_size", 60,
-                             caption="")
+    return figures.gap_panel({size: {"with BN": trained} for size, trained in runs.items()}, "ghost_size", 60)
 
 
 def dropout() -> SliderPanel:
@@ -45,7 +44,7 @@ def dropout() -> SliderPanel:
     runs = _short_runs(experiments.dropout_grid())
     grid = {0.0: {"with BN": runs["BN"], "without BN": runs["neither"]},
             experiments.DROPOUT: {"with BN": runs["BN and dropout"], "without BN": runs["dropout"]}}
-    return figures.gap_panel(grid, "dropout", 0.0, caption="")
+    return figures.gap_panel(grid, "dropout", 0.0)
 
 
 def weight_decay() -> SliderPanel:

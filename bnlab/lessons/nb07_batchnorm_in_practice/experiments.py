@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...parallel import side_by_side
 from ...runs import trained_all
 from ...seeding import claim_seeds, resolve_seed, torch_generator
 from ...statistics import OverSeeds
@@ -347,6 +348,14 @@ def fine_tune(trained: Trained, task: Images, *, statistics: str, steps: int, lr
     setting = trained.setting.replace(lr=lr, batch_size=batch_size, steps=steps, record_every=steps)
     model = recalibrated(trained, task) if statistics.startswith("recalibrated") else trained.stacked()
     return train_stack(setting, task, trained.seeds, model=model, frozen_statistics=statistics != "live")
+
+
+def fine_tune_all(trained: Trained, task: Images, *, steps: int, lr: float,
+                  batch_size: int = SMALL_BATCH) -> dict[str, Trained]:
+    """``fine_tune`` with each of FINE_TUNING's statistics, side by side (one per CPU core)."""
+    runs = side_by_side(lambda statistics: fine_tune(trained, task, statistics=statistics, steps=steps, lr=lr,
+                                                     batch_size=batch_size), FINE_TUNING)
+    return dict(zip(FINE_TUNING, runs))
 
 
 @torch.no_grad()

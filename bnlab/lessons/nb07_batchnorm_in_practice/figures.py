@@ -20,6 +20,14 @@ from .experiments import effective_learning_rate
 from .stacked import Trained
 
 NET_INDEX = {"with BN": 1, "without BN": 0}
+GAP_CAPTIONS = {  # what each gap panel's slider changes
+    "batch_size": "Move the batch size (the same number of examples either way). Each dot is one seed: open, "
+                  "its training accuracy; filled, its test accuracy.",
+    "ghost_size": "BN over sub-batches of 4, 15 or 60 examples inside each batch of 60. Open dots: training "
+                  "accuracy; filled: test accuracy.",
+    "dropout": "Dropout on the 16 pooled features, before the output layer. Open dots: training accuracy; "
+               "filled: test accuracy.",
+}
 
 
 def _legend_below(fig: go.Figure, **layout) -> go.Figure:
@@ -109,8 +117,7 @@ def _gap_figure(labels: Sequence[str], x_title: str) -> go.Figure:
     return _legend_below(fig, width=760)
 
 
-def gap_panel(runs: Mapping[float, Mapping[str, Trained]], name: str, value: float,
-              caption: str) -> SliderPanel:
+def gap_panel(runs: Mapping[float, Mapping[str, Trained]], name: str, value: float) -> SliderPanel:
     """A slider over the values of one quantity (``name``: batch size, ghost batch size, dropout); for
     each value, label -> Trained. Draws every seed's final accuracy on the training and the test set, per
     label: the gap between the open and the filled dots is the train-test gap."""
@@ -129,7 +136,7 @@ def gap_panel(runs: Mapping[float, Mapping[str, Trained]], name: str, value: flo
         fig.layout.title.text = f"{name} {values[name]:g}: median train-test gap " + ", ".join(gaps)
 
     control = lr_selection_slider(name, sorted(runs), value)
-    return SliderPanel(figure, {name: control}, update, caption=caption)
+    return SliderPanel(figure, {name: control}, update, caption=GAP_CAPTIONS.get(name, ""))
 
 
 def weight_decay_panel(runs: Mapping[float, Trained], decay: float, layer: str = "conv2") -> SliderPanel:
