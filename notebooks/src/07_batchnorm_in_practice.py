@@ -169,8 +169,8 @@ fg.active_share_figure(shares, title=f"γ and β set each channel's share of act
                                      f"(correlation {agreement:.2f} with Φ(β/|γ|))")
 
 # %% [markdown]
-# The channels do not all sit at one half: training moved some to pass most of their values and others
-# to pass few, and $\Phi(\beta/|\gamma|)$ predicts where each one ended up, imperfectly, because
+# The channels do not all sit at one half: training spread them out (more than 0.4 between the sparsest
+# and the densest channel), and $\Phi(\beta/|\gamma|)$ predicts where each one ended up, imperfectly, because
 # $\hat x$ is not exactly normal (section 2 looks at its shape). This is how BN keeps its "representation
 # power" (paper, section 3): the normalization fixes mean and variance, and $\gamma$, $\beta$ choose each
 # channel's operating point on the nonlinearity.
@@ -213,8 +213,8 @@ record("wu-plus-b-more-gaussian", holds=skew_ratio.support(skew_ratio.values < 0
 
 # %%
 u_values, wu_values = ex.channel_values(without_bn, images.X_test)
-fg.shape_figure(u_values, wu_values, title="A ReLU output is half zeros and a long tail; Wu + b, a sum over "
-                                           "many of them, is close to symmetric")
+fg.shape_figure(u_values, wu_values, title="A ReLU output is a spike at zero and a long tail; Wu + b, a sum "
+                                           "over many of them, is far closer to a bell")
 
 # %% [markdown]
 # The argument's premise holds, and clearly: $u$, a ReLU's output, is about half exact zeros with a long
@@ -242,8 +242,8 @@ record("bn-before-activation-better", holds=DOES_NOT_HOLD, support=before_wins,
 
 # %%
 fg.seed_dots({label: trained.final().values for label, trained in placed.items()},
-             title="Final test accuracy of every seed (bar: median): the placement matters less than "
-                   "having BN at all", y_title="test accuracy after 150 steps")
+             title="Final test accuracy of every seed (bar: the median), with BN before or after the ReLU, "
+                   "and without", y_title="test accuracy after 150 steps")
 
 # %% [markdown]
 # The distribution argument is right about the distributions, yet here it does not decide the

@@ -47,8 +47,7 @@ def accuracy_curves(runs: Mapping[str, Trained], title: str) -> go.Figure:
 
 def active_share_figure(shares: Mapping[str, np.ndarray], title: str) -> go.Figure:
     """Each BN channel (all seeds): Phi(beta / |gamma|) against the measured share of active ReLUs."""
-    fig = new_figure(title, "Φ(β/|γ|): the share a normal x̂ would give",
-                     "measured share of positive ReLU outputs (test images)")
+    fig = new_figure(title, "Φ(β/|γ|): the share a normal x̂ would give", "measured share of active ReLUs")
     for layer in np.unique(shares["layer"]):
         chosen = shares["layer"] == layer
         add_line(fig, shares["predicted"][chosen], shares["measured"][chosen], f"layer {layer}", int(layer) - 1,
@@ -60,14 +59,18 @@ def active_share_figure(shares: Mapping[str, np.ndarray], title: str) -> go.Figu
 
 
 def shape_figure(u: np.ndarray, wu: np.ndarray, title: str) -> go.Figure:
-    """Histograms of one channel's values: its layer input u (ReLU outputs) and Wu + b."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["u: the ReLU outputs of the layer below",
-                                                        "Wu + b: the pre-activation"])
+    """Histograms of one channel's values: its layer input u (ReLU outputs) and Wu + b, each over the range
+    from its 0.5th to its 99.5th percentile (a few extreme values would otherwise squeeze the picture)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["u: ReLU outputs of layer 1 (one channel)",
+                                                        "Wu + b: pre-activation of layer 2 (one channel)"])
     for col, values in ((1, u), (2, wu)):
-        fig.add_trace(go.Histogram(x=values, nbinsx=40, marker_color=color(col - 1), showlegend=False),
-                      row=1, col=col)
+        low, high = np.percentile(values, [0.5, 99.5])
+        counts, edges = np.histogram(values, bins=40, range=(low, high))
+        fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts / len(values), width=np.diff(edges),
+                             marker_color=color(col - 1), showlegend=False), row=1, col=col)
         fig.update_xaxes(title_text="value", row=1, col=col)
-    fig.update_yaxes(title_text="count (test images × positions)", row=1, col=1)
+    fig.update_yaxes(tickformat=".0%")
+    fig.update_yaxes(title_text="share of the values", row=1, col=1)
     fig.update_layout(title=title, **WIDE)
     return fig
 
@@ -85,7 +88,7 @@ def seed_dots(groups: Mapping[str, np.ndarray], title: str, y_title: str,
                                              line=dict(width=3)), name=f"{label}: median"))
     if percent:
         fig.update_yaxes(tickformat=".0%")
-    fig.update_layout(width=max(560, 130 * len(groups)))
+    fig.update_layout(width=max(560, 130 * len(groups)), margin=dict(b=130))
     return fig
 
 
@@ -100,7 +103,7 @@ def normalization_table_figure(table: Mapping[tuple[str, int], dict], title: str
     labels = [f"{'conv net' if kind == 'conv' else 'MLP'}, batches of {size}" for kind, size in rows]
     fig = go.Figure(go.Heatmap(z=values, x=columns, y=labels, text=text, texttemplate="%{text}",
                                colorscale="Blues", zmin=0, zmax=1, colorbar=dict(title="test accuracy")))
-    fig.update_layout(title=title, width=760, height=380, yaxis=dict(autorange="reversed"))
+    fig.update_layout(title=title, width=760, height=380, yaxis=dict(autorange="reversed"), margin=dict(l=180))
     return fig
 
 
@@ -141,25 +144,32 @@ def gap_panel(runs: Mapping[float, Mapping[str, Trained]], name: str, value: flo
 
 def weight_decay_panel(runs: Mapping[float, Trained], decay: float, layer: str = "conv2") -> SliderPanel:
     """A slider over L2 weight decays (decay -> Trained of the BN net): the norm of one layer's weights
-    during training (left) and its effective learning rate lr / |W|², relative to the start (right)."""
+    during training (left) and its effective learning rate lr / |W|², relative to the start (right), the
+    median and the range of the seeds; the run without weight decay (if there is one) dashed, for reference."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=[f"|W| of {layer}", "effective learning rate η/|W|²"],
                         horizontal_spacing=0.12)
+    reference = runs.get(0.0)
     for col in (1, 2):
-        fig.add_trace(go.Scatter(x=[], y=[], fill="toself", fillcolor=color(1), opacity=0.25, line=dict(width=0),
-                                 showlegend=False, hoverinfo="skip"), row=1, col=col)
-        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", line=dict(color=color(1)), showlegend=False,
-                                 name="median of the seeds"), row=1, col=col)
+        fig.add_trace(go.Scatter(x=[], y=[], fill="toself", fillcolor=color(1), opacity=0.25, mode="lines",
+                                 line=dict(width=0), showlegend=False, hoverinfo="skip"), row=1, col=col)
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", line=dict(color=color(1)), showlegend=col == 1,
+                                 name="this weight decay (median of the seeds)"), row=1, col=col)
+        if reference is not None:
+            values = (reference.weight_norms[layer], effective_learning_rate(reference, layer))[col - 1]
+            add_line(fig, reference.steps, np.nanmedian(values, axis=0), "no weight decay (median)", 7,
+                     dash="dash", row=1, col=col, showlegend=col == 1)
         fig.update_xaxes(title_text="training step (SGD updates)", row=1, col=col)
     fig.update_yaxes(title_text="weight norm", row=1, col=1)
     fig.update_yaxes(title_text="relative to step 0", type="log", row=1, col=2)
-    fig.update_layout(**WIDE)
+    _legend_below(fig)
+    per_col = 3 if reference is not None else 2
 
     def update(figure: go.FigureWidget, weight_decay: float) -> None:
         trained = runs[weight_decay]
         series = (trained.weight_norms[layer], effective_learning_rate(trained, layer))
         for col, values in enumerate(series):
             x = np.asarray(trained.steps)
-            band, line = figure.data[2 * col], figure.data[2 * col + 1]
+            band, line = figure.data[per_col * col], figure.data[per_col * col + 1]
             band.x = np.concatenate([x, x[::-1]])
             band.y = np.concatenate([np.nanmax(values, axis=0), np.nanmin(values, axis=0)[::-1]])
             line.x, line.y = x, np.nanmedian(values, axis=0)
@@ -169,4 +179,4 @@ def weight_decay_panel(runs: Mapping[float, Trained], decay: float, layer: str =
     control = lr_selection_slider("weight_decay", sorted(runs), decay)
     return SliderPanel(fig, {"weight_decay": control}, update,
                        caption="Move the weight decay: without it the BN net's weights only grow; with it "
-                               "they shrink to an equilibrium, and the effective learning rate rises.")
+                               "they shrink, and the effective learning rate rises.")
