@@ -52,17 +52,23 @@ class PartialBatchNorm(BatchNorm):
         if not self.training:
             return self._scaled(x, per_channel(self.running_mean, x), per_channel(self.running_var, x), x)
         groups = self._ghost_groups(x)                       # (G, N/G, C, ...): G sub-batches
-        dims = tuple(d + 1 for d in reduction_dims(x))       # statistics per sub-batch and channel
-        if self.scale:
-            var, mean = torch.var_mean(groups, dim=dims, unbiased=False, keepdim=True)
-        else:                                                # the variance only feeds the running statistics
-            mean = groups.mean(dim=dims, keepdim=True)
-            with torch.no_grad():
-                var = groups.var(dim=dims, unbiased=False, keepdim=True)
+        mean, var = self._ghost_statistics(x, groups.shape[0])
         m = x.numel() // x.shape[1] // groups.shape[0]       # values per channel in one sub-batch
         self._update_running(mean.detach().mean(dim=0).flatten(), var.detach().mean(dim=0).flatten(),
                              values_per_channel=m)
         return self._scaled(groups, mean, var, x).reshape(x.shape)
+
+    def _ghost_statistics(self, x: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sub-batch and channel: mean and biased variance, each (G, 1, C, 1, 1) for feature maps or
+        (G, 1, C) for (N, C); the variance gets a gradient only when the layer scales.
+        The values are laid out channels-last first, (G, values, C), so the reduction runs over
+        neighbouring numbers (several times faster than reducing the (N, C, H, W) layout directly)."""
+        values = x.permute(0, *range(2, x.dim()), 1).reshape(count, -1, x.shape[1])
+        mean = values.mean(dim=1, keepdim=True)
+        with torch.set_grad_enabled(self.scale and torch.is_grad_enabled()):
+            var = ((values - mean) ** 2).mean(dim=1, keepdim=True)  # two passes: faster than var_mean here
+        shape = (count, 1, x.shape[1]) + (1,) * (x.dim() - 2)
+        return mean.reshape(shape), var.reshape(shape)
 
     def _check_input(self, x: torch.Tensor) -> None:
         """BatchNorm's checks of the shape and the batch, without its scan for NaN and infinite values: in
