@@ -140,7 +140,7 @@ def normalization_grid(batch_sizes: Sequence[int] = (60, SMALL_BATCH)) -> dict[t
 
 # ---- section 1: our layer against PyTorch's, and what gamma and beta learn ---------------------------
 
-def match_layers(steps: int = 10, seed: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def match_layers(steps: int = 5, seed: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Train the conv net twice from the same initial weights on the same batches, in float64: once with
     bnlab's BatchNorm (norm "bnlab"), once with nn.BatchNorm2d. Returns name -> (ours, PyTorch's) for
     ``bnlab.compare.compare_all``: the running statistics of every layer, the training-mode output and
