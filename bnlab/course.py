@@ -26,6 +26,7 @@ from .lessons import (
     nb04_batchnorm_from_scratch,
     nb05_training_with_batchnorm,
     nb06_why_batchnorm_works,
+    nb07_batchnorm_in_practice,
     nb08_batchnorm_across_processes,
 )
 from .widgets import SliderPanel
@@ -81,6 +82,8 @@ COURSE: tuple[Notebook, ...] = (
              "What does BN buy in practice?", nb05_training_with_batchnorm),
     Notebook("06", "06_why_batchnorm_works", "Why BN works, and when it fails",
              "Is internal covariate shift the real reason?", nb06_why_batchnorm_works),
+    Notebook("07", "07_batchnorm_in_practice", "BN in practice",
+             "How do I use BN well in a real network?", nb07_batchnorm_in_practice),
     Notebook("08", "08_batchnorm_across_processes", "BN across processes",
              "What happens to BN when training is data-parallel?", nb08_batchnorm_across_processes),
 )

@@ -69,6 +69,7 @@ environment_ok = check_environment()
 # | 04 | [Batch norm from scratch](04_batchnorm_from_scratch.ipynb) | What exactly does BN compute, forward and backward, train and eval? |
 # | 05 | [Training with BN](05_training_with_batchnorm.ipynb) | What does BN buy in practice? |
 # | 06 | [Why BN works, and when it fails](06_why_batchnorm_works.ipynb) | Is internal covariate shift the real reason? |
+# | 07 | [BN in practice](07_batchnorm_in_practice.ipynb) | How do I use BN well in a real network? |
 # | 08 | [BN across processes](08_batchnorm_across_processes.ipynb) | What happens to BN when training is data-parallel? |
 # <!-- course-map:end -->
 #

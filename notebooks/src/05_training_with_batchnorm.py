@@ -48,7 +48,6 @@ if "google.colab" in sys.modules:
 
     output.enable_custom_widget_manager()
 
-
 # %%
 import numpy as np
 

@@ -658,6 +658,9 @@ check_recompute_statistics(recompute_statistics)
 # conditioning of the optimization (smoothness along the path, the self-tuning effective learning rate)
 # rather than the stability of distributions, and they are still being argued over.
 #
+# **Next:** [07 · BN in practice](07_batchnorm_in_practice.ipynb) puts the practitioner's questions to
+# runs: convolutional networks, BN before or after the activation, regularization, folding BN away.
+#
 # Every claim tested in this course, with the statistics over seeds behind its verdict, is collected in
 # the [claims ledger](claims_ledger.md). The map of the series is in [00 · Start here](00_start_here.ipynb).
 #

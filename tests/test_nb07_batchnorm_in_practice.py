@@ -1,0 +1,281 @@
+"""Notebook 07's machinery: the stacked networks, the BN variants and folding, the measurements, the
+panels, and the exercise checks (small runs: 2 seeds, a few steps)."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bnlab.lessons import nb07_batchnorm_in_practice as lesson
+from bnlab.lessons.nb07_batchnorm_in_practice import checks
+from bnlab.lessons.nb07_batchnorm_in_practice import experiments as ex
+from bnlab.lessons.nb07_batchnorm_in_practice.layers import PartialBatchNorm, fold_into_conv
+from bnlab.lessons.nb07_batchnorm_in_practice.stacked import (
+    GroupedLinear,
+    Net,
+    Setting,
+    digit_images,
+    member_state,
+    train_stack,
+)
+from bnlab.batchnorm import batch_statistics, normalize
+
+TINY = Setting(steps=6, record_every=3, members=2)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return digit_images(0)
+
+
+@pytest.fixture(scope="module")
+def tiny_pair():
+    return ex.train_all({"with BN": TINY, "without BN": TINY.replace(norm="none")}, seed=0)
+
+
+def _maps(shape=(12, 5, 4, 4), seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return 2 * torch.randn(shape, generator=generator, dtype=torch.float64) + 1
+
+
+# ---- the BN variants and folding --------------------------------------------------------------------
+
+def test_partial_batch_norm_with_every_part_is_batchnorm2d_in_both_modes():
+    ours, theirs = PartialBatchNorm(5).double(), nn.BatchNorm2d(5).double()
+    with torch.no_grad():
+        gamma, beta = torch.rand(5, dtype=torch.float64) + 0.5, torch.randn(5, dtype=torch.float64)
+        ours.gamma.copy_(gamma), ours.beta.copy_(beta), theirs.weight.copy_(gamma), theirs.bias.copy_(beta)
+    x_ours, x_theirs = _maps().requires_grad_(), _maps().requires_grad_()
+    upstream = torch.randn_like(x_ours)
+    ours(x_ours).backward(upstream)
+    theirs(x_theirs).backward(upstream)
+    assert torch.allclose(x_ours.grad, x_theirs.grad, atol=1e-12)
+    assert torch.allclose(ours.running_var, theirs.running_var, atol=1e-12)
+    assert torch.allclose(ours.eval()(_maps(seed=1)), theirs.eval()(_maps(seed=1)), atol=1e-12)
+
+
+def test_centering_only_and_scaling_only_do_what_they_say():
+    x = _maps()
+    centered = PartialBatchNorm(5, scale=False).double()(x)
+    scaled = PartialBatchNorm(5, center=False).double()(x)
+    mean, var = batch_statistics(x)
+    assert torch.allclose(batch_statistics(centered)[0], torch.zeros(5, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(batch_statistics(centered)[1], var)
+    assert torch.allclose(scaled, x / torch.sqrt(var + 1e-5).reshape(1, -1, 1, 1))
+    with pytest.raises(ValueError, match="neither centers nor scales"):
+        PartialBatchNorm(5, center=False, scale=False)
+
+
+def test_ghost_batches_normalize_each_sub_batch_and_average_the_running_statistics():
+    layer = PartialBatchNorm(5, ghost_size=4, momentum=1.0).double()
+    x = _maps()
+    y = layer(x)
+    for part in range(3):
+        rows = slice(4 * part, 4 * part + 4)
+        assert torch.allclose(y[rows], normalize(x[rows], *batch_statistics(x[rows]), None, None, 1e-5), atol=1e-10)
+    means = torch.stack([batch_statistics(x[4 * i:4 * i + 4])[0] for i in range(3)])
+    assert torch.allclose(layer.running_mean, means.mean(dim=0))
+    with pytest.raises(ValueError, match="multiple of 5"):
+        PartialBatchNorm(5, ghost_size=5)(x)
+    with pytest.raises(ValueError, match="ghost_size"):
+        PartialBatchNorm(5, ghost_size=1)
+
+
+def test_folding_bn_into_a_convolution_changes_nothing_but_the_layers():
+    conv, norm = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+    with torch.no_grad():
+        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2)
+        norm.weight.uniform_(0.5, 2), norm.bias.uniform_(-1, 1)
+    norm.eval()
+    x = torch.randn(2, 3, 6, 6)
+    assert torch.allclose(fold_into_conv(conv, norm)(x), norm(conv(x)), atol=1e-5)
+    with pytest.raises(ValueError, match="running statistics"):
+        fold_into_conv(conv, nn.GroupNorm(2, 4))
+    with pytest.raises(ValueError, match="channels"):
+        fold_into_conv(conv, nn.BatchNorm2d(5))
+
+
+# ---- the stacked networks -----------------------------------------------------------------------------
+
+def test_bad_architectures_and_settings_are_refused_in_words():
+    for fields, message in ((dict(kind="resnet"), "kind"), (dict(norm="batchnorm"), "unknown norm"),
+                            (dict(position="inside"), "position"), (dict(norm_layers=(5,)), "norm_layers"),
+                            (dict(norm="none", ghost_size=4), "ghost batches"), (dict(dropout=1.0), "dropout")):
+        with pytest.raises(ValueError, match=message):
+            Net(**fields)
+    for fields, message in ((dict(lr=-1.0), "learning rate"), (dict(batch_size=0), "batch_size"),
+                            (dict(batch_size=1), "at least 2"), (dict(momentum=1.0), "momentum"),
+                            (dict(weight_decay=-1.0), "weight_decay"), (dict(final_lr_fraction=0.0), "final_lr")):
+        with pytest.raises(ValueError, match=message):
+            Setting(**fields)
+    with pytest.raises(ValueError, match="multiple of ghost_size"):
+        Setting(net=Net(ghost_size=7))
+
+
+def test_grouped_linear_is_one_linear_layer_per_member():
+    layer = GroupedLinear(3, 4, 2)
+    with torch.no_grad():
+        layer.weight.normal_(), layer.bias.normal_()
+    h = torch.randn(5, 12, 1, 1)
+    out = layer(h).reshape(5, 3, 2)
+    for k in range(3):
+        expected = h.reshape(5, 3, 4)[:, k] @ layer.weight[2 * k:2 * k + 2].T + layer.bias[2 * k:2 * k + 2]
+        assert torch.allclose(out[:, k], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("fields", [dict(), dict(kind="mlp", dropout=0.3), dict(norm="groupnorm", position="after")])
+def test_a_member_trains_as_it_would_alone(images, fields):
+    setting = TINY.replace(**fields)
+    together = train_stack(setting, images, (3, 4))
+    alone = train_stack(setting, images, (4,))
+    assert np.allclose(together.test_accuracy[1], alone.test_accuracy[0], atol=2 / len(images.y_test))
+    for name, value in member_state(together.state, 1, 2).items():
+        assert torch.allclose(value.float(), alone.state[name].float(), atol=1e-4), name
+
+
+def test_a_member_as_a_network_of_its_own_gives_its_column_of_the_stack(tiny_pair, images):
+    trained = tiny_pair["with BN"]
+    with torch.no_grad():
+        stacked = trained.stacked()(images.X_test[:20])
+        alone = trained.member(1)(images.X_test[:20])
+    assert torch.allclose(stacked[:, 1], alone[:, 0], atol=1e-5)
+
+
+def test_trained_records_curves_and_final_statistics(tiny_pair):
+    trained = tiny_pair["with BN"]
+    assert trained.steps.tolist() == [0, 3, 6] and trained.test_accuracy.shape == (2, 3)
+    assert trained.seeds == (0, 1) and trained.diverged == 0
+    assert len(trained.final("gap")) == 2 and np.all(trained.train_accuracy <= 1)
+    assert set(trained.weight_norms) == {"conv1", "conv2", "conv3"}
+    with pytest.raises(ValueError, match="unknown metric"):
+        trained.final("accuracy")
+    with pytest.raises(ValueError, match="not recorded"):
+        trained.at(4)
+    with pytest.raises(ValueError, match="same seeds"):
+        ex.paired(trained, ex.train_all({"x": TINY.replace(members=1)}, seed=0)["x"])
+
+
+def test_a_diverging_run_is_marked_not_raised(images):
+    trained = train_stack(TINY.replace(lr=1e6, norm="none"), images, (0, 1))
+    assert trained.diverged == 2 and np.all(trained.diverged_at > 0)
+    assert np.isnan(trained.final().values).all()
+
+
+def test_the_notebook_s_settings_are_distinct_runs():
+    settings = ex.every_setting()
+    assert len(set(settings.values())) == 29
+    assert ex.ghost_batches()[60] == ex.with_and_without_bn()["with BN"]
+    assert all(s.steps * s.batch_size == ex.EXAMPLES_SEEN for s in ex.batch_sizes().values())
+
+
+# ---- the measurements ---------------------------------------------------------------------------------
+
+def test_bnlab_layer_matches_batchnorm2d_inside_the_network():
+    pairs = ex.match_layers(steps=2, seed=0)
+    assert {"eval-mode output", "train-mode dL/dx", "layer 3 running var"} <= set(pairs)
+    for ours, theirs in pairs.values():
+        assert torch.allclose(ours, theirs, atol=1e-10)
+
+
+def test_active_share_and_distribution_shape(tiny_pair, images):
+    shares = ex.active_share(tiny_pair["with BN"], images.X_test)
+    assert len(shares["gamma"]) == 2 * (8 + 16 + 16)
+    assert np.all((0 <= shares["measured"]) & (shares["measured"] <= 1))
+    shape = ex.distribution_shape(tiny_pair["without BN"], images.X_test)
+    assert all(values.shape == (2,) for values in shape.values())
+    assert np.all(shape["|skew| u"] > shape["|skew| Wu+b"])
+    u, wu = ex.channel_values(tiny_pair["without BN"], images.X_test)
+    assert u.min() == 0 and len(u) == 4 * len(wu)  # layer 1 is 8x8, layer 2 4x4 (stride 2)
+
+
+def test_folding_the_trained_networks(tiny_pair, images):
+    folded = ex.folding(tiny_pair["with BN"], images.X_test[:50])
+    assert np.all(folded["largest difference"] < 1e-5 * folded["logit scale"])
+    assert np.all(folded["speed-up"] > 0)
+    with pytest.raises(ValueError, match="position"):
+        ex.fold_network(TINY.replace(position="after").net.build((0,)))
+
+
+def test_weight_decay_and_the_effective_learning_rate(tiny_pair):
+    effective = ex.effective_learning_rate(tiny_pair["with BN"])
+    assert effective.shape == (2, 3) and np.allclose(effective[:, 0], 1)
+
+
+def test_fine_tuning_keeps_frozen_statistics_and_moves_live_ones(tiny_pair, images):
+    task = ex.shifted_digits(images, per_class=2, seed=0)
+    assert len(task.y_train) == 20 and task.X_test.shape == images.X_test.shape
+    trained = tiny_pair["with BN"]
+    before = trained.state["norms.0.running_mean"]
+    frozen = ex.fine_tune(trained, task, statistics="frozen", steps=3, lr=0.01)
+    live = ex.fine_tune(trained, task, statistics="live", steps=3, lr=0.01)
+    assert torch.equal(frozen.state["norms.0.running_mean"], before)
+    assert not torch.equal(live.state["norms.0.running_mean"], before)
+    recalibrated = ex.recalibrated(trained, task)
+    conv1 = recalibrated.convs[0](task.X_train.expand(-1, 2, -1, -1))
+    assert torch.allclose(recalibrated.norms[0].running_mean, conv1.mean(dim=(0, 2, 3)), atol=1e-5)
+    with pytest.raises(ValueError, match="statistics must be"):
+        ex.fine_tune(trained, task, statistics="thawed", steps=3, lr=0.01)
+
+
+def test_summary_table_marks_the_best_of_each_row(tiny_pair):
+    table = ex.summary_table({("conv", 60, "BN"): tiny_pair["with BN"], ("conv", 60, "none"): tiny_pair["without BN"]})
+    row = table["conv", 60]
+    assert set(row["median"]) == {"BN", "none"}
+    assert max(row["median"], key=row["median"].get) in row["best"]
+
+
+# ---- panels and exercises -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(lesson.PANELS))
+def test_every_panel_builds_and_moves(name):
+    build, sweeps = lesson.PANELS[name]
+    panel = build()
+    for control, values in sweeps.items():
+        for value in values:
+            panel.set(**{control: value})
+            assert panel.status.value == "", panel.status.value
+    assert panel.figure.layout.title.text
+
+
+def test_layer_check_passes_the_solution_and_names_mistakes():
+    assert checks.check_batch_norm_layer(checks.BatchNormLayer)
+
+    class KerasMomentum(checks.BatchNormLayer):
+        def forward(self, x):
+            if not self.training:
+                return normalize(x, self.running_mean, self.running_var, self.gamma, self.beta, self.eps)
+            mean, var = batch_statistics(x)
+            m = x.numel() // x.shape[1]
+            with torch.no_grad():
+                self.running_mean.lerp_(mean, 1 - self.momentum)
+                self.running_var.lerp_(var * m / (m - 1), 1 - self.momentum)
+            return normalize(x, mean, var, self.gamma, self.beta, self.eps)
+
+    class EvalWithBatchStatistics(checks.BatchNormLayer):
+        def forward(self, x):
+            self.train()
+            return super().forward(x)
+
+    class Unfinished(checks.BatchNormLayer):
+        def forward(self, x):
+            raise NotImplementedError
+
+    assert "Keras" in checks.check_batch_norm_layer(KerasMomentum).message
+    assert not checks.check_batch_norm_layer(EvalWithBatchStatistics)
+    assert "NotImplementedError" in checks.check_batch_norm_layer(Unfinished).message
+
+
+def test_fold_check_passes_the_solution_and_names_mistakes():
+    assert checks.check_fold_batch_norm(checks.fold_batch_norm)
+    no_mean = lambda w, b, g, beta, m, v, eps: (w * (g / torch.sqrt(v + eps)).reshape(-1, 1, 1, 1),  # noqa: E731
+                                                g / torch.sqrt(v + eps) * b + beta)
+    no_eps = lambda w, b, g, beta, m, v, eps: (w * (g / torch.sqrt(v)).reshape(-1, 1, 1, 1), b)  # noqa: E731
+    assert "running mean" in checks.check_fold_batch_norm(no_mean).message
+    assert "eps" in checks.check_fold_batch_norm(no_eps).message
+
+
+def test_compare_guess():
+    assert "No guess" in checks.compare_guess(None, "u", ("u", "Wu + b"))
+    assert "✅" in checks.compare_guess("u", "u", ("u", "Wu + b"))
+    assert "❌" in checks.compare_guess("Wu + b", "u", ("u", "Wu + b"))
+    assert "not one of" in checks.compare_guess("x", "u", ("u", "Wu + b"))
