@@ -1,4 +1,4 @@
-"""Notebook 07, section 10: the exercises, their checks and solutions.
+"""Notebook 07, section 9: the exercises, their checks and solutions.
 
 ``check_batch_norm_layer``: a complete BN layer (training and eval mode, running statistics with PyTorch's
 momentum convention, (N, C) and (N, C, H, W) inputs) against nn.BatchNorm1d and nn.BatchNorm2d over a few
