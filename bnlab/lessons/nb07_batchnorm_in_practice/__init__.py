@@ -1,5 +1,5 @@
 """Notebook 07, BN in practice: a small conv net built on bnlab's own BN layer, and the practitioner's
-questions put to runs (sections 1-9).
+questions put to runs (sections 1-9, 9 being the exercises).
 
 stacked      eight networks trained as one (grouped convolutions): Net, Setting, Trained
 layers       the BN variants (PartialBatchNorm: centering or scaling only, ghost batches) and fold_into_conv

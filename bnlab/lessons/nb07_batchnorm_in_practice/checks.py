@@ -1,4 +1,4 @@
-"""Notebook 07, section 10: the exercises, their checks and solutions.
+"""Notebook 07, section 9: the exercises, their checks and solutions.
 
 ``check_batch_norm_layer``: a complete BN layer (training and eval mode, running statistics with PyTorch's
 momentum convention, (N, C) and (N, C, H, W) inputs) against nn.BatchNorm1d and nn.BatchNorm2d over a few
@@ -33,26 +33,31 @@ TOLERANCE = 1e-6       # float64 throughout
 
 # ---- exercise 1: a complete BN layer ------------------------------------------------------------
 
-class BatchNormLayer(nn.Module):
-    """Batch Normalization for (N, C) and (N, C, H, W) inputs, with running statistics (a solution)."""
+def batch_norm_layer(num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> nn.Module:
+    """A solution: the notebook's MyBatchNorm, completed (the check builds it as MyBatchNorm(C, eps, momentum))."""
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
-        super().__init__()
-        self.eps, self.momentum = eps, momentum
-        self.gamma = nn.Parameter(torch.ones(num_features))
-        self.beta = nn.Parameter(torch.zeros(num_features))
-        self.register_buffer("running_mean", torch.zeros(num_features))
-        self.register_buffer("running_var", torch.ones(num_features))
+    class MyBatchNorm(nn.Module):
+        """Batch Normalization for (N, C) and (N, C, H, W) inputs, with running statistics."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:  # Algorithm 2: the running statistics, nothing updated
-            return normalize(x, self.running_mean, self.running_var, self.gamma, self.beta, self.eps)
-        mean, var = batch_statistics(x)             # per channel, over N (and H, W); biased variance
-        m = x.numel() // x.shape[1]                 # values per channel
-        with torch.no_grad():                       # PyTorch's convention: momentum weights the NEW batch
-            self.running_mean.lerp_(mean, self.momentum)
-            self.running_var.lerp_(var * m / (m - 1), self.momentum)  # stored unbiased (Algorithm 2)
-        return normalize(x, mean, var, self.gamma, self.beta, self.eps)
+        def __init__(self, num_features, eps=1e-5, momentum=0.1):
+            super().__init__()
+            self.eps, self.momentum = eps, momentum
+            self.gamma = nn.Parameter(torch.ones(num_features))
+            self.beta = nn.Parameter(torch.zeros(num_features))
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+
+        def forward(self, x):
+            if not self.training:  # Algorithm 2: the running statistics, nothing updated
+                return normalize(x, self.running_mean, self.running_var, self.gamma, self.beta, self.eps)
+            mean, var = batch_statistics(x)         # per channel, over N (and H, W); biased variance
+            m = x.numel() // x.shape[1]             # values per channel
+            with torch.no_grad():                   # PyTorch's convention: momentum weights the NEW batch
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(var * m / (m - 1), self.momentum)  # stored unbiased (Algorithm 2)
+            return normalize(x, mean, var, self.gamma, self.beta, self.eps)
+
+    return MyBatchNorm(num_features, eps, momentum)
 
 
 def _reference_layer(shape: tuple[int, ...], momentum: float) -> nn.Module:
@@ -295,7 +300,7 @@ def compare_guess(guess: str | None, answer: str, options: tuple[str, ...]) -> s
     return f"{'✅' if guess == answer else '❌'} You guessed {guess!r}; the runs: {answer!r}."
 
 
-EXERCISES = (Exercise("batch_norm_layer", check_batch_norm_layer, BatchNormLayer),
+EXERCISES = (Exercise("batch_norm_layer", check_batch_norm_layer, batch_norm_layer),
              Exercise("fold_batch_norm", check_fold_batch_norm, fold_batch_norm))
 show_solution = solution_printer(EXERCISES)
 

@@ -1,4 +1,4 @@
-"""Notebook 07, sections 1-9: the runs and the measurements of BN in practice.
+"""Notebook 07, sections 1-8: the runs and the measurements of BN in practice.
 
 * The runs: each section names its ``Setting``s (``bnlab.lessons.nb07_*.stacked``) in a dict label ->
   Setting, and ``train_all`` trains the missing ones through ``bnlab.runs`` (once per course seed, side by
@@ -8,8 +8,8 @@
 * Section 2: ``distribution_shape`` (skewness and excess kurtosis of Wu + b and of the layer input u).
 * Section 4: ``fold_network`` and ``folding`` (BN folded into the convolutions: error and inference time).
 * Section 6: ``effective_learning_rate``.
-* Section 7: ``shifted_digits`` and ``fine_tune`` (tiny batches, statistics live or frozen).
-* Section 9: ``summary_table``.
+* Section 7: ``shifted_digits``, ``fine_tune`` and ``recalibrated`` (tiny batches, statistics live or frozen).
+* Section 8: ``normalization_grid`` and ``summary_table``.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ NORMALIZATIONS = {"none": "none", "BN": "bn", "LayerNorm": "layernorm", "GroupNo
 
 
 def normalization_grid(batch_sizes: Sequence[int] = (60, SMALL_BATCH)) -> dict[tuple[str, int, str], Setting]:
-    """Section 9: (architecture, batch size, normalization) -> Setting, at BASE's number of steps."""
+    """Section 8: (architecture, batch size, normalization) -> Setting, at BASE's number of steps."""
     grid = {}
     for kind in ("conv", "mlp"):
         for size in batch_sizes:
@@ -379,7 +379,7 @@ def accuracy(model: StackedNet, X: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     return (logits.argmax(dim=2) == y[:, None]).float().mean(dim=0).numpy()
 
 
-# ---- section 9: which normalization? ---------------------------------------------------------------------
+# ---- section 8: which normalization? ---------------------------------------------------------------------
 
 def summary_table(results: Mapping[tuple[str, int, str], Trained], margin: float = 0.02) -> dict[tuple[str, int], dict]:
     """For each (architecture, batch size): the median test accuracy of each normalization and the

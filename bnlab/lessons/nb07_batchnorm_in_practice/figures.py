@@ -1,8 +1,8 @@
-"""Notebook 07, sections 1-9: its figures and slider panels (they only draw; runs come from experiments).
+"""Notebook 07, sections 1-8: its figures and slider panels (they only draw; runs come from experiments).
 
 Static figures: ``accuracy_curves`` (seed bands), ``active_share_figure`` (what gamma and beta set),
 ``shape_figure`` (histograms of u and Wu + b), ``seed_dots`` (one dot per seed and setting),
-``normalization_table_figure`` (section 9's table). Slider panels: ``gap_panel`` (the train-test gap of
+``normalization_table_figure`` (section 8's table). Slider panels: ``gap_panel`` (the train-test gap of
 the runs of one swept quantity: batch size, ghost batch size, dropout) and ``weight_decay_panel``.
 """
 
@@ -93,7 +93,7 @@ def seed_dots(groups: Mapping[str, np.ndarray], title: str, y_title: str,
 
 
 def normalization_table_figure(table: Mapping[tuple[str, int], dict], title: str) -> go.Figure:
-    """Section 9's table as a heat map: rows (architecture, batch size), columns normalizations, the median
+    """Section 8's table as a heat map: rows (architecture, batch size), columns normalizations, the median
     test accuracy in each cell; the best of a row (within the margin) in bold."""
     rows = list(table)
     columns = list(next(iter(table.values()))["median"])

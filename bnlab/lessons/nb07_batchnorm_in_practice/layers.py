@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...batchnorm import BatchNorm, affine_parameters, per_channel, reduction_dims
+from ...batchnorm import BatchNorm, affine_parameters, per_channel
 
 
 class PartialBatchNorm(BatchNorm):
