@@ -370,7 +370,7 @@ assert shrink["without BN"].low > 15 and shrink["with BN"].high < 5
 # grow. We trained both networks for 1,000 steps at four learning rates, under the same 8 seeds (the
 # runs at 0.5 are those above; the other 48 networks train together, recording every 100 steps): the
 # table below the panel sums them up. The panel trains live: let go of the slider at any η from 0.01 to
-# 20 and both networks train for 400 steps under 4 of the seeds (about a second), drawing, for each
+# 20 and both networks train for 400 steps under 4 of the seeds (about 1.5 s), drawing, for each
 # network, the median over the seeds and their range.
 #
 # **Predict before you drag.** At the largest learning rate, which network has more saturated

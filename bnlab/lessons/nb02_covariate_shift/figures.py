@@ -280,7 +280,7 @@ def saturation_panel(lr: float = 0.5, seeds: Sequence[int] | None = None, steps:
     return LivePanel(fig, {"lr": slider}, stream_for=lambda lr: cs.saturation_stream(lr, seeds, steps),
                      draw=functools.partial(_draw_saturation, seeds=seeds), trained_by=["lr"],
                      caption=f"Let go of the slider: both networks train at that η under {len(seeds)} seeds, "
-                             f"{steps} steps of {cs.FIG1_BATCH_SIZE} examples (about a second). Lines: the "
+                             f"{steps} steps of {cs.FIG1_BATCH_SIZE} examples (about 1.5 s). Lines: the "
                              "median over the seeds, shaded: their range. All three hidden layers, over the "
                              "test images, BN using batch statistics.")
 
