@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Split
-from .models import ACTIVATIONS, MLP, make_mlp
+from .models import ACTIVATIONS, MLP, InitStd, check_init, make_mlp
 from .parallel import side_by_side
 from .seeding import resolve_seed
 from .training import PERCENTILES, History, Probe, _Progress, batch_order, unit_percentiles
@@ -55,7 +55,8 @@ class Member:
 
     seed:       initial weights (``make_mlp(seed=seed)``) and mini-batch order (as ``train(seed=seed)``)
     lr:         SGD's learning rate; momentum: SGD's momentum (0 for plain SGD)
-    init_std:   weights from N(0, init_std^2) and zero biases; None for PyTorch's default init
+    init_std:   weights from N(0, init_std^2) and zero biases, or a scheme ("lecun", "xavier", "he")
+                scaled by init_gain; None for PyTorch's default init (as ``make_mlp``)
     batch_size: examples per step
     hidden, activation, norm, bias: the architecture, as ``make_mlp`` takes it; norm is "none",
                 "torch_bn" (PyTorch's BatchNorm1d), "bnlab_bn" (bnlab's BatchNorm) or "bnlab_bn_detached"
@@ -65,13 +66,14 @@ class Member:
 
     seed: int
     lr: float
-    init_std: float | None = None
+    init_std: InitStd = None
     batch_size: int = 60
     momentum: float = 0.0
     hidden: tuple[int, ...] = (100, 100, 100)
     activation: str = "sigmoid"
     norm: str = "none"
     bias: bool = True
+    init_gain: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))  # a list would make the member unhashable
@@ -86,13 +88,17 @@ class Member:
 
     def settings(self) -> dict:
         """What a History's ``settings`` (and its summary line) shows of this member."""
-        return {"seed": self.seed, "lr": self.lr, "init_std": self.init_std,
-                "batch_size": self.batch_size, "momentum": self.momentum}
+        settings = {"seed": self.seed, "lr": self.lr, "init_std": self.init_std,
+                    "batch_size": self.batch_size, "momentum": self.momentum}
+        if self.init_gain != 1.0:
+            settings["init_gain"] = self.init_gain
+        return settings
 
     def make_mlp(self, data: Split) -> MLP:
         """This member's network as ``make_mlp`` builds it for ``data``, with its initial weights."""
         return make_mlp(data.n_features, self.hidden, data.n_classes, activation=self.activation,
-                        norm=self.norm, init_std=self.init_std, bias=self.bias, seed=self.seed)
+                        norm=self.norm, init_std=self.init_std, bias=self.bias, seed=self.seed,
+                        init_gain=self.init_gain)
 
 
 def _is_integer(value: object) -> bool:
@@ -100,11 +106,10 @@ def _is_integer(value: object) -> bool:
 
 
 def _check_training_settings(member: Member) -> None:
-    lr, init_std = member.lr, member.init_std
+    lr = member.lr
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"learning rate must be a positive number, got lr={lr!r}")
-    if init_std is not None and not (math.isfinite(init_std) and init_std > 0):
-        raise ValueError(f"init_std must be positive (or None for PyTorch's default), got {init_std!r}")
+    check_init(member.init_std, member.init_gain)
     if not _is_integer(member.batch_size) or member.batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {member.batch_size!r}")
     if not 0.0 <= member.momentum < 1.0:

@@ -106,3 +106,32 @@ def solution_printer(exercises: Sequence[Exercise]) -> Callable[[str], None]:
         print(inspect.getsource(by_name[exercise].solution))
 
     return show_solution
+
+
+def compare_prediction(guess: Any, result: Any, *, tolerance: float | None = None,
+                       unit: str = "") -> Verdict:
+    """Compare the guess a learner recorded before running an experiment with what it showed.
+
+    guess:     what the learner wrote in the "Predict first" cell (None if they wrote nothing)
+    result:    the measured answer: a label (compared case-insensitively) or a number
+    tolerance: for numbers, how far a guess may be from the result and still count as right
+    unit:      printed after numbers, e.g. "%" or " steps"
+    The verdict is truthy when the guess was right; it never raises for a missing guess.
+    """
+    shown = f"{result}{unit}"
+    if guess is None:
+        return Verdict(False, f"You recorded no prediction (set it in the 'Predict first' cell and "
+                              f"run again). The runs show: {shown}.")
+    if isinstance(result, str):
+        right = str(guess).strip().lower() == result.strip().lower()
+    elif tolerance is None:
+        raise ValueError("a numeric result needs a tolerance: how close counts as a right guess")
+    else:
+        try:
+            right = abs(float(guess) - float(result)) <= tolerance
+        except (TypeError, ValueError):
+            return not_yet(f"your prediction {guess!r} is not a number; the runs show {shown}")
+    if right:
+        return correct(f"you predicted {guess}{unit} and the runs show {shown}")
+    return Verdict(False, f"🤔 You predicted {guess}{unit}; the runs show {shown}. "
+                          f"Worth a minute: what did your mental model miss?")

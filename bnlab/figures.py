@@ -21,7 +21,10 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 DIVERGED_COLOR = "#D55E00"
 NET_COLORS = {"without BN": 0, "with BN": 1}  # palette index of each network, in every figure
 WIDTH, HEIGHT = 760, 420
-WIDE = dict(width=980, height=460)  # side-by-side subplots
+# The widest figure that fits JupyterLab's notebook column on a 1280-px laptop screen with the file
+# browser open (about 870 px); a test keeps every committed figure within it.
+FIT_WIDTH = 860
+WIDE = dict(width=FIT_WIDTH, height=460)  # side-by-side subplots
 STATIC_IMAGES_VARIABLE = "BNLAB_STATIC_IMAGES"
 
 if TYPE_CHECKING:

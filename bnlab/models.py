@@ -43,6 +43,15 @@ NORMS: dict[str, NormFactory | None] = {
 
 WITH_AND_WITHOUT_BN = {"without BN": "none", "with BN": "torch_bn"}  # label -> make_mlp's norm=
 
+# Principled initializations: a layer's weight std as a function of its fan-in and fan-out, chosen so
+# the signal keeps its scale from layer to layer (init_std="lecun", "xavier" or "he").
+INIT_SCHEMES: dict[str, Callable[[int, int], float]] = {
+    "lecun": lambda fan_in, fan_out: fan_in ** -0.5,                 # LeCun et al. 1998: Var(Wx) = Var(x)
+    "xavier": lambda fan_in, fan_out: (2 / (fan_in + fan_out)) ** 0.5,  # Glorot & Bengio 2010: forward and backward
+    "he": lambda fan_in, fan_out: (2 / fan_in) ** 0.5,               # He et al. 2015: ReLU zeroes half the signal
+}
+InitStd = float | str | None  # a std for every layer, a scheme of INIT_SCHEMES, or None for PyTorch's default
+
 
 class Block(NamedTuple):
     """One hidden layer of an MLP: ``linear`` -> ``norm`` (None without normalization) -> ``activation``.
@@ -87,8 +96,8 @@ def _choice(kind: str, value: str, options: dict) -> None:
 
 
 def make_mlp(in_features: int = 64, hidden: Sequence[int] = (100, 100, 100), out_features: int = 10,
-             activation: str = "sigmoid", norm: str | NormFactory = "none", init_std: float | None = None,
-             bias: bool = True, seed: int | None = None) -> MLP:
+             activation: str = "sigmoid", norm: str | NormFactory = "none", init_std: InitStd = None,
+             bias: bool = True, seed: int | None = None, init_gain: float = 1.0) -> MLP:
     """A multilayer perceptron: in_features -> hidden[0] -> ... -> hidden[-1] -> out_features.
 
     Input (N, in_features), output (N, out_features) logits.
@@ -96,9 +105,12 @@ def make_mlp(in_features: int = 64, hidden: Sequence[int] = (100, 100, 100), out
     norm: one of ``NORMS`` ("none", "torch_bn", "bnlab_bn", "bnlab_bn_detached", "layernorm",
         "groupnorm"), or a function width -> normalization layer.
     init_std: draw every weight from N(0, init_std^2) and zero the biases (the paper's
-        Fig. 1 setting); None keeps PyTorch's default initialization.
+        Fig. 1 setting); a scheme name ("lecun": 1/sqrt(fan_in), "xavier": sqrt(2/(fan_in + fan_out)),
+        "he": sqrt(2/fan_in)) sets each layer's std from its shape; None keeps PyTorch's default
+        initialization (uniform, std 1/sqrt(3 fan_in)).
     bias: whether the Linear layers have a bias (redundant before BN: beta plays its part).
     seed: initial weights are a function of this seed (default: the course seed).
+    init_gain: multiplies a scheme's std (only with a scheme name), e.g. "lecun" with gain 2.
     """
     _choice("activation", activation, ACTIVATIONS)
     if not callable(norm):
@@ -108,20 +120,43 @@ def make_mlp(in_features: int = 64, hidden: Sequence[int] = (100, 100, 100), out
     if any(not isinstance(w, int) or w < 1 for w in [*widths, out_features]):
         raise ValueError(f"layer widths must be positive integers, got in_features={in_features}, "
                          f"hidden={tuple(hidden)}, out_features={out_features}")
-    if init_std is not None and init_std <= 0:
-        raise ValueError(f"init_std must be positive (or None for PyTorch's default), got {init_std}")
+    check_init(init_std, init_gain)
 
     blocks = [(nn.Linear(fan_in, fan_out, bias=bias), None if make_norm is None else make_norm(fan_out),
                ACTIVATIONS[activation]()) for fan_in, fan_out in zip(widths[:-1], widths[1:])]
     model = MLP(blocks, nn.Linear(widths[-1], out_features, bias=bias))
-    initialize(model, init_std, seed)
+    initialize(model, init_std, seed, init_gain)
     return model
 
 
+def check_init(init_std: InitStd, init_gain: float = 1.0) -> None:
+    """Raise a ValueError in words for an init_std or init_gain ``make_mlp`` cannot use."""
+    if isinstance(init_std, str):
+        _choice("init_std scheme", init_std, INIT_SCHEMES)
+    elif init_std is not None and (isinstance(init_std, bool) or not isinstance(init_std, (int, float))
+                                   or not (math.isfinite(init_std) and init_std > 0)):
+        raise ValueError(f"init_std must be a positive number, one of {', '.join(INIT_SCHEMES)}, "
+                         f"or None for PyTorch's default; got {init_std!r}")
+    if not (isinstance(init_gain, (int, float)) and math.isfinite(init_gain) and init_gain > 0):
+        raise ValueError(f"init_gain must be a positive number, got {init_gain!r}")
+    if init_gain != 1.0 and not isinstance(init_std, str):
+        raise ValueError(f"init_gain scales a scheme's std; pass init_std='lecun', 'xavier' or 'he' "
+                         f"with it (got init_std={init_std!r})")
+
+
+def weight_std(layer: nn.Linear, init_std: float | str, init_gain: float = 1.0) -> float:
+    """The std of ``layer``'s initial weights under ``init_std`` (a number or a scheme's name)."""
+    if isinstance(init_std, str):
+        return init_gain * INIT_SCHEMES[init_std](layer.in_features, layer.out_features)
+    return float(init_std)
+
+
 @torch.no_grad()
-def initialize(model: nn.Module, init_std: float | None = None, seed: int | None = None) -> None:
-    """Re-draw every Linear layer's weights from ``seed``: N(0, init_std^2) with zero biases,
-    or PyTorch's default scheme when init_std is None."""
+def initialize(model: nn.Module, init_std: InitStd = None, seed: int | None = None,
+               init_gain: float = 1.0) -> None:
+    """Re-draw every Linear layer's weights from ``seed``: N(0, std^2) with zero biases, the std
+    given or a scheme's (see ``make_mlp``), or PyTorch's default scheme when init_std is None."""
+    check_init(init_std, init_gain)
     generator = torch_generator(seed, stream=3)
     for layer in model.modules():
         if not isinstance(layer, nn.Linear):
@@ -132,6 +167,6 @@ def initialize(model: nn.Module, init_std: float | None = None, seed: int | None
             if layer.bias is not None:
                 layer.bias.uniform_(-bound, bound, generator=generator)
         else:
-            layer.weight.normal_(0.0, init_std, generator=generator)
+            layer.weight.normal_(0.0, weight_std(layer, init_std, init_gain), generator=generator)
             if layer.bias is not None:
                 layer.bias.zero_()

@@ -8,7 +8,8 @@ the notebook top to bottom in a fresh kernel with BNLAB_STATIC_IMAGES=1 (every f
 PNG, for GitHub and nbviewer; needs `pip install -r requirements-build.txt` and a Chromium on PATH)
 and BNLAB_PROGRESS=0 (no progress bars in committed outputs).
 Cells that show figures or widgets are tagged ``nbval-ignore-output``: nbval compares every
-other cell's output. Widget state is never saved (it would add megabytes per figure).
+other cell's output. A code cell whose first line starts with ``# Check:`` (the asserts and
+``claims.record`` lines that guard a claim) is saved with its code collapsed, its output shown. Widget state is never saved (it would add megabytes per figure).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ NOTEBOOKS = ROOT / "notebooks"
 SOURCES = NOTEBOOKS / "src"
 SOURCE_FORMAT = "py:percent"  # as paired in jupytext.toml
 IGNORE_TAG = "nbval-ignore-output"
+CHECK_CELL = "# Check:"  # a code cell starting with this line guards a claim: shown collapsed
 RICH_OUTPUTS = ("application/vnd.plotly.v1+json", "application/vnd.jupyter.widget-view+json")
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
@@ -49,6 +51,8 @@ def tidy(notebook: nbformat.NotebookNode) -> None:
         cell["id"] = f"cell-{index:02d}"  # stable ids keep diffs small
         if cell.cell_type != "code":
             continue
+        if cell.source.startswith(CHECK_CELL):
+            cell.metadata["jupyter"] = {"source_hidden": True}  # JupyterLab shows "..." for its code
         mimes = {key for out in cell.outputs for key in out.get("data", {})}
         if mimes & set(RICH_OUTPUTS):
             printed = [out.text for out in cell.outputs if out.output_type == "stream"]
