@@ -17,7 +17,28 @@ SEED = os.environ.get("BNLAB_SEED", "").strip() or "0"
 
 
 def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # runs in xdist's controller too: see below
+        config.option.loadscopereorder = False
     # The committed notebooks hold seed 0's outputs: under another seed nbval still runs every cell
     # (so every asserted claim must hold) but does not compare the printed numbers with them.
     if SEED != "0" and hasattr(config.option, "nbval_lax"):
         config.option.nbval_lax = True
+
+
+# pytest-xdist's loadscope hands each worker a whole scope (a test module, a class, one notebook's
+# nbval cells) and, by default, orders scopes by how many tests they hold. Here the longest scopes hold
+# one test (a notebook in the browser), and started last they leave the other worker idle for minutes.
+# So: scopes in the order below, the longest first (the browser's notebooks, most expensive first,
+# then nbval's notebooks), then every unit test.
+def _cost_rank(item) -> tuple[int, int]:
+    path = item.nodeid.split("::")[0]
+    notebook = item.nodeid.split("::")[1][-2:] if "TestJupyterLab" in item.nodeid else None
+    if notebook is not None:
+        return 0, -int(notebook)             # later notebooks run longer; 07 and 05 are the longest
+    if path.startswith("notebooks/"):
+        return 1, -int(path.split("/")[1][:2])
+    return 2, 0
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=_cost_rank)  # stable: within a scope, the collected order stays

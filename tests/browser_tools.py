@@ -34,6 +34,13 @@ def find_chromium() -> str | None:
     return None
 
 
+def browser_test_runs() -> bool:
+    """Whether tests/test_browser.py can run here: a Chromium on PATH and playwright installed."""
+    import importlib.util
+
+    return find_chromium() is not None and importlib.util.find_spec("playwright") is not None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -41,8 +48,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def jupyter_lab(root: Path, settings_dir: Path, log: Path):
-    """Run `jupyter lab` on 127.0.0.1 with a random token, serving ``root``; yields the base URL."""
+def jupyter_lab(root: Path, settings_dir: Path, log: Path, env_overrides: dict[str, str] | None = None):
+    """Run `jupyter lab` on 127.0.0.1 with a random token, serving ``root``; yields the base URL.
+    ``env_overrides``: variables for the server, and so for every kernel it starts."""
     for name, values in LAB_SETTINGS.items():
         target = settings_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +60,7 @@ def jupyter_lab(root: Path, settings_dir: Path, log: Path):
                f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
                f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
                f"--LabApp.user_settings_dir={settings_dir}", "--allow-root"]
-    env = dict(os.environ, BNLAB_PROGRESS="0")
+    env = dict(os.environ, BNLAB_PROGRESS="0", **(env_overrides or {}))
     with open(log, "w") as log_file:
         server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
         try:
@@ -150,6 +158,23 @@ RUN_STATE = """() => {
     }
   }
   return {status: kernel.status, pending: pending, errors: errors};
+}"""
+
+# Everything the notebook's cells printed (stdout), in order: what tools.notebook_runner.printed_text
+# reads from a notebook run in a plain kernel.
+PRINTED_TEXT = """() => {
+  const cells = window.jupyterapp.shell.currentWidget.content.model.cells;
+  let text = '';
+  for (let i = 0; i < cells.length; i++) {
+    const cell = cells.get(i);
+    if (cell.type !== 'code') continue;
+    for (const out of cell.outputs.toJSON()) {
+      if (out.output_type === 'stream' && out.name === 'stdout') {
+        text += Array.isArray(out.text) ? out.text.join('') : out.text;
+      }
+    }
+  }
+  return text;
 }"""
 
 # The notebook on screen. The page is opened with a fresh workspace, and only the current notebook's

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bnlab import claims
 from bnlab.course import COURSE
+from bnlab.reproducibility import cpu_has_avx2
 from tools.notebook_runner import printed_text  # noqa: F401  (tests/test_claims.py reads it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,3 +36,24 @@ with socket.socket() as raw:
     raw.settimeout(2)
     assert refused(lambda: raw.connect(("1.1.1.1", 443))), "connected to 1.1.1.1"
 '''
+
+
+# "Another instructor on another machine": a course seed other than the build's (BNLAB_SEED=5, so the
+# claims rest on networks 40 to 47 instead of 0 to 7) and another CPU code path (PyTorch's kernels at
+# AVX2 width where the CPU has them, its default here being AVX-512; MKL unpinned). The real-browser
+# test runs every notebook this way; tests/test_other_machine.py does it in plain kernels when there
+# is no Chromium.
+OTHER_SEED = 5
+OTHER_MACHINE = {"BNLAB_SEED": str(OTHER_SEED), **({"ATEN_CPU_CAPABILITY": "avx2"} if cpu_has_avx2() else {})}
+
+
+def assert_claims_hold_as_in_the_ledger(printed: str, notebook: str) -> None:
+    """``printed``: what a notebook run under OTHER_MACHINE printed. It ran under that seed, and each
+    claim it measured reaches the outcome the claims ledger (course seed 0) holds, over as many seeds."""
+    assert f"seed: {OTHER_SEED}" in printed, f"{notebook} did not run under BNLAB_SEED={OTHER_SEED}"
+    ledger = claims.load_ledger(LEDGER_JSON)
+    for measurement in claims.parse(printed):
+        expected = ledger[measurement.key]
+        assert (measurement.outcome, measurement.support.total) == (expected.outcome, expected.support.total), (
+            f"under BNLAB_SEED={OTHER_SEED} {notebook} measures {measurement.line()!r}; "
+            f"the ledger (course seed 0) holds {expected.line()!r}")
