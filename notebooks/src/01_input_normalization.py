@@ -230,7 +230,8 @@ assert spread_min_max < 0.05 < 0.2 < spread_z_score
 # ## 3. Why not whiten everything, everywhere?
 #
 # Whitening made the problem perfect. Batch Normalization does *not* whiten; it only standardizes each
-# unit separately. Why settle for less? Two reasons, both shown below.
+# unit separately. Why settle for less? Whitening inside a network is costly, and on a mini-batch its
+# covariance is singular, or noisy once made invertible.
 #
 # **Cost.** Whitening $d$ features needs their $d \times d$ covariance (about $m d^2$ multiply-adds for a
 # batch of $m$ examples) and its inverse square root, an eigendecomposition costing on the order of
@@ -300,10 +301,10 @@ except ValueError as error:
 assert rank <= m - 1 < d
 
 # %% [markdown]
-# Whitening a layer is not impossible: adding a small multiple of the identity to the covariance
-# makes it invertible, and Decorrelated Batch Normalization (Huang et al. 2018) whitens groups of units
-# that way. But it costs an eigendecomposition per layer and step, and a covariance estimated from 60
-# examples is noisy. Standardizing each unit needs only one mean and one variance per unit, which 60
+# Whitening a layer is still possible, at a price: adding a small multiple of the identity to the
+# covariance (a regularizer) makes it invertible, and Decorrelated Batch Normalization (Huang et al. 2018)
+# whitens groups of units that way. The price is an eigendecomposition per layer and step, and noise:
+# a covariance of 100 × 100 entries estimated from 60 examples is far from the true one. Standardizing each unit needs only one mean and one variance per unit, which 60
 # examples estimate well. That is the compromise Batch Normalization makes (Ioffe & Szegedy 2015,
 # section 3): normalize each unit on its own, with the mini-batch's mean and variance.
 
@@ -371,8 +372,8 @@ compare_prediction(my_prediction, round(fresh_loss, 1), tolerance=0.1)
 
 # %% [markdown]
 # Every class at probability 1/10 gives a cross-entropy of $-\ln(1/10) = \ln 10$. The small
-# initializations start there. He's ReLU networks start higher: their output layer got the gain $\sqrt 2$
-# too, so the logits are large enough to be confidently wrong from the start. A loss at step 0 far above
+# initializations start there. He's networks start higher: their output layer got the gain $\sqrt 2$
+# too, so their logits are spread out, and they start with confident guesses, most of them wrong. A loss at step 0 far above
 # $\ln 10$ is worth a look before any training (a common fix scales the output layer's weights down);
 # here it is mild and training removes it within a few steps, as we will see.
 #
@@ -421,7 +422,9 @@ assert gradient_layer1["He"] > 50 * gradient_layer1["PyTorch default"]
 #   hundred times smaller than He's, in every layer.
 # * **N(0, 0.1²)** and **LeCun** (dotted, just above it: its first layer has 64 inputs, not 100) lose
 #   the ReLU's factor $\frac12$ at every layer: the signal shrinks by $1/\sqrt 2$ per layer.
-# * **He** keeps it: the factor 2 and the ReLU's $\frac12$ cancel, as derived.
+# * **He** keeps the size of the signal, forward and backward: the factor 2 and the ReLU's $\frac12$
+#   cancel, as derived, and the weight gradients have about the same size in every hidden layer: none
+#   vanishes.
 #
 # With tanh (bottom row) no gain keeps every layer exactly equal: tanh is the identity only near 0 and
 # flattens larger inputs. With LeCun's gain the signal decays slowly from layer to layer; a gain above 1
@@ -442,8 +445,9 @@ gain_explorer
 # weights, relative to the weights themselves. A common rule of thumb (from Karpathy's lectures) wants it
 # near $10^{-3}$: much smaller and the layer hardly learns, much larger and it is unstable. We train the
 # ReLU network under three initializations and the 8 seeds (SGD, η = 0.1, mini-batches of 60, 100 steps,
-# all 24 networks in one batched computation); a probe measures the step's size on a fixed batch of 60
-# at steps 0, 50 and 100, and the training loop records the weight norms it is divided by.
+# all 24 networks in one batched computation). A probe measures the step's size on a fixed batch of 60
+# at steps 0, 50 and 100, where the training loop also records the weight norms it is divided by; the
+# figure shows each seed's median of the three.
 #
 # **Predict first.** Which network starts learning first: `"PyTorch default"`, `"N(0, 0.1²)"` or `"He"`?
 
@@ -453,10 +457,20 @@ my_prediction = None  # write one of the three names here before you run the nex
 # %%
 init_runs = init.train_inits(seeds, data)
 final_loss = {label: init_runs.final_losses(label) for label in init.TRAINED_INITS}
+first_ratio = {label: np.median(init_runs.update_ratios(label)[:, 0]) for label in init.TRAINED_INITS}
 ratio = {label: np.median(init_runs.update_ratios(label)) for label in init.TRAINED_INITS}
-print(f"after {init.TRAIN_STEPS} steps   mean loss of the last 10 batches   update-to-data ratio, about")
+
+
+def order_of_magnitude(x):
+    """'10^-3' for 0.0012: the power of ten nearest to x."""
+    return f"10^{round(np.log10(x))}"
+
+
+print(f"{'':>17}   {'loss after ' + str(init.TRAIN_STEPS) + ' steps':>20}   update-to-data ratio, about")
+print(f"{'':>17}   {'(last 10 batches)':>20}   {'at step 0':>11}   {'over the run':>12}")
 for label in init.TRAINED_INITS:
-    print(f"{label:>17}   {final_loss[label].median:>32.1f}   10^{round(np.log10(ratio[label]))}")
+    print(f"{label:>17}   {final_loss[label].median:>20.1f}   {order_of_magnitude(first_ratio[label]):>11}"
+          f"   {order_of_magnitude(ratio[label]):>12}")
 compare_prediction(my_prediction, min(final_loss, key=lambda label: final_loss[label].median))
 
 # %%
@@ -478,8 +492,8 @@ assert ratio["PyTorch default"] < 1e-3 < ratio["N(0, 0.1²)"] and 1e-3 < ratio["
 # %% [markdown]
 # Under PyTorch's default each step changes the weights by about $10^{-4}$ of their size, and after 100
 # steps the loss has not left $\ln 10$, in every seed. The paper's N(0, 0.1²) takes steps near $10^{-3}$
-# at first: it lingers near $\ln 10$ for a while, then learns. He's steps start near $10^{-2}$: its high
-# starting loss is gone within a few steps and it stays ahead. Nothing here has BN: the difference is
+# at first: it lingers near $\ln 10$ for a while, then learns, and its steps grow. He's steps start near
+# $10^{-2}$: its high starting loss is gone within a few steps and it stays ahead. Nothing here has BN: the difference is
 # the initialization alone.
 #
 # **What this means for the rest of the course.** When a later notebook compares a network with BN to

@@ -31,7 +31,7 @@ HIDDEN = (100,) * 6                 # the deep-ish network of section 4: six hid
 INITS: dict[str, InitStd] = {"PyTorch default": None, "N(0, 0.1²)": 0.1, "LeCun": "lecun", "He": "he"}
 PROBE_EXAMPLES = 300                # examples each fresh network's statistics are measured on
 UPDATE_PROBE = "update to data"     # the History.probes key of the update-to-data ratio
-TRAIN_STEPS, TRAIN_LR, TRAIN_BATCH, TRAIN_RECORD_EVERY = 100, 0.1, 60, 25
+TRAIN_STEPS, TRAIN_LR, TRAIN_BATCH, TRAIN_RECORD_EVERY = 100, 0.1, 60, 50
 TRAINED_INITS = ("PyTorch default", "N(0, 0.1²)", "He")  # the initializations trained in section 4
 
 
