@@ -211,3 +211,16 @@ def test_he_std_mistakes_are_named():
     assert "PyTorch's default" in check_he_std(lambda n: 1 / math.sqrt(3 * n)).message
     assert "expected he_std(100)" in check_he_std(lambda n: 0.5).message
     assert "number" in check_he_std(lambda n: "small").message
+
+
+def test_the_training_run_is_kept_by_the_run_cache(monkeypatch):
+    from bnlab import runs
+    calls = []
+    monkeypatch.setattr(init, "train_inits", lambda *args: calls.append(args) or "trained")
+    runs.forget()
+    try:
+        assert init.trained_inits(seed=2) == init.trained_inits(seed=2) == "trained" and len(calls) == 1
+        seeds, data = calls[0][:2]
+        assert seeds == tuple(range(16, 24)) and data.X_train.shape[1] == 64
+    finally:
+        runs.forget()

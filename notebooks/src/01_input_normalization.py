@@ -455,7 +455,7 @@ gain_explorer
 my_prediction = None  # write one of the three names here before you run the next cells
 
 # %%
-init_runs = init.train_inits(seeds, data)
+init_runs = init.trained_inits()  # 24 networks, one batched computation
 final_loss = {label: init_runs.final_losses(label) for label in init.TRAINED_INITS}
 first_ratio = {label: np.median(init_runs.update_ratios(label)[:, 0]) for label in init.TRAINED_INITS}
 ratio = {label: np.median(init_runs.update_ratios(label)) for label in init.TRAINED_INITS}

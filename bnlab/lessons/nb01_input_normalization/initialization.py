@@ -18,10 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...data import Split
+from ... import runs
+from ...data import Split, load_digits
 from ...ensemble import EnsembleHistories, Member, train_ensemble
 from ...models import MLP, InitStd, make_mlp
 from ...probes import activation_inputs, captured_inputs
+from ...seeding import claim_seeds
 from ...statistics import OverSeeds
 from ...training import History, Probe
 
@@ -185,3 +187,24 @@ def train_inits(seeds: Sequence[int], data: Split, labels: Sequence[str] = TRAIN
     histories = {label: tuple(trained[k] for k, key in enumerate(keys) if key[0] == label)
                  for label in labels}
     return InitRuns(seeds, histories)
+
+
+@dataclass(frozen=True)
+class InitTraining:
+    """Section 4's training run as a ``bnlab.runs`` run: ``train(seed)`` trains the 6 x 100 ReLU network
+    under each initialization of ``labels`` for the claim seeds of course seed ``seed``, on its digits split."""
+
+    labels: tuple[str, ...] = TRAINED_INITS
+    steps: int = TRAIN_STEPS
+    lr: float = TRAIN_LR
+    batch_size: int = TRAIN_BATCH
+    record_every: int = TRAIN_RECORD_EVERY
+
+    def train(self, seed: int) -> InitRuns:
+        return train_inits(claim_seeds(seed=seed), load_digits(seed=seed), self.labels, self.steps, self.lr,
+                           self.batch_size, self.record_every)
+
+
+def trained_inits(seed: int | None = None) -> InitRuns:
+    """Section 4's training run for course seed ``seed`` (default: the course seed), trained once and kept."""
+    return runs.trained(InitTraining(), seed)
