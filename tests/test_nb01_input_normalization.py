@@ -124,3 +124,103 @@ def test_whiten_mistakes_are_named():
     assert not verdict and "still correlated" in verdict.message
     assert "centered" in check_whiten(lambda X: X).message
     assert "not a function" in check_whiten(3).message or "expected a function" in check_whiten(3).message
+
+
+# ---- section 4: initialization --------------------------------------------------------------------------
+
+import math  # noqa: E402
+
+import torch  # noqa: E402
+
+from bnlab.data import load_digits  # noqa: E402
+from bnlab.lessons.nb01_input_normalization import initialization as init  # noqa: E402
+from bnlab.lessons.nb01_input_normalization.checks import check_he_std  # noqa: E402
+from bnlab.lessons.nb01_input_normalization.figures import gain_panel  # noqa: E402
+from bnlab.models import make_mlp  # noqa: E402
+
+SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+def test_he_keeps_a_relu_signal_and_the_default_shrinks_it(digits):
+    he = init.layer_statistics("relu", "he", SEEDS, digits, examples=200)
+    default = init.layer_statistics("relu", None, SEEDS, digits, examples=200)
+    assert he.activations.shape == (3, 6) and he.gradients.shape == (3, 7)
+    assert np.all((he.shrinkage().values > 0.5) & (he.shrinkage().values < 2))
+    assert np.all(default.shrinkage().values < 0.2)
+    # the first layer's pre-activations: E[z^2] = fan_in Var(w) E[x^2] = 2 E[x^2] under He's std
+    second_moment = digits.X_train[:200].pow(2).mean().item()
+    assert np.allclose(he.activations[:, 0] ** 2, 2 * second_moment, rtol=0.25)
+    assert np.all(default.gradients < he.gradients / 20)
+
+
+def test_a_fresh_network_starts_near_ln_10(digits):
+    losses = init.layer_statistics("tanh", "lecun", SEEDS, digits, examples=200).losses
+    assert abs(losses.median - math.log(10)) < 0.1
+
+
+def test_weight_gradients_match_backward_and_leave_the_network_alone(digits):
+    network = make_mlp(hidden=(20, 20), activation="relu", init_std="he", seed=3)
+    X, y = digits.X_train[:50], digits.y_train[:50]
+    gradients = init.weight_gradients(network, X, y)
+    assert all(p.grad is None for p in network.parameters())
+    torch.nn.functional.cross_entropy(network(X), y).backward()
+    expected = [network.linear1.weight.grad, network.linear2.weight.grad, network.output.weight.grad]
+    assert all(torch.allclose(g, e) for g, e in zip(gradients, expected))
+
+
+def test_update_to_data_ratio_is_the_step_over_the_weights(digits):
+    runs = init.train_inits((0, 1), digits, labels=("He", "PyTorch default"), steps=4, record_every=2,
+                            progress=False)
+    ratios = runs.update_ratios("He")
+    assert ratios.shape == (2, 3, 7) and runs.batch_losses("He").shape == (2, 4)
+    network = init.fresh_network("relu", "he", 0, data=digits)  # the first seed's network at step 0
+    X, y = digits.X_train[:init.TRAIN_BATCH], digits.y_train[:init.TRAIN_BATCH]
+    layers = init.linear_layers(network)
+    expected = [init.TRAIN_LR * g.norm().item() / layer.weight.norm().item()
+                for g, layer in zip(init.weight_gradients(network, X, y), layers)]
+    assert np.allclose(ratios[0, 0], expected, rtol=1e-4)
+    assert np.median(runs.update_ratios("PyTorch default")) < np.median(ratios) / 10
+
+
+def test_gain_panel_recomputes_any_gain_live(digits):
+    X = digits.X_train[:100]
+    panel = gain_panel(SEEDS, X)
+    panel.set(gain=1.2345)  # on no grid: the networks are built for this very gain
+    networks = [make_mlp(hidden=init.HIDDEN, activation="relu", init_std="lecun", init_gain=1.2345, seed=seed)
+                for seed in SEEDS]
+    expected = np.median([init.activation_rms(network, X) for network in networks], axis=0)
+    assert np.allclose(panel.figure.data[1].y, expected, rtol=1e-5)
+    assert "1.23 / √fan_in" in panel.figure.layout.title.text and panel.status.value == ""
+    panel.set(gain=math.sqrt(2))
+    relu_he = panel.figure.data[1].y
+    panel.set(gain=1.0)
+    relu_lecun = panel.figure.data[1].y
+    assert 0.5 < relu_he[-1] / relu_he[0] < 2 and relu_lecun[-1] / relu_lecun[0] < 0.3
+
+
+def test_he_std_mistakes_are_named():
+    assert check_he_std(lambda n: math.sqrt(2 / n))
+    assert "LeCun" in check_he_std(lambda n: 1 / math.sqrt(n)).message
+    assert "variance" in check_he_std(lambda n: 2 / n).message
+    assert "sqrt(2)" in check_he_std(lambda n: 2 / math.sqrt(n)).message
+    assert "PyTorch's default" in check_he_std(lambda n: 1 / math.sqrt(3 * n)).message
+    assert "expected he_std(100)" in check_he_std(lambda n: 0.5).message
+    assert "number" in check_he_std(lambda n: "small").message
+
+
+def test_the_training_run_is_kept_by_the_run_cache(monkeypatch):
+    from bnlab import runs
+    calls = []
+    monkeypatch.setattr(init, "train_inits", lambda *args: calls.append(args) or "trained")
+    runs.forget()
+    try:
+        assert init.trained_inits(seed=2) == init.trained_inits(seed=2) == "trained" and len(calls) == 1
+        seeds, data = calls[0][:2]
+        assert seeds == tuple(range(16, 24)) and data.X_train.shape[1] == 64
+    finally:
+        runs.forget()

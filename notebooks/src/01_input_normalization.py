@@ -3,15 +3,19 @@
 #
 # Before Batch Normalization normalizes what happens *inside* a network, it helps to see why we
 # normalize what goes *into* it. This notebook answers one question: **why do we center, scale
-# and decorrelate inputs before training?**
+# and decorrelate inputs before training, and how must the first weights be scaled so that the signal
+# keeps that scale inside the network?**
 #
 # **Learning goals.** After this notebook you can
 # 1. explain the loss surface of a linear model as a bowl whose shape is set by the inputs (the Hessian);
 # 2. predict how scale, offset and correlation of the inputs slow gradient descent down, via the
 #    condition number κ;
 # 3. compare raw, centered, min-max, standardized (z-score) and whitened inputs on real data;
-# 4. say why full whitening inside a network is costly, and singular on a mini-batch smaller than
-#    the layer, which is why Batch Normalization normalizes each unit separately.
+# 4. say why full whitening inside a network is costly, singular on a mini-batch smaller than the layer
+#    and noisy, which is why Batch Normalization normalizes each unit separately;
+# 5. derive why weights drawn with std gain / √fan-in keep a layer's output at the size of its input
+#    (LeCun, Xavier/Glorot and He/Kaiming initialization), check a fresh network's loss against ln 10,
+#    and read per-layer activation, gradient and update-to-data statistics.
 
 # %%
 # bnlab set-up: use the copy of the course around this notebook; on Colab, install bnlab.
@@ -41,19 +45,27 @@ if "google.colab" in sys.modules:
     output.enable_custom_widget_manager()
 
 # %%
+import math
 import time
 
 import numpy as np
 import torch
 
 import bnlab
-from bnlab.lessons.nb01_input_normalization import experiments as conditioning
-from bnlab.lessons.nb01_input_normalization.checks import check_standardize, check_whiten, show_solution
-from bnlab.lessons.nb01_input_normalization.figures import descent_comparison_panel, input_variants
+from bnlab.claims import outcome_of, record
 from bnlab.data import load_digits, make_regression_2d
+from bnlab.exercises import compare_prediction
 from bnlab.figures import add_line, new_figure
+from bnlab.lessons.nb01_input_normalization import experiments as conditioning
+from bnlab.lessons.nb01_input_normalization import initialization as init
+from bnlab.lessons.nb01_input_normalization.checks import (check_he_std, check_standardize, check_whiten,
+                                                           show_solution)
+from bnlab.lessons.nb01_input_normalization.figures import (descent_comparison_panel, gain_panel,
+                                                            init_training_figure, input_variants,
+                                                            layer_statistics_figure)
 from bnlab.models import make_mlp
-from bnlab.seeding import numpy_rng
+from bnlab.seeding import claim_seeds, numpy_rng
+from bnlab.statistics import Support
 
 SEED = bnlab.setup()
 print(f"Course seed: {SEED}")
@@ -218,7 +230,8 @@ assert spread_min_max < 0.05 < 0.2 < spread_z_score
 # ## 3. Why not whiten everything, everywhere?
 #
 # Whitening made the problem perfect. Batch Normalization does *not* whiten; it only standardizes each
-# unit separately. Why settle for less? Two reasons, both shown below.
+# unit separately. Why settle for less? Whitening inside a network is costly, and on a mini-batch its
+# covariance is singular, or noisy once made invertible.
 #
 # **Cost.** Whitening $d$ features needs their $d \times d$ covariance (about $m d^2$ multiply-adds for a
 # batch of $m$ examples) and its inverse square root, an eigendecomposition costing on the order of
@@ -288,15 +301,211 @@ except ValueError as error:
 assert rank <= m - 1 < d
 
 # %% [markdown]
-# Whitening a layer is not impossible: adding a small multiple of the identity to the covariance
-# makes it invertible, and Decorrelated Batch Normalization (Huang et al. 2018) whitens groups of units
-# that way. But it costs an eigendecomposition per layer and step, and a covariance estimated from 60
-# examples is noisy. Standardizing each unit needs only one mean and one variance per unit, which 60
+# Whitening a layer is still possible, at a price: adding a small multiple of the identity to the
+# covariance (a regularizer) makes it invertible, and Decorrelated Batch Normalization (Huang et al. 2018)
+# whitens groups of units that way. The price is an eigendecomposition per layer and step, and noise:
+# a covariance of 100 × 100 entries estimated from 60 examples is far from the true one. Standardizing each unit needs only one mean and one variance per unit, which 60
 # examples estimate well. That is the compromise Batch Normalization makes (Ioffe & Szegedy 2015,
 # section 3): normalize each unit on its own, with the mini-batch's mean and variance.
 
 # %% [markdown]
-# ## 4. Exercises
+# ## 4. Inside the network: initialization keeps the signal at scale
+#
+# Sections 1 to 3 prepared what enters the network. A network then multiplies it by one weight matrix
+# after another, and the initial weights decide whether the signal that reaches layer 6 still has the
+# size it had at the input, or has shrunk to nothing, or has exploded. Getting this right is the other
+# half of "normalize the inputs", and every network without BN that the next notebooks compare with BN
+# is initialized the way this section derives.
+#
+# **Why the std is gain / √fan-in.** A Linear layer computes $z_j = \sum_{i=1}^{n} w_{ji} h_i$ over its
+# $n$ inputs: $n$ is the layer's **fan-in**. Draw the weights independently of the inputs, with mean 0
+# and variance $\mathrm{Var}(w)$. The cross terms $\mathbb E[w_{ji} w_{jk}]$ vanish, so
+#
+# $$\mathbb E[z_j^2] = \sum_{i=1}^{n} \mathbb E[w_{ji}^2]\,\mathbb E[h_i^2]
+#   = n\,\mathrm{Var}(w)\,\mathbb E[h^2].$$
+#
+# * $\mathrm{Var}(w) = 1/n$, a std of $1/\sqrt{n}$, keeps $\mathbb E[z^2] = \mathbb E[h^2]$: **LeCun**
+#   initialization (LeCun et al. 1998). Near 0, tanh is the identity (slope 1), so this is its choice too.
+# * A ReLU zeroes the negative half of a symmetric input:
+#   $\mathbb E[\mathrm{relu}(z)^2] = \tfrac12 \mathbb E[z^2]$. To make up for it the variance needs a
+#   factor 2, a std of $\sqrt{2/n}$: **He** (or **Kaiming**) initialization (He et al. 2015).
+# * The backward pass multiplies the gradient by $W^\top$, which sums over the layer's $m$ outputs, its
+#   **fan-out**; the same argument asks for $\mathrm{Var}(w) = 1/m$ there. **Xavier** (or **Glorot**)
+#   initialization (Glorot & Bengio 2010) takes the average, $\mathrm{Var}(w) = 2/(n + m)$; for a square
+#   layer (100 → 100) it is LeCun's.
+#
+# The factor in std $= \text{gain}/\sqrt{n}$ is the **gain**: 1 for LeCun, $\sqrt 2$ for He. Two settings
+# the course also meets: PyTorch's default for `nn.Linear` draws from $U(-1/\sqrt n, 1/\sqrt n)$, a std of
+# $1/\sqrt{3n}$ (gain $1/\sqrt 3$), and the paper's $N(0, 0.1^2)$ is LeCun's std for a layer of 100
+# inputs. In bnlab, `make_mlp(init_std="lecun" | "xavier" | "he", init_gain=...)` sets each layer's std
+# from its own fan-in and fan-out.
+#
+# **A sanity check before any training: the initial loss.** A fresh network knows nothing about the ten
+# digits, so it should give each class about the same probability.
+#
+# **Predict first.** What cross-entropy (in nats) do you expect from a fresh digits network, before the
+# first step?
+
+# %%
+my_prediction = None  # write a number here before you run the next cells
+
+# %% [markdown]
+# We measure fresh 6 × 100 networks (six hidden layers of 100 units; ReLU and tanh) under four
+# initializations, each for the 8 claim seeds, on 300 training images: the loss, and for every layer
+# the RMS (root mean square, $\sqrt{\mathbb E[z^2]}$, the size the derivation keeps) of its
+# pre-activations $z$ and of its weight gradient.
+
+# %%
+data = load_digits()
+seeds = claim_seeds()
+statistics = {(activation, label): init.layer_statistics(activation, init_std, seeds, data)
+              for activation in ("relu", "tanh") for label, init_std in init.INITS.items()}
+print(f"ln 10 = {math.log(10):.2f}\n")
+print(f"{'initial loss, median of 8 seeds':>32} {'ReLU':>6} {'tanh':>6}")
+for label in init.INITS:
+    print(f"{label:>32} " + " ".join(f"{statistics[activation, label].losses.median:>6.2f}"
+                                     for activation in ("relu", "tanh")))
+
+# %%
+fresh_loss = statistics["relu", "PyTorch default"].losses.median
+compare_prediction(my_prediction, round(fresh_loss, 1), tolerance=0.1)
+
+# %% [markdown]
+# Every class at probability 1/10 gives a cross-entropy of $-\ln(1/10) = \ln 10$. The small
+# initializations start there. He's networks start higher: their output layer got the gain $\sqrt 2$
+# too, so their logits are spread out, and they start with confident guesses, most of them wrong. A loss at step 0 far above
+# $\ln 10$ is worth a look before any training (a common fix scales the output layer's weights down);
+# here it is mild and training removes it within a few steps, as we will see.
+#
+# **Predict first.** Under PyTorch's default initialization, what happens to the size of a ReLU network's
+# pre-activations from layer 1 to layer 6: does it `"shrink"`, `"keep"` its size or `"grow"`?
+
+# %%
+my_prediction = None  # write "shrink", "keep" or "grow" here before you run the next cells
+
+# %%
+layer_statistics_figure(statistics, "Fresh 6 × 100 networks: He keeps a ReLU network's signal at one size, "
+                        "PyTorch's default shrinks it")
+
+# %%
+shrinkage = {(activation, label): statistics[activation, label].shrinkage()
+             for activation in ("relu", "tanh") for label in init.INITS}
+gradient_layer1 = {label: np.median(statistics["relu", label].gradients[:, 0]) for label in init.INITS}
+print(f"{'layer 6 / layer 1, pre-activation RMS':>38} {'ReLU':>6} {'tanh':>6}   layer-1 gradient RMS (ReLU)")
+for label in init.INITS:
+    print(f"{label:>38} {shrinkage['relu', label].median:>6.2f} {shrinkage['tanh', label].median:>6.2f}"
+          f"   {gradient_layer1[label]:.0e}")
+default_ratio = shrinkage["relu", "PyTorch default"].median
+size_change = "shrink" if default_ratio < 1 / 2 else "grow" if default_ratio > 2 else "keep"
+compare_prediction(my_prediction, size_change)
+
+# %%
+# Check: the claim of section 4 (fresh networks)
+he, default = shrinkage["relu", "He"], shrinkage["relu", "PyTorch default"]
+kept = (he.values > 0.5) & (he.values < 2) & (default.values < 1 / 5)
+support = Support.of(kept)
+record("he-init-keeps-signal-scale", holds=outcome_of(support), support=support,
+       measured=f"layer-6 / layer-1 pre-activation RMS, 6 x 100 ReLU, {len(seeds)} seeds: He "
+                f"{he.describe('{:.2f}')}, PyTorch default {default.describe('{:.2f}')}, N(0, 0.1²) "
+                f"{shrinkage['relu', 'N(0, 0.1²)'].describe('{:.2f}')}")
+assert support.at_least(0.75)
+assert all(statistics[activation, label].losses.median < 2.5 for activation in ("relu", "tanh")
+           for label in ("PyTorch default", "N(0, 0.1²)", "LeCun"))
+assert statistics["relu", "He"].losses.median > math.log(10)
+assert gradient_layer1["He"] > 50 * gradient_layer1["PyTorch default"]
+
+# %% [markdown]
+# What the figure shows (top row, ReLU):
+# * **PyTorch's default** shrinks the signal at every layer: its variance factor is
+#   $n \cdot \frac{1}{3n} \cdot \frac12 = \frac16$, a std factor of $1/\sqrt 6$ per layer, until only the
+#   random biases are left (they set the floor the curve bends into). Its weight gradients are about a
+#   hundred times smaller than He's, in every layer.
+# * **N(0, 0.1²)** and **LeCun** (dotted, just above it: its first layer has 64 inputs, not 100) lose
+#   the ReLU's factor $\frac12$ at every layer: the signal shrinks by $1/\sqrt 2$ per layer.
+# * **He** keeps the size of the signal, forward and backward: the factor 2 and the ReLU's $\frac12$
+#   cancel, as derived, and the weight gradients have about the same size in every hidden layer: none
+#   vanishes.
+#
+# With tanh (bottom row) no gain keeps every layer exactly equal: tanh is the identity only near 0 and
+# flattens larger inputs. With LeCun's gain the signal decays slowly from layer to layer; a gain above 1
+# settles it at a size the gain sets (PyTorch's `nn.init.calculate_gain("tanh")` recommends 5/3).
+# Drag the gain and see both at once: every redraw builds fresh networks for the 8 seeds and runs them
+# forward.
+
+# %%
+gain_explorer = gain_panel(seeds, data.X_train[:init.PROBE_EXAMPLES])
+gain_explorer
+
+# %% [markdown]
+# **Try it.** Find the gain at which the ReLU line is flat, and the one at which it doubles from layer to
+# layer. Then find a gain that keeps the tanh network's last layer near an RMS of 1.
+#
+# **A short training run, and the size of each step.** The update-to-data ratio
+# $\eta\,\lVert \partial L/\partial W\rVert / \lVert W\rVert$ says how much one SGD step changes a layer's
+# weights, relative to the weights themselves. A common rule of thumb (from Karpathy's lectures) wants it
+# near $10^{-3}$: much smaller and the layer hardly learns, much larger and it is unstable. We train the
+# ReLU network under three initializations and the 8 seeds (SGD, η = 0.1, mini-batches of 60, 100 steps,
+# all 24 networks in one batched computation). A probe measures the step's size on a fixed batch of 60
+# at steps 0, 50 and 100, where the training loop also records the weight norms it is divided by; the
+# figure shows each seed's median of the three.
+#
+# **Predict first.** Which network starts learning first: `"PyTorch default"`, `"N(0, 0.1²)"` or `"He"`?
+
+# %%
+my_prediction = None  # write one of the three names here before you run the next cells
+
+# %%
+init_runs = init.trained_inits()  # 24 networks, one batched computation
+final_loss = {label: init_runs.final_losses(label) for label in init.TRAINED_INITS}
+first_ratio = {label: np.median(init_runs.update_ratios(label)[:, 0]) for label in init.TRAINED_INITS}
+ratio = {label: np.median(init_runs.update_ratios(label)) for label in init.TRAINED_INITS}
+
+
+def order_of_magnitude(x):
+    """'10^-3' for 0.0012: the power of ten nearest to x."""
+    return f"10^{round(np.log10(x))}"
+
+
+print(f"{'':>17}   {'loss after ' + str(init.TRAIN_STEPS) + ' steps':>20}   update-to-data ratio, about")
+print(f"{'':>17}   {'(last 10 batches)':>20}   {'at step 0':>11}   {'over the run':>12}")
+for label in init.TRAINED_INITS:
+    print(f"{label:>17}   {final_loss[label].median:>20.1f}   {order_of_magnitude(first_ratio[label]):>11}"
+          f"   {order_of_magnitude(ratio[label]):>12}")
+compare_prediction(my_prediction, min(final_loss, key=lambda label: final_loss[label].median))
+
+# %%
+init_training_figure(init_runs, f"6 × 100 ReLU, η = {init.TRAIN_LR}: under PyTorch's default the steps are "
+                     "too small to learn in 100 steps")
+
+# %%
+# Check: the claim of section 4 (training)
+stalled, learned = final_loss["PyTorch default"], final_loss["He"]
+support = Support.of((stalled.values > 2.2) & (learned.values < 0.5))
+record("default-init-stalls-deep-relu", holds=outcome_of(support), support=support,
+       measured=f"mean loss of the last 10 of {init.TRAIN_STEPS} steps, {len(seeds)} seeds: PyTorch default "
+                f"{stalled.describe('{:.2f}')}, He {learned.describe('{:.2f}')}, N(0, 0.1²) "
+                f"{final_loss['N(0, 0.1²)'].describe('{:.2f}')}; update-to-data ratio (median) default "
+                f"{ratio['PyTorch default']:.0e}, He {ratio['He']:.0e}")
+assert support.at_least(0.75)
+assert ratio["PyTorch default"] < 1e-3 < ratio["N(0, 0.1²)"] and 1e-3 < ratio["He"]
+
+# %% [markdown]
+# Under PyTorch's default each step changes the weights by about $10^{-4}$ of their size, and after 100
+# steps the loss has not left $\ln 10$, in every seed. The paper's N(0, 0.1²) takes steps near $10^{-3}$
+# at first: it lingers near $\ln 10$ for a while, then learns, and its steps grow. He's steps start near
+# $10^{-2}$: its high starting loss is gone within a few steps and it stays ahead. Nothing here has BN: the difference is
+# the initialization alone.
+#
+# **What this means for the rest of the course.** When a later notebook compares a network with BN to
+# one without, the one without gets a principled initialization, He's for ReLU and LeCun's or Xavier's
+# for sigmoid and tanh, and where a badly initialized network (PyTorch's default, or the paper's
+# N(0, 0.1²) on ReLU) appears, it appears next to the well-initialized one, so you can tell which effect
+# is BN's and which is the initialization's. Initialization sets the scale once, at step 0; training then
+# moves the weights, and nothing keeps the scale where it started. Batch Normalization (notebook 04) will
+# divide every unit by its own spread at every step.
+
+# %% [markdown]
+# ## 5. Exercises
 #
 # **Exercise 1: standardize with the training statistics.** Write `standardize(X_train, X_test)` that
 # returns `(Z_train, Z_test)`: both arrays z-scored (per column) with the **training** mean and
@@ -326,11 +535,24 @@ def whiten(X):
 check_whiten(whiten)
 
 # %% [markdown]
+# **Exercise 3: He's std.** Write `he_std(fan_in)` returning the standard deviation of He initialization
+# for a ReLU layer with `fan_in` inputs (section 4's derivation, in one line).
+
+# %%
+def he_std(fan_in):
+    """The weight std that keeps E[z^2] from one ReLU layer to the next."""
+    raise NotImplementedError  # replace this line with your code
+
+
+check_he_std(he_std)
+
+# %% [markdown]
 # Solutions, when you want them (uncomment a line and run the cell):
 
 # %%
 # show_solution("standardize")
 # show_solution("whiten")
+# show_solution("he_std")
 
 # %% [markdown]
 # ## Summary
@@ -342,10 +564,17 @@ check_whiten(whiten)
 # * Full whitening is the ideal but costs on the order of $d^3$ per step, and a mini-batch smaller than
 #   the layer gives a singular covariance (regularized, as Decorrelated BN does, it is noisy). Batch
 #   Normalization standardizes each unit with mini-batch statistics instead.
+# * Inside a network, $\mathbb E[z^2] = \text{fan-in} \cdot \mathrm{Var}(w) \cdot \mathbb E[h^2]$: a
+#   weight std of gain / √fan-in keeps the signal's size, with gain 1 for linear and tanh layers (LeCun;
+#   Xavier averages fan-in and fan-out for the backward pass) and √2 for ReLU (He/Kaiming). A fresh
+#   10-class network should start near a loss of ln 10.
+# * PyTorch's default init shrinks a deep ReLU network's signal at every layer; its SGD steps are then
+#   so small (update-to-data ratio near $10^{-4}$) that a 6 × 100 network does not learn in 100 steps,
+#   while He's learns from its first steps. The course's networks without BN are initialized this way.
 #
 # **Next:** [02 · Covariate shift](02_covariate_shift.ipynb) asks what happens when the input
-# distribution *moves*: covariate shift, and its internal cousin. [00 · Start here](00_start_here.ipynb)
-# has the map.
+# distribution *moves*: covariate shift, and its internal cousin, with the networks initialized as in
+# section 4. [00 · Start here](00_start_here.ipynb) has the map.
 #
 # ## References
 # * Y. LeCun, L. Bottou, G. Orr and K.-R. Müller (1998). *Efficient BackProp.* In *Neural Networks:
@@ -355,3 +584,10 @@ check_whiten(whiten)
 # * A. Kessy, A. Lewin and K. Strimmer (2018). *Optimal Whitening and Decorrelation.* The American
 #   Statistician 72(4).
 # * L. Huang, D. Yang, B. Lang and J. Deng (2018). *Decorrelated Batch Normalization.* CVPR.
+# * X. Glorot and Y. Bengio (2010). *Understanding the difficulty of training deep feedforward neural
+#   networks.* AISTATS.
+# * K. He, X. Zhang, S. Ren and J. Sun (2015). *Delving Deep into Rectifiers: Surpassing Human-Level
+#   Performance on ImageNet Classification.* ICCV. [arXiv:1502.01852](https://arxiv.org/abs/1502.01852),
+#   section 2.2.
+# * A. Karpathy (2022). *Neural Networks: Zero to Hero*, lecture 4 ("Building makemore Part 3:
+#   Activations & Gradients, BatchNorm"): the initial loss and the update-to-data ratio as diagnostics.

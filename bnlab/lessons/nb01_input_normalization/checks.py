@@ -1,7 +1,8 @@
-"""Notebook 01, section 4: the exercises (standardize, whiten), their checks and solutions."""
+"""Notebook 01, section 5: the exercises (standardize, whiten, he_std), their checks and solutions."""
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -75,5 +76,46 @@ def check_whiten(whiten: Callable) -> Verdict:
                    "Hessian of these inputs is the identity, condition number 1.")
 
 
-EXERCISES = (Exercise("standardize", check_standardize, standardize), Exercise("whiten", check_whiten, whiten))
+def he_std(fan_in: int) -> float:
+    """The std of He initialization for a layer with ``fan_in`` inputs: sqrt(2 / fan_in)."""
+    return math.sqrt(2 / fan_in)  # Var(w) = 2 / fan_in makes up for the half of the signal a ReLU zeroes
+
+
+FAN_INS = (16, 64, 100, 784)
+# a wrong answer the check recognizes: name -> (its std for a fan-in, what it misses)
+HE_STD_MISTAKES: dict[str, tuple[Callable[[int], float], str]] = {
+    "variance": (lambda n: 2 / n, "that is the variance 2 / fan_in; the std is its square root"),
+    "LeCun": (lambda n: 1 / math.sqrt(n), "that is LeCun's std 1 / sqrt(fan_in), right for a linear or tanh "
+              "layer; a ReLU zeroes half of the signal, so the variance needs a factor 2"),
+    "gain 2": (lambda n: 2 / math.sqrt(n), "that is twice LeCun's std: the factor 2 belongs to the "
+               "variance, so the std gets sqrt(2)"),
+    "PyTorch": (lambda n: 1 / math.sqrt(3 * n), "that is the std of PyTorch's default U(-1/sqrt(fan_in), "
+                "1/sqrt(fan_in)), under which a ReLU network's signal shrinks at every layer"),
+}
+
+
+@checked
+def check_he_std(he_std: Callable) -> Verdict:
+    """Exercise: ``he_std(fan_in) -> float``, the weight std of He initialization."""
+    answers = [call_learner(he_std, fan_in) for fan_in in FAN_INS]
+    try:
+        answers = [float(answer) for answer in answers]
+    except (TypeError, ValueError):
+        return not_yet(f"he_std should return a number, got {answers[0]!r}")
+    expected = [math.sqrt(2 / fan_in) for fan_in in FAN_INS]
+    if np.allclose(answers, expected, rtol=1e-6):
+        return correct(f"he_std(100) = {answers[2]:.4f}: weights of this std keep E[z²] from one ReLU "
+                       "layer to the next (make_mlp(init_std=\"he\") draws every layer this way).")
+    for mistake, (wrong, explanation) in HE_STD_MISTAKES.items():
+        if np.allclose(answers, [wrong(fan_in) for fan_in in FAN_INS], rtol=1e-6):
+            return not_yet(explanation, "E[z²] = fan_in · Var(w) · E[h²], and E[relu(z)²] = E[z²] / 2")
+    shown = ", ".join(f"he_std({n}) = {a:.4g}" for n, a in zip(FAN_INS, answers))
+    return not_yet(f"{shown}; expected he_std(100) = {expected[2]:.4f}",
+                   "E[z²] = fan_in · Var(w) · E[h²], and E[relu(z)²] = E[z²] / 2: choose Var(w) "
+                   "so that z keeps its second moment from layer to layer")
+
+
+EXERCISES = (Exercise("standardize", check_standardize, standardize),
+             Exercise("whiten", check_whiten, whiten),
+             Exercise("he_std", check_he_std, he_std))
 show_solution = solution_printer(EXERCISES)
