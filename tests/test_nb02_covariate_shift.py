@@ -204,6 +204,8 @@ def test_the_three_networks_are_initialized_as_named():
         assert np.allclose([layer.weight.std().item() for layer in layers], stds, rtol=0.1)
     assert np.allclose(cs.layer_stds("xavier"), [(2 / 164) ** 0.5, 0.1, 0.1, (2 / 110) ** 0.5])
     assert np.allclose(cs.layer_stds("xavier", 4.0)[1:3], [0.4, 0.4]) and cs.layer_stds(0.1) == [0.1] * 4
+    assert cs.layer_stds(**cs.init_of(cs.XAVIER)) == cs.layer_stds("xavier", cs.SIGMOID_GAIN)
+    assert cs.layer_stds(**cs.init_of(cs.BN)) == cs.layer_stds(**cs.init_of(cs.PAPER)) == [0.1] * 4
 
 
 def test_a_seed_of_the_ensemble_trains_as_that_seed_alone(runs, data):
@@ -452,6 +454,7 @@ def test_first_layer_shift_measures_the_move_and_the_leftover_weights(runs, raw)
         assert np.allclose(none[label]["moved"].values, 0.0)
         assert np.all(grey[label]["moved"].values > 0.5)
         assert np.array_equal(none[label]["blank weights"].values, grey[label]["blank weights"].values)
+        assert np.all(grey[label]["blank change"].values < 0.5)  # 200 steps: the blank pixels' weights barely move
     weights = runs.network(cs.PAPER, 0).linear1.weight.detach()
     expected = (weights[:, far].pow(2).mean() / weights[:, ~far].pow(2).mean()).sqrt().item()
     assert np.isclose(grey[cs.PAPER]["blank weights"].values[0], expected)
@@ -463,7 +466,7 @@ def test_saturation_table_and_seed_curves(runs):
     assert list(cells[1]) == list(cs.NETWORKS) and "median" in table.layout.title.text
     assert all(" to " in cell for cell in cells[2])  # median (lowest to highest)
     curves = seed_curves_figure(runs)
-    assert len(curves.data) == 3 * len(SEEDS) and "of 2 seeds" in curves.layout.title.text
+    assert len(curves.data) == 3 * len(SEEDS) and f"{cs.BN}: 2 of 2" in curves.layout.title.text
 
 
 # ---- exercise checks -------------------------------------------------------------------------

@@ -217,8 +217,11 @@ shift_figure(raw, brightness=1.0,
 # %%
 why = cs.first_layer_shift(runs, raw, far_out, brightness=1.0)  # network -> measure -> one value per seed
 for label, measured in why.items():
-    print(f"{label:>20}: blank-pixel weights / other weights (RMS) {measured['blank weights'].describe('{:.2f}')}; "
-          f"grey paper moves a first-layer sigmoid input by {measured['moved'].describe('{:.1f}')} "
+    print(f"{label}: weights from the inked pixels, RMS {measured['inked weights'].describe('{:.2f}')} "
+          f"(at initialization {cs.layer_stds(**cs.init_of(label))[0]:.2f});\n"
+          f"    weights from the blank pixels moved by {measured['blank change'].describe('{:.0%}')} of their "
+          f"initial size, and are {measured['blank weights'].describe('{:.2f}')} times the inked ones;\n"
+          f"    grey paper moves a first-layer sigmoid input by {measured['moved'].describe('{:.1f}')} "
           f"training standard deviations")
 harder = {label: int(np.sum(drop[BN].values > drop[label].values)) for label in (PAPER, XAVIER)}
 print(f"grey paper (+1) costs the BN network more than the {PAPER} network in {harder[PAPER]} of "
@@ -229,14 +232,18 @@ print(f"grey paper (+1) costs the BN network more than the {PAPER} network in {h
 ratio = {label: why[label]["blank weights"].median for label in why}
 moved = {label: why[label]["moved"].median for label in why}
 assert ratio[PAPER] < ratio[BN] < ratio[XAVIER] and moved[PAPER] < moved[BN] < moved[XAVIER]
+assert all(why[label]["blank change"].high < 0.5 for label in why)  # blank pixels' weights: barely trained
+inked = {label: why[label]["inked weights"].median / cs.layer_stds(**cs.init_of(label))[0] for label in why}
+assert inked[PAPER] > 1.4 and inked[BN] < 1.25 and inked[XAVIER] < 1.1  # how much training grew the others
 assert harder[PAPER] >= 7 and 2 <= harder[XAVIER] <= 6
 
 # %% [markdown]
-# The network without BN that starts from the paper's small weights grows large weights on the inked
-# pixels, so its leftover random weights are small next to them, and grey paper moves its first layer
-# least. BN divides each unit by its spread, so its network does not need to grow its weights to make
-# large sigmoid inputs: its leftover random weights count for more, and the same shift moves its units
-# further, measured in their own training spread. The Xavier network starts with weights four times
+# The weights from the blank pixels moved only a fraction of their initial size: they are still mostly
+# random. The network without BN that starts from the paper's small weights grows its weights on the
+# inked pixels well beyond their start, so its leftover random weights are small next to them, and grey
+# paper moves its first layer least. BN divides each unit by its spread, so its network does not need to
+# grow its weights to make large sigmoid inputs, and barely does: its leftover random weights count for
+# more, and the same shift moves its units further, measured in their own training spread. The Xavier network starts with weights four times
 # larger and ends with the largest leftovers: it loses about as much as the BN network (more in some
 # seeds, less in others). So the extra loss is not a property of BN; it follows from how big the weights
 # that training never touches are, next to the ones it trained. Two lessons from section 1: a model is

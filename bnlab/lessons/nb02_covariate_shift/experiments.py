@@ -280,6 +280,11 @@ def figure1_network(label: str, seed: int) -> nn.Module:
     return make_mlp(seed=seed, **FIG1_ARCHITECTURE, **NETWORKS[label])
 
 
+def init_of(label: str) -> dict:
+    """How network ``label`` of ``NETWORKS`` is initialized, as ``layer_stds`` takes it: init_std and gain."""
+    return {"init_std": NETWORKS[label]["init_std"], "gain": NETWORKS[label].get("init_gain", 1.0)}
+
+
 def layer_stds(init_std: float | str, gain: float = 1.0) -> list[float]:
     """The std of each Linear layer's weights of Figure 1's network (64-100-100-100-10) under an
     initialization (a std, or a scheme of ``bnlab.models.INIT_SCHEMES`` scaled by ``gain``)."""
@@ -480,7 +485,9 @@ def first_layer_shift(runs: SeedRuns, raw: Split, far_pixels: np.ndarray,
     its running statistics), in standard deviations of each unit's input over the training set (the mean
     absolute move over the test images, median over the units); "blank weights": the RMS of the first
     layer's weights from the ``far_pixels`` ((64,) bool: pixels almost always blank in training, whose weights
-    training barely moves) over the RMS of the other weights. shift: ``shifted_test_inputs``'s keywords."""
+    training barely moves) over the RMS of the other weights; "inked weights": the RMS of those other
+    weights; "blank change": the RMS of the blank pixels' weight change since initialization over the RMS
+    of their initial weights. shift: ``shifted_test_inputs``'s keywords."""
     clean, shifted = shifted_test_inputs(raw), shifted_test_inputs(raw, **shift)
     train_inputs = standardize(raw.X_train.double().numpy(), raw.X_test.double().numpy())[0]
     train_inputs = torch.tensor(train_inputs, dtype=torch.float32)
@@ -497,10 +504,16 @@ def first_layer_shift(runs: SeedRuns, raw: Split, far_pixels: np.ndarray,
                 network(shifted)
                 moved = ((inputs["act1"] - before).abs().mean(dim=0) / spread).median().item()
             weights = network.linear1.weight.detach()
-            blank = (weights[:, far].pow(2).mean() / weights[:, ~far].pow(2).mean()).sqrt().item()
-            entry = measured.setdefault(label, {"moved": [], "blank weights": []})
+            initial = figure1_network(label, runs.seeds[i]).linear1.weight.detach()
+            rms = {"blank": weights[:, far].pow(2).mean().sqrt().item(),
+                   "inked": weights[:, ~far].pow(2).mean().sqrt().item()}
+            change = ((weights - initial)[:, far].pow(2).mean() / initial[:, far].pow(2).mean()).sqrt().item()
+            entry = measured.setdefault(label, {"moved": [], "blank weights": [], "inked weights": [],
+                                                "blank change": []})
             entry["moved"].append(moved)
-            entry["blank weights"].append(blank)
+            entry["blank weights"].append(rms["blank"] / rms["inked"])
+            entry["inked weights"].append(rms["inked"])
+            entry["blank change"].append(change)
     return {label: {name: OverSeeds(runs.seeds, values) for name, values in entry.items()}
             for label, entry in measured.items()}
 

@@ -71,8 +71,8 @@ def shift_figure(raw: Split, contrast: float = 1.0, brightness: float = 1.0, exa
     title = "Covariate shift: the same digits, slightly different pixels"
     if accuracies:
         title = ("After the shift, test accuracy falls to" + (f" (median of {seeds} seeds)" if seeds else "")
-                 + "<br>" + ", ".join(f"{accuracy:.0%} {label}" for label, accuracy in accuracies.items()))
-    fig.update_layout(title=title, bargap=0, width=FIT_WIDTH, margin=dict(t=90))
+                 + "<br>" + " · ".join(f"{accuracy:.0%} {label}" for label, accuracy in accuracies.items()))
+    fig.update_layout(title=title, bargap=0, width=FIT_WIDTH, margin=dict(t=105))
     fig.add_annotation(text="0 = paper, 16 = ink", xref="paper", yref="paper", x=0.99, y=0.12,
                        showarrow=False, font=dict(size=11))
     return fig
@@ -164,7 +164,7 @@ def figure_1(runs: cs.SeedRuns, units: Mapping[str, int], drifts: Mapping[str, f
     panels = [f"(a) test accuracy, {len(runs.seeds)} seeds",
               *[f"({'bcdefg'[i]}) {label}: unit {units[label]}" for i, label in enumerate(labels)]]
     rows = (len(panels) + 1) // 2
-    fig = make_subplots(rows=rows, cols=2, horizontal_spacing=0.1, vertical_spacing=0.14,
+    fig = make_subplots(rows=rows, cols=2, horizontal_spacing=0.1, vertical_spacing=0.2,
                         subplot_titles=panels)
     for label in labels:
         steps, accuracies = runs.curves(label, lambda history: history.test_accuracy)
@@ -182,11 +182,13 @@ def figure_1(runs: cs.SeedRuns, units: Mapping[str, int], drifts: Mapping[str, f
         fig.update_xaxes(title_text="training step", row=row, col=col)
     fig.update_yaxes(title_text="fraction correct", range=[0, 1.02], row=1, col=1)
     fig.update_xaxes(title_text="training step", row=1, col=1)
-    fig.update_layout(width=FIT_WIDTH, height=330 * rows, legend=dict(x=0.02, y=0.6, font=dict(size=11)),
+    fig.update_layout(width=FIT_WIDTH, height=340 * rows,
+                      legend=dict(x=0.16, y=0.62, xanchor="left", yanchor="bottom", font=dict(size=11),
+                                  bgcolor="rgba(255,255,255,0.8)"),
                       margin=dict(l=60, r=20, t=100),
-                      title=("Sigmoid-input percentiles of the median unit drift by "
-                             + ", ".join(f"{drifts[label]:.1f} {label}" for label in labels)
-                             + f"<br>(median of {len(runs.seeds)} seeds; the units shown: seed {runs.seeds[0]})"))
+                      title=(f"How far sigmoid-input percentiles drift (median unit, median of {len(runs.seeds)} "
+                             "seeds):<br>" + " · ".join(f"{drifts[label]:.1f} {label}" for label in labels)
+                             + f" (units shown: seed {runs.seeds[0]})"))
     return fig
 
 
@@ -198,7 +200,7 @@ def drift_figure(drifts: Mapping[str, np.ndarray]) -> go.Figure:
     labels = list(drifts)
     n_seeds, n_units = drifts[labels[0]].shape
     fig = new_figure(f"All {n_units} units of {n_seeds} networks each: median drift<br>"
-                     + ", ".join(f"{medians[label]:.1f} {label}" for label in labels),
+                     + " · ".join(f"{medians[label]:.1f} {label}" for label in labels),
                      "drift of a unit: max − min of each percentile over training, "
                      "averaged over the 3 percentiles",
                      "number of units", barmode="overlay")
@@ -284,8 +286,8 @@ def saturation_panel(lr: float = 0.5, seeds: Sequence[int] | None = None, steps:
     fig.update_yaxes(title_text="mean of σ'(x) / σ'(0)", range=[0, 1.02], row=1, col=3)
     for col in (1, 2, 3):
         fig.update_xaxes(title_text="training step", row=1, col=col)
-    fig.update_layout(width=FIT_WIDTH, height=520, legend=dict(orientation="h", x=0.0, y=-0.2),
-                      margin=dict(t=110, b=100), title=dict(font=dict(size=13)))
+    fig.update_layout(width=FIT_WIDTH, height=560, legend=dict(orientation="h", x=0.0, y=-0.2),
+                      margin=dict(t=150, b=100), title=dict(font=dict(size=13), y=0.98, yanchor="top"))
     remembered = {}
     if known is not None:
         remembered[(known.lr,)] = cs.stream_order(known, seeds, steps)
@@ -317,13 +319,13 @@ def saturation_table(grid: Mapping[float, cs.SeedRuns]) -> go.Figure:
                          *[_median_and_range(saturated[:, layer], "{:.0%}") for layer in range(3)],
                          _median_and_range(slope, "{:.2f}")])
     header = ["η", "", "test accuracy", "saturated: layer 1", "layer 2", "layer 3", "mean slope"]
-    fig = go.Figure(go.Table(columnwidth=[30, 130, 120, 120, 110, 110, 110],
-                             header=dict(values=header, align="left", fill_color="#eeeeee"),
-                             cells=dict(values=list(zip(*rows)), align="left", height=24)))
+    fig = go.Figure(go.Table(columnwidth=[28, 118, 112, 112, 112, 112, 100],
+                             header=dict(values=header, align="left", fill_color="#eeeeee", font=dict(size=12)),
+                             cells=dict(values=list(zip(*rows)), align="left", height=24, font=dict(size=12))))
     n_seeds = len(next(iter(grid.values())).seeds)
     fig.update_layout(width=FIT_WIDTH, margin=dict(l=10, r=10, t=60, b=10),
                       title=f"At the end of each run: median (lowest to highest) over {n_seeds} seeds")
-    fig.update_layout(height=90 + 26 * len(rows))
+    fig.update_layout(height=100 + 28 * (len(rows) + 1))
     return fig
 
 
@@ -340,6 +342,6 @@ def seed_curves_figure(runs: cs.SeedRuns) -> go.Figure:
         fig.update_xaxes(title_text="training step", row=1, col=col)
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.02], row=1, col=1)
     reached = [sum(max(h.test_accuracy) >= 0.5 for h in runs.histories[label]) for label in labels]
-    fig.update_layout(**WIDE, margin=dict(t=100), title=f"η = {runs.lr:g}: 50% test accuracy reached in<br>" + ", ".join(
-        f"{k} of {len(runs.seeds)} seeds {label}" for k, label in zip(reached, labels)))
+    fig.update_layout(**WIDE, margin=dict(t=100), title=f"η = {runs.lr:g}: how many seeds reach 50% test accuracy<br>" + " · ".join(
+        f"{label}: {k} of {len(runs.seeds)}" for k, label in zip(reached, labels)))
     return fig
