@@ -208,7 +208,7 @@ shift_figure(raw, brightness=1.0,
 # %% [markdown]
 # Batch Normalization does **not** protect against this kind of shift: at test time it normalizes with
 # the running averages collected in training (the box above), a fixed affine map, so shifted inputs stay
-# shifted. The table even shows the BN network losing more than the paper's network. Is BN to blame? The
+# shifted. Here the table even shows the BN network losing more than the paper's network. Is BN to blame? The
 # shift lands on the almost always blank pixels, and the weights from a pixel that is nearly constant in
 # training get almost no gradient: they stay close to their random initial values. What the shift does
 # to a unit then depends on how large those leftover random weights are next to the weights training
@@ -235,7 +235,6 @@ assert ratio[PAPER] < ratio[BN] < ratio[XAVIER] and moved[PAPER] < moved[BN] < m
 assert all(why[label]["blank change"].high < 0.5 for label in why)  # blank pixels' weights: barely trained
 inked = {label: why[label]["inked weights"].median / cs.layer_stds(**cs.init_of(label))[0] for label in why}
 assert inked[PAPER] > 1.4 and inked[BN] < 1.25 and inked[XAVIER] < 1.1  # how much training grew the others
-assert harder[PAPER] >= 7 and 2 <= harder[XAVIER] <= 6
 
 # %% [markdown]
 # The weights from the blank pixels moved only a fraction of their initial size: they are still mostly
@@ -243,12 +242,16 @@ assert harder[PAPER] >= 7 and 2 <= harder[XAVIER] <= 6
 # inked pixels well beyond their start, so its leftover random weights are small next to them, and grey
 # paper moves its first layer least. BN divides each unit by its spread, so its network does not need to
 # grow its weights to make large sigmoid inputs, and barely does: its leftover random weights count for
-# more, and the same shift moves its units further, measured in their own training spread. The Xavier network starts with weights four times
-# larger and ends with the largest leftovers: it loses about as much as the BN network (more in some
-# seeds, less in others). So the extra loss is not a property of BN; it follows from how big the weights
-# that training never touches are, next to the ones it trained. Two lessons from section 1: a model is
-# fitted to the inputs it saw, so move them and its accuracy is no longer the accuracy you measured; and
-# normalizing inside the network does not undo a shift of its inputs.
+# more, and the same shift moves its units further, measured in their own training spread. The Xavier
+# network starts with weights four times larger, ends with the largest leftovers, and moves most.
+#
+# How much accuracy a move costs also depends on what the later layers make of it, so the final order is
+# less tidy: with this split of the digits into training and test images the BN network loses more than
+# the paper's network in most seeds (the count above), while with other splits (another course seed,
+# `BNLAB_SEED`) the order can reverse. Losing more is not a property of BN; what is the same everywhere is
+# that no network is protected. Two lessons from section 1: a model is fitted to the inputs it saw, so
+# move them and its accuracy is no longer the accuracy you measured; and normalizing inside the network
+# does not undo a shift of its inputs.
 
 # %% [markdown]
 # ## 2. Every mini-batch is a small covariate shift
@@ -585,8 +588,7 @@ def at_end(lr, label, key):
 top_saturated = {label: np.median(at_end(8.0, label, "saturated").mean(axis=1))  # median over the seeds
                  for label in cs.NETWORKS}
 most_saturated = max(top_saturated, key=top_saturated.get)
-print("η = 8, share of the sigmoid inputs saturated at the end (median over the seeds): "
-      + ", ".join(f"{share:.0%} {label}" for label, share in top_saturated.items()))
+print(f"η = 8: the most saturated sigmoids at the end (median over the seeds): {most_saturated}")
 compare_prediction(my_prediction, SHORT[most_saturated])
 
 # %% [markdown]
@@ -598,21 +600,16 @@ def final_accuracy(lr, label):
     return grid[lr].over_seeds(label, lambda history: history.final_accuracy)
 
 
-def medians(lr):
-    """'44% paper, 94% Xavier, 97% BN': each network's median final accuracy at learning rate lr."""
-    return ", ".join(f"{final_accuracy(lr, label).median:.0%} {SHORT[label]}" for label in cs.NETWORKS)
-
-
 beta_top = grid[8.0].over_seeds(BN, lambda history: history.beta["norm3"][-1].mean())
 first_layer = {lr: at_end(lr, XAVIER, "saturated")[:, 0] for lr in (0.05, 0.5)}
 checks = {
-    f"η = 0.05 ({medians(0.05)}): paper init below 60% (median), Xavier init above 90% and BN above 95% "
+    "η = 0.05: paper init below 60% test accuracy (median), Xavier init above 90% and BN above 95% "
     "in every seed":
         final_accuracy(0.05, PAPER).median < 0.6 and final_accuracy(0.05, XAVIER).low > 0.9
         and final_accuracy(0.05, BN).low > 0.95,
-    f"η = 0.5 ({medians(0.5)}): every network above 90% in every seed":
+    "η = 0.5: every network above 90% in every seed":
         all(final_accuracy(0.5, label).low > 0.9 for label in cs.NETWORKS),
-    f"η = 8 ({medians(8.0)}): Xavier init at chance (below 20%) in every seed, BN above 90% in every seed":
+    "η = 8: Xavier init at chance (below 20%) in every seed, BN above 90% in every seed":
         final_accuracy(8.0, XAVIER).high < 0.2 and final_accuracy(8.0, BN).low > 0.9,
     "η = 0.05 and 0.5: paper init and BN under 5% of any layer's sigmoid inputs saturated, in every seed":
         all(at_end(lr, label, "saturated").max() < 0.05 for lr in (0.05, 0.5) for label in (PAPER, BN)),
@@ -709,20 +706,22 @@ print(f"BN reaches 90% at an earlier record than the {PAPER} network in {earlier
 # Check: the claim of section 5, against the fair baseline
 assert np.all(np.isfinite(reach[PAPER].values)) and np.all(np.isfinite(reach[XAVIER].values))
 assert reach[PAPER].low >= 3 * reach[BN].high  # the paper's network: several times slower in every seed
-assert np.all(at_50[BN].values > at_50[XAVIER].values)  # at the same budget, BN is ahead in every seed
-support = OverSeeds(SEEDS, reach[XAVIER].values / reach[BN].values).support(reach[BN].values < reach[XAVIER].values)
+assert reach[BN].high <= reach[XAVIER].low  # BN reaches 90% no later than the Xavier network, in every seed
+ahead = OverSeeds(SEEDS, at_50[BN].values - at_50[XAVIER].values)  # points ahead at step 50, per seed
+support = ahead.support(ahead.values > 0)
 assert support.at_least(0.75)
 record("bn-trains-faster", holds=outcome_of(support), support=support,
        measured=f"first record at 90% test accuracy: step {reach[BN].describe('{:.0f}')} with BN, "
                 f"{reach[XAVIER].describe('{:.0f}')} without BN (Xavier init), "
                 f"{reach[PAPER].describe('{:.0f}')} without BN (paper init); accuracy at step 50 "
                 f"{at_50[BN].describe('{:.0%}')} with BN, {at_50[XAVIER].describe('{:.0%}')} Xavier init "
-                f"(BN earlier than Xavier init: {support})")
+                f"(BN ahead of Xavier init at step 50: {support})")
 
 # %% [markdown]
-# Against the paper's network BN looks about seven times faster; most of that is the initialization: the
-# Xavier network reaches 90% within 100 to 150 steps. BN is still ahead of it in every seed, by step 50
-# and at step 50, a smaller gain than the comparison with the paper's network suggested.
+# Against the paper's network BN looks several times faster; most of that is the initialization: the
+# Xavier network reaches 90% several times sooner than the paper's network. BN still reaches 90% no later
+# than the Xavier network in every seed, and at step 50 it is ahead in most seeds (the claim above counts
+# them): a real gain, but smaller than the comparison with the paper's network suggested.
 #
 # > **Hypothesis (Ioffe & Szegedy 2015): reducing internal covariate shift is what speeds training up.**
 # > Each layer would no longer chase a moving input distribution (the "moving goal" of seed 001), so it

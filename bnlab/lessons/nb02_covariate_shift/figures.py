@@ -287,7 +287,7 @@ def saturation_panel(lr: float = 0.5, seeds: Sequence[int] | None = None, steps:
     for col in (1, 2, 3):
         fig.update_xaxes(title_text="training step", row=1, col=col)
     fig.update_layout(width=FIT_WIDTH, height=560, legend=dict(orientation="h", x=0.0, y=-0.2),
-                      margin=dict(t=150, b=100), title=dict(font=dict(size=13), y=0.98, yanchor="top"))
+                      margin=dict(t=125, b=100), title=dict(font=dict(size=13), y=0.965, yanchor="top"))
     remembered = {}
     if known is not None:
         remembered[(known.lr,)] = cs.stream_order(known, seeds, steps)
@@ -325,7 +325,7 @@ def saturation_table(grid: Mapping[float, cs.SeedRuns]) -> go.Figure:
     n_seeds = len(next(iter(grid.values())).seeds)
     fig.update_layout(width=FIT_WIDTH, margin=dict(l=10, r=10, t=60, b=10),
                       title=f"At the end of each run: median (lowest to highest) over {n_seeds} seeds")
-    fig.update_layout(height=100 + 28 * (len(rows) + 1))
+    fig.update_layout(height=70 + 25 * (len(rows) + 1))
     return fig
 
 
