@@ -20,7 +20,7 @@ def minibatches() -> SliderPanel:
 
 
 def saturation() -> SliderPanel:
-    """Section 4's live panel, as the notebook builds it."""
+    """Section 4's live panel, as the notebook builds it (without the runs of section 1 it starts from)."""
     return figures.saturation_panel()
 
 
@@ -30,13 +30,17 @@ PANELS = {"02 minibatch statistics": (minibatches, {"batch_size": np.arange(2, 1
 CLAIMS = (
     Claim("ics-percentile-drift",
           "Without BN the distribution of a hidden unit's input keeps shifting during training; with BN it "
-          "is much more stable.", f"{PAPER}, Figure 1 (b, c)", "02_covariate_shift",
+          "is much more stable (against a network without BN initialized by Xavier's rule with the sigmoid's "
+          "gain, as well as the paper's N(0, 0.1^2) one).", f"{PAPER}, Figure 1 (b, c)", "02_covariate_shift",
           "3. Internal covariate shift: the paper's Figure 1 on digits"),
     Claim("bn-trains-faster",
-          "With BN the network reaches a given test accuracy in fewer steps.", f"{PAPER}, Figure 1 (a)",
+          "With BN the network reaches a given test accuracy in fewer steps, also against a network without BN "
+          "initialized by Xavier's rule with the sigmoid's gain (most of the gap to the paper's N(0, 0.1^2) "
+          "network is that initialization's).", f"{PAPER}, Figure 1 (a)",
           "02_covariate_shift", "5. The hypothesis, and why it is still one"),
     Claim("bn-no-protection-from-test-shift",
-          "BN does not protect a trained model against a shift of the test inputs.", "course (seed 000, Q1)",
+          "BN does not protect a trained model against a shift of the test inputs: like the networks without "
+          "BN (the paper's and a fairly initialized one), it loses most of its accuracy.", "course (seed 000, Q1)",
           "02_covariate_shift",
           "1. Covariate shift: the test data are not the training data"),
 )

@@ -5,14 +5,18 @@
   model would, and ``shifted_accuracies`` scores every trained network on them.
 * Mini-batch statistics: ``minibatch_statistics`` (consecutive batches of a shuffled feature),
   ``spread_across_batches`` (over many random batches) and ``spread_laws`` (the 1/sqrt(m) laws).
-* Internal covariate shift, the paper's Figure 1: ``train_seed_runs`` trains the 3 x 100 sigmoid MLP
-  with and without BN under each of the claim seeds, all networks in one ``bnlab.ensemble``
-  computation (a ``SeedRuns`` per learning rate), with ``sigmoid_input_probe`` recording the sigmoid
-  inputs as the network trains on them (BN normalizing by batch statistics); ``percentile_drift``
-  measures how far each unit's percentiles move.
+* Internal covariate shift, the paper's Figure 1: ``train_seed_runs`` (and ``figure1_and_grid``, with
+  section 4's learning rates, through ``train_schedules``) trains the 3 x 100 sigmoid MLP of each of
+  ``NETWORKS`` (the paper's N(0, 0.1^2) init without and with BN, and the fair baseline:
+  Xavier's init with the sigmoid's gain, without BN) under each of the claim seeds, the networks of one
+  architecture in one ``bnlab.ensemble`` computation (a ``SeedRuns`` per learning rate), with ``sigmoid_input_probe``
+  recording the sigmoid inputs as the network trains on them (BN normalizing by batch statistics);
+  ``percentile_drift`` measures how far each unit's percentiles move.
 * Saturation (``bnlab.probes.saturated_fraction`` and ``relative_slope`` of sigmoid inputs) over a
-  ``learning_rate_grid``; ``gradient_ratios`` for the gradient that reaches each layer at initialization;
+  learning-rate grid (``figure1_and_grid``); ``gradient_ratios`` for the gradient that reaches each layer at initialization;
   ``steps_to`` for how fast a run reaches an accuracy.
+* What BN does to mini-batch noise: ``normalized_jitter``; why a shifted test set hits the BN network
+  harder: ``first_layer_shift``.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from torch import nn
 
 from ...data import Split, load_digits, standardize
 from ...ensemble import EnsembleHistories, EnsembleStream, Member, train_ensemble
-from ...models import WITH_AND_WITHOUT_BN, make_mlp
+from ...models import INIT_SCHEMES, make_mlp
 from ...probes import (  # noqa: F401  (saturation measures, also read by the notebook as cs.<name>)
     MAX_SIGMOID_SLOPE,
     accuracy,
+    activation_inputs,
+    captured_inputs,
     preactivations,
     relative_slope,
     saturated_fraction,
@@ -38,12 +44,24 @@ from ...probes import (  # noqa: F401  (saturation measures, also read by the no
     typical_unit,
     weight_gradients,
 )
+from ...parallel import side_by_side
 from ...seeding import claim_seeds, numpy_rng
 from ...statistics import OverSeeds
 from ...training import History, unit_percentiles
 
 PIXEL_MAX = 16.0  # the digits' intensities run from 0 to 16
-FIG1_NETWORK = dict(hidden=(100, 100, 100), activation="sigmoid", init_std=0.1)  # the paper's Fig. 1 MLP
+FIG1_ARCHITECTURE = dict(hidden=(100, 100, 100), activation="sigmoid")  # the paper's Figure 1 MLP
+PAPER_INIT_STD = 0.1  # the paper's Figure 1: weights from N(0, 0.1^2)
+# Xavier/Glorot's std sqrt(2 / (fan_in + fan_out)) keeps the signal's scale for a unit that passes it on
+# with slope 1 near 0 (tanh). A sigmoid's slope there is 1/4, so its gain is 4 (as He's is sqrt(2) for ReLU).
+SIGMOID_GAIN = 4.0
+PAPER, XAVIER, BN = "paper init, no BN", "Xavier init, no BN", "with BN"
+NETWORKS: dict[str, dict] = {  # label -> how make_mlp / Member builds it (the architecture is FIG1's)
+    PAPER: dict(norm="none", init_std=PAPER_INIT_STD),
+    XAVIER: dict(norm="none", init_std="xavier", init_gain=SIGMOID_GAIN),
+    BN: dict(norm="torch_bn", init_std=PAPER_INIT_STD),
+}
+FIG1_NETWORK = dict(**FIG1_ARCHITECTURE, init_std=PAPER_INIT_STD)  # the paper's network, as make_mlp takes it
 FIG1_LR, FIG1_BATCH_SIZE, FIG1_STEPS, FIG1_RECORD_EVERY = 0.5, 60, 1000, 50
 GRID_RECORD_EVERY = 100  # the learning-rate grid records less often: it only needs the curves' shape
 LAST_SIGMOID = "act3"  # the activation layer whose input the paper's Figure 1 follows
@@ -137,22 +155,68 @@ def spread_across_batches(feature: np.ndarray, batch_sizes: Sequence[int], n_bat
     return np.array(mean_spread), np.array(variance_spread)
 
 
+def normalized_jitter(feature: np.ndarray, batch_sizes: Sequence[int], example: int, n_batches: int = 1000,
+                      seed: int | None = None, eps: float = 1e-5) -> np.ndarray:
+    """What BN in training mode makes of mini-batch noise: ``feature[example]`` normalized with the mean and
+    variance of a random mini-batch that contains it (and m - 1 other values drawn without replacement),
+    in each of ``n_batches`` batches; returns the standard deviation of that normalized value across the
+    batches, one per batch size (len(batch_sizes),). feature: (n,) values."""
+    feature = np.asarray(feature, dtype=float)
+    for m in batch_sizes:
+        _check_batch_size(m, len(feature))
+    orders = random_batch_orders(len(feature), n_batches, seed)
+    others = orders[orders != example].reshape(n_batches, -1)  # each row: every other value, in random order
+    spreads = []
+    for m in batch_sizes:
+        batches = np.concatenate([np.full((n_batches, 1), feature[example]), feature[others[:, :m - 1]]], axis=1)
+        normalized = (feature[example] - batches.mean(axis=1)) / np.sqrt(batches.var(axis=1) + eps)
+        spreads.append(normalized.std())
+    return np.array(spreads)
+
+
 # ---- looking inside a network ------------------------------------------------------------------
 
-def sigmoid_input_probe(model: nn.Module, data: Split) -> dict[str, np.ndarray]:
-    """A ``train(probes=...)`` probe: the sigmoid inputs over the test set, with batch statistics.
-
-    Returns "percentiles": (3, width) 15/50/85th percentiles of each unit of the last activation layer,
-    "saturated": (layers,) saturated fraction per layer, "slope": (layers,) mean relative slope per layer
-    (``bnlab.probes.saturated_fraction`` and ``relative_slope``, computed in float32 for speed).
-    """
+def saturation_probe(model: nn.Module, data: Split) -> dict[str, np.ndarray]:
+    """A ``train(probes=...)`` probe of the sigmoid inputs over the test set, with batch statistics (as the
+    network trains): "saturated": (layers,) the share with |x| > 3.64 per layer, "slope": (layers,) the mean
+    relative slope sigma'(x) / sigma'(0) per layer (``bnlab.probes.saturated_fraction`` and
+    ``relative_slope``, in float32 for speed). Also returns "inputs", the (layers, n_test, width) tensor, for
+    ``sigmoid_input_probe``; ``train`` keeps only what a probe returns, so use the probes below."""
     inputs = preactivations(model, data.X_test)
     layers = torch.stack(list(inputs.values()))  # (layers, n_test, width): every activation has one width
     s = torch.sigmoid(layers)
+    return {"saturated": (layers.abs() > SATURATED_BEYOND).float().mean(dim=(1, 2)).double().numpy(),
+            "slope": (s * (1 - s)).mean(dim=(1, 2)).double().numpy() / MAX_SIGMOID_SLOPE,
+            "inputs": inputs}
+
+
+def light_probe(model: nn.Module, data: Split) -> dict[str, np.ndarray]:
+    """The learning-rate grid's and the live panel's probe: "saturated" and "slope" (``saturation_probe``)."""
+    measured = saturation_probe(model, data)
+    return {"saturated": measured["saturated"], "slope": measured["slope"]}
+
+
+def sigmoid_input_probe(model: nn.Module, data: Split) -> dict[str, np.ndarray]:
+    """Figure 1's probe: ``light_probe``'s entries and, for each unit of the last activation layer's input
+    over the test set, the 15/50/85th percentiles, (3, width): "percentiles" with batch statistics (as the
+    network trains), "running percentiles" in eval mode, BN normalizing with its running statistics (for a
+    network without BN the two are the same numbers); "moments": (2, width) each unit's mean and standard
+    deviation with batch statistics (with BN: its beta and, up to BN's epsilon, its |gamma|)."""
+    measured = saturation_probe(model, data)
     q = torch.tensor(PROBE_PERCENTILES, dtype=torch.float32) / 100
-    return {"percentiles": unit_percentiles(inputs[LAST_SIGMOID], q).numpy(),
-            "saturated": (layers.abs() > SATURATED_BEYOND).double().mean(dim=(1, 2)).numpy(),
-            "slope": (s * (1 - s) / MAX_SIGMOID_SLOPE).double().mean(dim=(1, 2)).numpy()}
+    batch = unit_percentiles(measured["inputs"][LAST_SIGMOID], q).numpy()
+    running = batch
+    if any(isinstance(module, nn.BatchNorm1d) for module in model.modules()):
+        was_training = model.training
+        model.eval()
+        with captured_inputs({LAST_SIGMOID: activation_inputs(model)[LAST_SIGMOID]}) as inputs, torch.no_grad():
+            model(data.X_test)
+        model.train(was_training)
+        running = unit_percentiles(inputs[LAST_SIGMOID], q).numpy()
+    last = measured["inputs"][LAST_SIGMOID]  # (n_test, width)
+    return {"saturated": measured["saturated"], "slope": measured["slope"], "percentiles": batch,
+            "running percentiles": running,
+            "moments": torch.stack([last.mean(dim=0), last.std(dim=0, unbiased=False)]).numpy()}
 
 
 def probe_array(history: History, key: str) -> np.ndarray:
@@ -165,18 +229,20 @@ def probe_array(history: History, key: str) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class SeedRuns:
     """The paper's Figure 1 experiment at one learning rate, under several seeds: for each seed, the
-    3 x 100 sigmoid MLP without and with BN, from the same initial weights and the same mini-batches.
+    3 x 100 sigmoid MLP of each of ``NETWORKS`` (the paper's init without and with BN, Xavier's without),
+    all seeing the same mini-batches; the paper's two networks start from the same weights.
 
     seeds:     (n,) the network seeds, in order (``bnlab.seeding.claim_seeds``)
-    histories: label ("without BN", "with BN") -> one History per seed, in the order of ``seeds``
-    trained:   the ensemble that trained them, for the trained networks (None for a ``truncated`` copy)
-    members:   label -> the index of each seed's network in ``trained``
+    histories: label (a key of ``NETWORKS``) -> one History per seed, in the order of ``seeds``
+    trained:   label -> the ensemble that trained that network's runs, for the trained networks (empty for
+               a ``truncated`` copy)
+    members:   label -> the index of each seed's network in ``trained[label]``
     """
 
     lr: float
     seeds: tuple[int, ...]
     histories: Mapping[str, tuple[History, ...]]
-    trained: EnsembleHistories | None = None
+    trained: Mapping[str, EnsembleHistories] = dataclasses.field(default_factory=dict)
     members: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
 
     def first(self) -> dict[str, History]:
@@ -185,9 +251,9 @@ class SeedRuns:
 
     def network(self, label: str, i: int) -> nn.Module:
         """The trained network ``label`` of the i-th seed (a new ``make_mlp`` network on every call)."""
-        if self.trained is None:
+        if label not in self.trained:
             raise ValueError("these runs are a shortened copy: their trained networks are not kept")
-        return self.trained.network(self.members[label][i])
+        return self.trained[label].network(self.members[label][i])
 
     def over_seeds(self, label: str, measure: Callable[[History], float]) -> OverSeeds:
         """``measure`` of network ``label``'s History, one value per seed."""
@@ -205,55 +271,150 @@ class SeedRuns:
 
 
 def figure1_member(seed: int, lr: float, label: str) -> Member:
-    """The ensemble member of Figure 1's network ``label`` ("without BN" or "with BN") under ``seed``."""
-    return Member(seed, lr, FIG1_NETWORK["init_std"], batch_size=FIG1_BATCH_SIZE,
-                  hidden=FIG1_NETWORK["hidden"], activation=FIG1_NETWORK["activation"],
-                  norm=WITH_AND_WITHOUT_BN[label])
+    """The ensemble member of Figure 1's network ``label`` (a key of ``NETWORKS``) under ``seed``."""
+    return Member(seed, lr, batch_size=FIG1_BATCH_SIZE, **FIG1_ARCHITECTURE, **NETWORKS[label])
+
+
+def figure1_network(label: str, seed: int) -> nn.Module:
+    """Figure 1's network ``label`` (a key of ``NETWORKS``) as initialized under ``seed``."""
+    return make_mlp(seed=seed, **FIG1_ARCHITECTURE, **NETWORKS[label])
+
+
+def init_of(label: str) -> dict:
+    """How network ``label`` of ``NETWORKS`` is initialized, as ``layer_stds`` takes it: init_std and gain."""
+    return {"init_std": NETWORKS[label]["init_std"], "gain": NETWORKS[label].get("init_gain", 1.0)}
+
+
+def layer_stds(init_std: float | str, gain: float = 1.0) -> list[float]:
+    """The std of each Linear layer's weights of Figure 1's network (64-100-100-100-10) under an
+    initialization (a std, or a scheme of ``bnlab.models.INIT_SCHEMES`` scaled by ``gain``)."""
+    widths = (64, *FIG1_ARCHITECTURE["hidden"], 10)
+    if not isinstance(init_std, str):
+        return [float(init_std)] * (len(widths) - 1)
+    return [gain * INIT_SCHEMES[init_std](fan_in, fan_out) for fan_in, fan_out in zip(widths, widths[1:])]
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """How Figure 1's networks train in one experiment: at each of ``lrs``, ``steps`` SGD steps, with a
+    record (and ``probe``) every ``record_every`` steps."""
+
+    lrs: tuple[float, ...]
+    steps: int = FIG1_STEPS
+    record_every: int = FIG1_RECORD_EVERY
+    probe: Callable[[nn.Module, Split], dict] = sigmoid_input_probe
+
+    def cost(self, n_members: int, norm: str) -> float:
+        """A job's rough cost in SGD steps of a network without BN (a record costs about 30 steps, a
+        step with BN about 1.3 steps without): for putting the costliest jobs first."""
+        return n_members * (self.steps + 30 * (self.steps // self.record_every + 1)) * (1.3 if norm != "none" else 1)
+
+
+def train_schedules(schedules: Sequence[Schedule], seeds: Sequence[int] | None = None,
+                    data: Split | None = None) -> list[dict[float, SeedRuns]]:
+    """Every network of ``NETWORKS`` under each of ``seeds`` (default ``claim_seeds()``) at every learning
+    rate of every schedule, trained by ``bnlab.ensemble.train_ensemble`` with the schedule's probe at every
+    record (the ensemble's own pre-activation percentiles are not recorded: the probe measures what the
+    lesson needs). One job per schedule and architecture (all its networks in one batched computation);
+    the jobs run side by side on the CPU cores, the costliest first, so no core idles while the other
+    finishes a large job. data: default the digits split of the course seed.
+    Returns, for each schedule, lr -> SeedRuns."""
+    if not schedules or not all(schedule.lrs for schedule in schedules):
+        raise ValueError("give at least one learning rate")
+    seeds = tuple(claim_seeds() if seeds is None else seeds)
+    data = load_digits() if data is None else data
+    jobs: list[tuple[Schedule, list[tuple]]] = []  # (schedule, [(lr, label, seed), ...] of one architecture)
+    for schedule in schedules:
+        groups: dict[tuple, list[tuple]] = {}
+        for key in [(lr, label, seed) for lr in schedule.lrs for label in NETWORKS for seed in seeds]:
+            groups.setdefault(figure1_member(key[2], key[0], key[1]).group, []).append(key)
+        jobs += [(schedule, keys) for keys in groups.values()]
+    jobs.sort(key=lambda job: job[0].cost(len(job[1]), NETWORKS[job[1][0][1]]["norm"]), reverse=True)
+
+    def train_job(job: tuple[Schedule, list[tuple]]) -> EnsembleHistories:
+        schedule, keys = job
+        return train_ensemble([figure1_member(seed, lr, label) for lr, label, seed in keys], data,
+                              steps=schedule.steps, record_every=schedule.record_every, percentiles=(),
+                              probes={PROBE: schedule.probe}, progress=False)
+
+    where = {}  # (schedule index, lr, label, seed) -> (the job's ensemble, index in it)
+    for (schedule, keys), trained in zip(jobs, side_by_side(train_job, jobs)):
+        for k, key in enumerate(keys):
+            where[(id(schedule), *key)] = (trained, k)
+    results = []
+    for schedule in schedules:
+        runs = {}
+        for lr in schedule.lrs:
+            found = {label: [where[(id(schedule), lr, label, seed)] for seed in seeds] for label in NETWORKS}
+            runs[lr] = SeedRuns(lr, seeds, {label: tuple(trained[k] for trained, k in entries)
+                                            for label, entries in found.items()},
+                                {label: entries[0][0] for label, entries in found.items()},
+                                {label: tuple(k for _, k in entries) for label, entries in found.items()})
+        results.append(runs)
+    return results
 
 
 def train_seed_runs(lrs: Sequence[float], steps: int = FIG1_STEPS, record_every: int = FIG1_RECORD_EVERY,
                     seeds: Sequence[int] | None = None, data: Split | None = None,
-                    progress: bool = True) -> dict[float, SeedRuns]:
-    """Figure 1's experiment at each learning rate of ``lrs``, under each of ``seeds`` (default
-    ``claim_seeds()``), every network trained in ONE ``bnlab.ensemble.train_ensemble`` computation with
-    the sigmoid-input probe. data: default the digits split of the course seed. Returns lr -> SeedRuns."""
-    if not lrs:
+                    probe: Callable = sigmoid_input_probe) -> dict[float, SeedRuns]:
+    """Figure 1's experiment at each learning rate of ``lrs`` (``train_schedules`` with one schedule)."""
+    return train_schedules([Schedule(tuple(lrs), steps, record_every, probe)], seeds, data)[0]
+
+
+def figure1_and_grid(grid_lrs: Sequence[float], steps: int = FIG1_STEPS, record_every: int = FIG1_RECORD_EVERY,
+                     grid_record_every: int = GRID_RECORD_EVERY, seeds: Sequence[int] | None = None,
+                     data: Split | None = None) -> tuple[SeedRuns, dict[float, SeedRuns]]:
+    """Section 1's runs (Figure 1's networks at FIG1_LR, ``sigmoid_input_probe`` every ``record_every``
+    steps) and section 4's learning-rate grid (``light_probe`` every ``grid_record_every`` steps), trained
+    together (``train_schedules``). At FIG1_LR the grid holds section 1's runs, thinned to its records
+    (a copy without trained networks), so those networks are not trained twice.
+    Returns (runs, grid lr -> SeedRuns)."""
+    if not grid_lrs:
         raise ValueError("give at least one learning rate")
-    seeds = tuple(claim_seeds() if seeds is None else seeds)
-    data = load_digits() if data is None else data
-    keys = [(lr, label, seed) for lr in lrs for label in WITH_AND_WITHOUT_BN for seed in seeds]
-    trained = train_ensemble([figure1_member(seed, lr, label) for lr, label, seed in keys], data,
-                             steps=steps, record_every=record_every, percentiles=PROBE_PERCENTILES,
-                             probes={PROBE: sigmoid_input_probe}, progress=progress)
-    position = {key: k for k, key in enumerate(keys)}
-    runs = {}
-    for lr in lrs:
-        members = {label: tuple(position[lr, label, seed] for seed in seeds) for label in WITH_AND_WITHOUT_BN}
-        histories = {label: tuple(trained[k] for k in ks) for label, ks in members.items()}
-        runs[lr] = SeedRuns(lr, seeds, histories, trained, members)
-    return runs
+    if record_every > grid_record_every or grid_record_every % record_every:
+        raise ValueError(f"the grid records every {grid_record_every} steps: Figure 1's runs must be recorded "
+                         f"every {grid_record_every} steps or a divisor of it (got {record_every})")
+    others = tuple(lr for lr in grid_lrs if not math.isclose(lr, FIG1_LR))
+    schedules = [Schedule((FIG1_LR,), steps, record_every, sigmoid_input_probe)]
+    if others:
+        schedules.append(Schedule(others, steps, grid_record_every, light_probe))
+    trained = train_schedules(schedules, seeds, data)
+    runs = trained[0][FIG1_LR]
+    thinned = SeedRuns(FIG1_LR, runs.seeds, {label: tuple(truncated(history, steps, grid_record_every)
+                                                          for history in histories)
+                                             for label, histories in runs.histories.items()})
+    grid = trained[1] if others else {}
+    return runs, {lr: thinned if math.isclose(lr, FIG1_LR) else grid[lr] for lr in grid_lrs}
 
 
-LIVE_STEPS, LIVE_RECORD_EVERY, LIVE_SEEDS = 400, 50, 4  # the saturation panel's live runs: about a second
+# the saturation panel's live runs: about a second for the 3 networks under 3 seeds
+LIVE_STEPS, LIVE_RECORD_EVERY, LIVE_SEEDS = 300, 50, 3
 
 
 def saturation_stream(lr: float, seeds: Sequence[int] | None = None, steps: int = LIVE_STEPS,
                       data: Split | None = None) -> EnsembleStream:
-    """Figure 1's pair at learning rate ``lr`` under each of ``seeds`` (default: the first LIVE_SEEDS claim
-    seeds), with the sigmoid-input probe, as a stream for the live saturation panel. Its histories are
-    in the order (label, seed): every seed without BN, then every seed with BN."""
+    """Figure 1's networks at learning rate ``lr`` under each of ``seeds`` (default: the first LIVE_SEEDS
+    claim seeds), with ``light_probe``, as a stream for the live saturation panel. Its histories are in
+    the order (label, seed): every seed of the first network of ``NETWORKS``, then of the second, ..."""
     seeds = tuple(claim_seeds()[:LIVE_SEEDS] if seeds is None else seeds)
-    members = [figure1_member(seed, lr, label) for label in WITH_AND_WITHOUT_BN for seed in seeds]
+    members = [figure1_member(seed, lr, label) for label in NETWORKS for seed in seeds]
     return EnsembleStream(members, load_digits() if data is None else data, steps=steps,
-                          record_every=LIVE_RECORD_EVERY, percentiles=PROBE_PERCENTILES,
-                          probes={PROBE: sigmoid_input_probe})
+                          record_every=LIVE_RECORD_EVERY, percentiles=(), probes={PROBE: light_probe})
 
 
 def as_seed_runs(lr: float, seeds: Sequence[int], histories: Sequence[History]) -> SeedRuns:
     """A stream's histories (in ``saturation_stream``'s order) as SeedRuns (without trained networks)."""
     n = len(seeds)
     return SeedRuns(lr, tuple(seeds), {label: tuple(histories[i * n:(i + 1) * n])
-                                       for i, label in enumerate(WITH_AND_WITHOUT_BN)})
+                                       for i, label in enumerate(NETWORKS)})
+
+
+def stream_order(runs: SeedRuns, seeds: Sequence[int], steps: int = LIVE_STEPS,
+                 record_every: int = LIVE_RECORD_EVERY) -> list[History]:
+    """The first ``steps`` steps of ``runs`` (trained longer, recorded at least every ``record_every``
+    steps) for ``seeds``, in ``saturation_stream``'s order: what the live panel would train, for its cache."""
+    index = [runs.seeds.index(seed) for seed in seeds]
+    return [truncated(runs.histories[label][i], steps, record_every) for label in NETWORKS for i in index]
 
 
 def truncated(history: History, last_step: int, record_every: int | None = None) -> History:
@@ -317,6 +478,46 @@ def shifted_accuracies(runs: SeedRuns, raw: Split,
             for name, X in inputs.items()}
 
 
+def first_layer_shift(runs: SeedRuns, raw: Split, far_pixels: np.ndarray,
+                      **shift: float) -> dict[str, dict[str, OverSeeds]]:
+    """Why a shifted test set hurts one trained network more than another, per network of ``runs``, one
+    value per seed: "moved": how far the shift moves the first layer's sigmoid inputs (eval mode: BN with
+    its running statistics), in standard deviations of each unit's input over the training set (the mean
+    absolute move over the test images, median over the units); "blank weights": the RMS of the first
+    layer's weights from the ``far_pixels`` ((64,) bool: pixels almost always blank in training, whose weights
+    training barely moves) over the RMS of the other weights; "inked weights": the RMS of those other
+    weights; "blank change": the RMS of the blank pixels' weight change since initialization over the RMS
+    of their initial weights. shift: ``shifted_test_inputs``'s keywords."""
+    clean, shifted = shifted_test_inputs(raw), shifted_test_inputs(raw, **shift)
+    train_inputs = standardize(raw.X_train.double().numpy(), raw.X_test.double().numpy())[0]
+    train_inputs = torch.tensor(train_inputs, dtype=torch.float32)
+    far = torch.as_tensor(far_pixels, dtype=torch.bool)
+    measured: dict[str, dict[str, list[float]]] = {}
+    for label in runs.histories:
+        for i in range(len(runs.seeds)):
+            network = runs.network(label, i).eval()
+            with captured_inputs({"act1": activation_inputs(network)["act1"]}) as inputs, torch.no_grad():
+                network(train_inputs)
+                spread = inputs["act1"].std(dim=0)
+                network(clean)
+                before = inputs["act1"]
+                network(shifted)
+                moved = ((inputs["act1"] - before).abs().mean(dim=0) / spread).median().item()
+            weights = network.linear1.weight.detach()
+            initial = figure1_network(label, runs.seeds[i]).linear1.weight.detach()
+            rms = {"blank": weights[:, far].pow(2).mean().sqrt().item(),
+                   "inked": weights[:, ~far].pow(2).mean().sqrt().item()}
+            change = ((weights - initial)[:, far].pow(2).mean() / initial[:, far].pow(2).mean()).sqrt().item()
+            entry = measured.setdefault(label, {"moved": [], "blank weights": [], "inked weights": [],
+                                                "blank change": []})
+            entry["moved"].append(moved)
+            entry["blank weights"].append(rms["blank"] / rms["inked"])
+            entry["inked weights"].append(rms["inked"])
+            entry["blank change"].append(change)
+    return {label: {name: OverSeeds(runs.seeds, values) for name, values in entry.items()}
+            for label, entry in measured.items()}
+
+
 def layer_gradient_norms(model: nn.Module, data: Split) -> dict[str, float]:
     """Norm of the cross-entropy gradient over the whole training set with respect to each Linear
     layer's weight matrix (``linear1``, ..., ``output``), in training mode; the model is not touched."""
@@ -325,35 +526,11 @@ def layer_gradient_norms(model: nn.Module, data: Split) -> dict[str, float]:
 
 
 def gradient_ratios(seeds: Sequence[int], data: Split) -> dict[str, OverSeeds]:
-    """For freshly initialized Figure 1 networks (one per seed): the norm of the output layer's weight
-    gradient over the first layer's (``layer_gradient_norms``). label -> one ratio per seed."""
+    """For freshly initialized Figure 1 networks (each of ``NETWORKS``, one per seed): the norm of the
+    output layer's weight gradient over the first layer's (``layer_gradient_norms``). label -> one ratio
+    per seed."""
     ratios = {}
-    for label, norm in WITH_AND_WITHOUT_BN.items():
-        norms = [layer_gradient_norms(make_mlp(norm=norm, seed=seed, **FIG1_NETWORK), data) for seed in seeds]
+    for label in NETWORKS:
+        norms = [layer_gradient_norms(figure1_network(label, seed), data) for seed in seeds]
         ratios[label] = OverSeeds(seeds, [n["output"] / n["linear1"] for n in norms])
     return ratios
-
-
-def learning_rate_grid(lrs: Sequence[float], steps: int, record_every: int = GRID_RECORD_EVERY,
-                       seeds: Sequence[int] | None = None, data: Split | None = None,
-                       reuse: SeedRuns | None = None) -> dict[float, SeedRuns]:
-    """``train_seed_runs`` at each learning rate for ``steps`` steps, all in one ensemble: lr -> SeedRuns.
-
-    reuse: longer runs (same seeds, recorded at least every ``record_every`` steps) whose first ``steps``
-    steps stand in for their own learning rate, so those networks are not trained twice.
-    """
-    if not lrs:
-        raise ValueError("give at least one learning rate")
-    seeds = tuple(claim_seeds() if seeds is None else seeds)
-    reused = {}
-    if reuse is not None and any(math.isclose(reuse.lr, lr) for lr in lrs):
-        if reuse.seeds != seeds:
-            raise ValueError(f"the runs to reuse have seeds {reuse.seeds}, the grid {seeds}")
-        histories = {label: tuple(truncated(history, steps, record_every) for history in runs)
-                     for label, runs in reuse.histories.items()}
-        reused[reuse.lr] = SeedRuns(reuse.lr, seeds, histories)
-    to_train = [lr for lr in lrs if not any(math.isclose(lr, done) for done in reused)]
-    trained = train_seed_runs(to_train, steps, record_every, seeds, data) if to_train else {}
-    return {lr: trained[lr] if lr in trained else next(runs for done, runs in reused.items()
-                                                       if math.isclose(lr, done))
-            for lr in lrs}

@@ -1,9 +1,10 @@
 """Notebook 02, sections 1-4: its figures and slider panels (they only draw; runs come from experiments).
 
 Static figures: ``shift_figure`` (training vs shifted test pixels), ``figure_1`` (the paper's
-Figure 1 on digits), ``drift_figure`` (the drift of every unit). Slider panels:
-``minibatch_panel`` (batch size) and ``saturation_panel`` (learning rate: a live panel that trains
-both networks under a few seeds at whatever η the slider is let go at, ``bnlab.live``).
+Figure 1 on digits), ``drift_figure`` (the drift of every unit), ``saturation_table`` and
+``seed_curves_figure``. Slider panels: ``minibatch_panel`` (batch size) and ``saturation_panel``
+(learning rate: a live panel that trains the three networks of ``experiments.NETWORKS`` under a few
+seeds at whatever η the slider is let go at, ``bnlab.live``). Each network has one colour, ``COLORS``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from plotly.subplots import make_subplots
 
 from ...data import Split, load_digits
 from ...figures import (
+    FIT_WIDTH,
     NET_COLORS,
     WIDE,
     add_band,
@@ -29,6 +31,8 @@ from ...live import Frame, LivePanel
 from ...seeding import claim_seeds
 from ...widgets import SliderPanel, int_slider, log_slider
 from . import experiments as cs
+
+COLORS = {cs.PAPER: NET_COLORS["without BN"], cs.XAVIER: 2, cs.BN: NET_COLORS["with BN"]}  # palette index
 
 # ---- section 1: covariate shift between training and test -----------------------------------
 
@@ -66,10 +70,9 @@ def shift_figure(raw: Split, contrast: float = 1.0, brightness: float = 1.0, exa
         fig.update_yaxes(visible=False, row=1, col=col)
     title = "Covariate shift: the same digits, slightly different pixels"
     if accuracies:
-        title = ("After the shift, test accuracy falls to " +
-                 ", ".join(f"{accuracy:.0%} {label}" for label, accuracy in accuracies.items()) +
-                 (f" (median of {seeds} seeds)" if seeds else ""))
-    fig.update_layout(title=title, bargap=0)
+        title = ("After the shift, test accuracy falls to" + (f" (median of {seeds} seeds)" if seeds else "")
+                 + "<br>" + " · ".join(f"{accuracy:.0%} {label}" for label, accuracy in accuracies.items()))
+    fig.update_layout(title=title, bargap=0, width=FIT_WIDTH, margin=dict(t=105))
     fig.add_annotation(text="0 = paper, 16 = ink", xref="paper", yref="paper", x=0.99, y=0.12,
                        showarrow=False, font=dict(size=11))
     return fig
@@ -143,45 +146,49 @@ def minibatch_panel(batch_size: int = 8, feature: np.ndarray | None = None) -> S
 def _percentile_band(fig: go.Figure, steps: Sequence[int], percentiles: np.ndarray, label: str,
                      row: int, col: int) -> None:
     """15-85th percentile band and the median of one unit; percentiles: (R, 3)."""
-    index = NET_COLORS[label]
+    index = COLORS[label]
     add_band(fig, steps, percentiles[:, 0], percentiles[:, 2], f"{label}: 15th to 85th percentile", index,
              showlegend=False, row=row, col=col)
     add_line(fig, steps, percentiles[:, 1], f"{label}: median", index, showlegend=False, row=row, col=col)
 
 
 def figure_1(runs: cs.SeedRuns, units: Mapping[str, int], drifts: Mapping[str, float]) -> go.Figure:
-    """The paper's Figure 1 on digits: (a) test accuracy over training for both networks, median and
-    range over the seeds of ``runs``; (b), (c) the 15/50/85th percentiles of one last-layer unit's sigmoid
-    input (batch statistics) over training, in the first seed's networks.
+    """The paper's Figure 1 on digits, for every network of ``runs``: (a) test accuracy over training,
+    median and range over the seeds of ``runs``; (b), (c), ... the 15/50/85th percentiles of one last-layer
+    unit's sigmoid input (batch statistics) over training, in the first seed's networks, on one scale.
 
     units: label -> the unit shown (of the first seed); drifts: label -> the drift named in the title.
     """
     first = runs.first()
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07, shared_yaxes=False,
-                        subplot_titles=[f"(a) test accuracy, {len(runs.seeds)} seeds",
-                                        *[f"({'bc'[i]}) {label}, seed {runs.seeds[0]}, unit {units[label]}"
-                                          for i, label in enumerate(first)]])
-    for label in first:
+    labels = list(first)
+    panels = [f"(a) test accuracy, {len(runs.seeds)} seeds",
+              *[f"({'bcdefg'[i]}) {label}: unit {units[label]}" for i, label in enumerate(labels)]]
+    rows = (len(panels) + 1) // 2
+    fig = make_subplots(rows=rows, cols=2, horizontal_spacing=0.1, vertical_spacing=0.2,
+                        subplot_titles=panels)
+    for label in labels:
         steps, accuracies = runs.curves(label, lambda history: history.test_accuracy)
-        add_seed_band(fig, steps, accuracies, label, NET_COLORS[label], row=1, col=1)
+        add_seed_band(fig, steps, accuracies, label, COLORS[label], row=1, col=1)
     percentiles = {label: cs.probe_array(history, "percentiles")[:, :, units[label]]
                    for label, history in first.items()}
-    for i, (label, history) in enumerate(first.items()):
-        _percentile_band(fig, history.steps, percentiles[label], label, row=1, col=2 + i)
     low = min(p[:, 0].min() for p in percentiles.values())
     high = max(p[:, 2].max() for p in percentiles.values())
     pad = 0.1 * (high - low)
-    for col in (2, 3):
-        fig.update_yaxes(range=[low - pad, high + pad], row=1, col=col)  # same scale: drifts compare by eye
-        fig.update_xaxes(title_text="training step", row=1, col=col)
+    for i, (label, history) in enumerate(first.items(), start=1):
+        row, col = 1 + i // 2, 1 + i % 2
+        _percentile_band(fig, history.steps, percentiles[label], label, row=row, col=col)
+        fig.update_yaxes(range=[low - pad, high + pad], title_text="sigmoid input (15/50/85th pct)"
+                         if col == 1 else None, row=row, col=col)  # one scale: drifts compare by eye
+        fig.update_xaxes(title_text="training step", row=row, col=col)
     fig.update_yaxes(title_text="fraction correct", range=[0, 1.02], row=1, col=1)
-    fig.update_yaxes(title_text="sigmoid input (15/50/85th pct)", row=1, col=2)
     fig.update_xaxes(title_text="training step", row=1, col=1)
-    labels = list(first)
-    fig.update_layout(**WIDE, legend=dict(x=0.01, y=0.06, font=dict(size=11)), margin=dict(l=60, r=20),
-                      title=(f"Sigmoid-input percentiles drift by {drifts[labels[0]]:.1f} {labels[0]}, "
-                             f"{drifts[labels[1]]:.1f} {labels[1]} (median unit, median of "
-                             f"{len(runs.seeds)} seeds)"))
+    fig.update_layout(width=FIT_WIDTH, height=340 * rows,
+                      legend=dict(x=0.16, y=0.62, xanchor="left", yanchor="bottom", font=dict(size=11),
+                                  bgcolor="rgba(255,255,255,0.8)"),
+                      margin=dict(l=60, r=20, t=100),
+                      title=(f"How far sigmoid-input percentiles drift (median unit, median of {len(runs.seeds)} "
+                             "seeds):<br>" + " · ".join(f"{drifts[label]:.1f} {label}" for label in labels)
+                             + f" (units shown: seed {runs.seeds[0]})"))
     return fig
 
 
@@ -192,15 +199,16 @@ def drift_figure(drifts: Mapping[str, np.ndarray]) -> go.Figure:
     medians = {label: float(np.median(np.median(d, axis=1))) for label, d in drifts.items()}
     labels = list(drifts)
     n_seeds, n_units = drifts[labels[0]].shape
-    fig = new_figure(f"All {n_units} units of {n_seeds} networks each: median drift "
-                     f"{medians[labels[0]]:.1f} {labels[0]}, {medians[labels[1]]:.1f} {labels[1]}",
+    fig = new_figure(f"All {n_units} units of {n_seeds} networks each: median drift<br>"
+                     + " · ".join(f"{medians[label]:.1f} {label}" for label in labels),
                      "drift of a unit: max − min of each percentile over training, "
                      "averaged over the 3 percentiles",
                      "number of units", barmode="overlay")
     high = max(float(d.max()) for d in drifts.values())
     for label, values in drifts.items():
-        fig.add_trace(go.Histogram(x=values.ravel(), name=label, marker_color=color(NET_COLORS[label]),
-                                   opacity=0.7, xbins=dict(start=0, end=high + 0.1, size=0.05)))
+        fig.add_trace(go.Histogram(x=values.ravel(), name=label, marker_color=color(COLORS[label]),
+                                   opacity=0.6, xbins=dict(start=0, end=high + 0.1, size=0.05)))
+    fig.update_layout(margin=dict(t=90))
     return fig
 
 
@@ -233,7 +241,7 @@ def saturation_summary(runs: cs.SeedRuns) -> str:
         reached = sum(max(history.test_accuracy) >= 0.9 for history in histories)
         parts.append(f"{label}: {saturated.median:.0%} saturated at the end, 90% accuracy in {reached} of {n}"
                      + (f", diverged in {diverged}" if diverged else ""))
-    return f"η = {runs.lr:g} (median of {n} seeds) · " + " · ".join(parts)
+    return f"η = {runs.lr:g} (median of {n} seeds)<br>" + "<br>".join(parts)
 
 
 def _draw_saturation(fig: go.FigureWidget, frame: Frame, finished: Mapping, *, seeds: Sequence[int],
@@ -253,36 +261,43 @@ def _draw_saturation(fig: go.FigureWidget, frame: Frame, finished: Mapping, *, s
     fig.update_xaxes(range=[0, frame.steps])
 
 
-def saturation_panel(lr: float = 0.5, seeds: Sequence[int] | None = None, steps: int = cs.LIVE_STEPS
-                     ) -> LivePanel:
+def saturation_panel(lr: float = 0.5, seeds: Sequence[int] | None = None, steps: int = cs.LIVE_STEPS,
+                     known: cs.SeedRuns | None = None) -> LivePanel:
     """Notebook 02: test accuracy, the share of saturated sigmoid inputs and the sigmoids' mean slope
-    over training, with and without BN, median and range over ``seeds`` (default: the first
-    ``experiments.LIVE_SEEDS`` claim seeds), trained live for ``steps`` steps at any learning rate from
-    0.01 to 20 (``experiments.saturation_stream``)."""
+    over training, for each of ``experiments.NETWORKS``, median and range over ``seeds`` (default: the
+    first ``experiments.LIVE_SEEDS`` claim seeds), trained live for ``steps`` steps at any learning rate
+    from 0.01 to 20 (``experiments.saturation_stream``).
+
+    known: longer runs at one learning rate (same seeds among theirs, recorded at least every
+    LIVE_RECORD_EVERY steps) whose first ``steps`` steps the panel shows at that η without training."""
     seeds = tuple(claim_seeds()[:cs.LIVE_SEEDS] if seeds is None else seeds)
     if not LIVE_LR_RANGE[0] <= lr <= LIVE_LR_RANGE[1]:
         raise ValueError(f"lr must be between {LIVE_LR_RANGE[0]:g} and {LIVE_LR_RANGE[1]:g}, got {lr}")
     slider = log_slider("learning rate η", lr, *LIVE_LR_RANGE)
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08, subplot_titles=list(SATURATION_CURVES))
-    for label in cs.WITH_AND_WITHOUT_BN:
+    for label in cs.NETWORKS:
         for col in (1, 2, 3):
-            add_band(fig, [], [], [], f"{label}: range over seeds", NET_COLORS[label], showlegend=False,
+            add_band(fig, [], [], [], f"{label}: range over seeds", COLORS[label], showlegend=False,
                      row=1, col=col)
-            add_line(fig, [], [], f"{label} (median of {len(seeds)} seeds)", NET_COLORS[label],
+            add_line(fig, [], [], f"{label} (median of {len(seeds)} seeds)", COLORS[label],
                      showlegend=col == 1, row=1, col=col)
     fig.update_yaxes(title_text="fraction correct", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="share with |x| > 3.64", range=[0, 1], row=1, col=2)
     fig.update_yaxes(title_text="mean of σ'(x) / σ'(0)", range=[0, 1.02], row=1, col=3)
     for col in (1, 2, 3):
         fig.update_xaxes(title_text="training step", row=1, col=col)
-    fig.update_layout(**WIDE, legend=dict(orientation="h", x=0.3, y=-0.22), margin=dict(b=100),
-                      title=dict(font=dict(size=13)))
+    fig.update_layout(width=FIT_WIDTH, height=560, legend=dict(orientation="h", x=0.0, y=-0.2),
+                      margin=dict(t=125, b=100), title=dict(font=dict(size=13), y=0.965, yanchor="top"))
+    remembered = {}
+    if known is not None:
+        remembered[(known.lr,)] = cs.stream_order(known, seeds, steps)
     return LivePanel(fig, {"lr": slider}, stream_for=lambda lr: cs.saturation_stream(lr, seeds, steps),
                      draw=functools.partial(_draw_saturation, seeds=seeds), trained_by=["lr"],
-                     caption=f"Let go of the slider: both networks train at that η under {len(seeds)} seeds, "
-                             f"{steps} steps of {cs.FIG1_BATCH_SIZE} examples (about 1.5 s). Lines: the "
-                             "median over the seeds, shaded: their range. All three hidden layers, over the "
-                             "test images, BN using batch statistics.")
+                     known=remembered,
+                     caption=f"Let go of the slider: the {len(cs.NETWORKS)} networks train at that η under "
+                             f"{len(seeds)} seeds, {steps} steps of {cs.FIG1_BATCH_SIZE} examples (about a "
+                             "second). Lines: the median over the seeds, shaded: their range. All three hidden "
+                             "layers, over the test images, BN using batch statistics.")
 
 
 def _median_and_range(values: np.ndarray, fmt: str) -> str:
@@ -304,13 +319,13 @@ def saturation_table(grid: Mapping[float, cs.SeedRuns]) -> go.Figure:
                          *[_median_and_range(saturated[:, layer], "{:.0%}") for layer in range(3)],
                          _median_and_range(slope, "{:.2f}")])
     header = ["η", "", "test accuracy", "saturated: layer 1", "layer 2", "layer 3", "mean slope"]
-    fig = go.Figure(go.Table(columnwidth=[30, 70, 130, 130, 130, 130, 120],
-                             header=dict(values=header, align="left", fill_color="#eeeeee"),
-                             cells=dict(values=list(zip(*rows)), align="left", height=24)))
+    fig = go.Figure(go.Table(columnwidth=[28, 118, 112, 112, 112, 112, 100],
+                             header=dict(values=header, align="left", fill_color="#eeeeee", font=dict(size=12)),
+                             cells=dict(values=list(zip(*rows)), align="left", height=24, font=dict(size=12))))
     n_seeds = len(next(iter(grid.values())).seeds)
-    fig.update_layout(**WIDE, margin=dict(l=20, r=20, t=60, b=10),
+    fig.update_layout(width=FIT_WIDTH, margin=dict(l=10, r=10, t=60, b=10),
                       title=f"At the end of each run: median (lowest to highest) over {n_seeds} seeds")
-    fig.update_layout(height=90 + 26 * len(rows))
+    fig.update_layout(height=70 + 25 * (len(rows) + 1))
     return fig
 
 
@@ -322,11 +337,11 @@ def seed_curves_figure(runs: cs.SeedRuns) -> go.Figure:
                         subplot_titles=[f"{label}: {len(runs.seeds)} seeds" for label in labels])
     for col, label in enumerate(labels, start=1):
         for seed, history in zip(runs.seeds, runs.histories[label]):
-            add_line(fig, history.steps, history.test_accuracy, f"{label}, seed {seed}", NET_COLORS[label],
+            add_line(fig, history.steps, history.test_accuracy, f"{label}, seed {seed}", COLORS[label],
                      showlegend=False, opacity=0.7, row=1, col=col)
         fig.update_xaxes(title_text="training step", row=1, col=col)
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.02], row=1, col=1)
     reached = [sum(max(h.test_accuracy) >= 0.5 for h in runs.histories[label]) for label in labels]
-    fig.update_layout(**WIDE, title=f"η = {runs.lr:g}: 50% test accuracy reached in " + ", ".join(
-        f"{k} of {len(runs.seeds)} seeds {label}" for k, label in zip(reached, labels)))
+    fig.update_layout(**WIDE, margin=dict(t=100), title=f"η = {runs.lr:g}: how many seeds reach 50% test accuracy<br>" + " · ".join(
+        f"{label}: {k} of {len(runs.seeds)}" for k, label in zip(reached, labels)))
     return fig
