@@ -314,13 +314,13 @@ assert change < 1e-5
 
 # %% [markdown]
 # Neither in the forward pass nor in the gradient, so not in training either: SGD never moves $b$ (its
-# gradient is zero at every step) and $b$ never moves an output, so a BN network trains as the same
-# network without its biases would, up to float32 rounding. Checked: the digits network trained for 50 SGD steps (batches of
-# 60, $\eta = 0.5$) twice from the same weights, once with its hidden biases as PyTorch initialized them
-# (not zero) and once with them removed, then both run in training mode on the test set as one batch.
-# (In eval mode one trace of $b$ remains for a while: the running mean starts at 0, so after $t$ steps it
-# still lacks the share $(1 - \text{momentum})^t$ of the batch means, $b$ included. It fades within a few
-# hundred steps.)
+# gradient is zero at every step) and $b$ never moves an output, so a BN network trains as the same network
+# without its biases would, up to float32 rounding. Checked: the digits network trained for 50 SGD steps
+# (batches of 60, $\eta = 0.5$) twice from the same weights, once with its hidden biases as PyTorch
+# initialized them (not zero) and once with them removed, then both run in training mode on the test set as
+# one batch. (In eval mode one trace of $b$ remains for a while: the running mean starts at 0, so after $t$
+# steps it still lacks the share $(1 - \text{momentum})^t$ of the batch means, $b$ included. It fades within
+# a few hundred steps.)
 
 # %%
 logit_gap, labels_alike, bias_moved = bn.train_with_and_without_bias(digits, seed=SEEDS[0], steps=50)
@@ -917,8 +917,9 @@ check_batch_norm_layer_1d(MyBatchNorm)
 # %% [markdown]
 # **Exercise 4: debug this model.** A colleague ported their Keras model of the digits to PyTorch. It
 # trains well, and in training mode it classifies the test digits well; switched to eval mode, as it must
-# be to classify one digit at a time, it is hardly better than chance. Here is their model, trained with
-# `fit_briefly`, a plain SGD loop in training mode (200 steps, batches of 60, $\eta = 0.5$):
+# be to classify one digit at a time, it is far worse (how much worse depends on the seed). Here is their
+# model, trained with `fit_briefly`, a plain SGD loop in training mode (200 steps, batches of 60,
+# $\eta = 0.5$):
 
 # %%
 def colleague_model(seed):
@@ -933,12 +934,12 @@ def colleague_model(seed):
 
 broken = fit_briefly(colleague_model(SEEDS[0]), digits, seed=SEEDS[0])
 in_eval, in_training = eval_and_training_mode(broken, digits)
-print(f"test accuracy in eval mode below 50%: {in_eval < 0.5}; in training mode (the whole test set as one "
-      f"batch) above 90%: {in_training > 0.9}")
+print(f"test accuracy in training mode (the whole test set as one batch) above 90%: {in_training > 0.9}; "
+      f"in eval mode more than 15 points lower: {in_eval < in_training - 0.15}")
 
 # %%
 # Check: the symptom
-assert in_eval < 0.5 and in_training > 0.9
+assert in_eval < in_training - 0.15 and in_training > 0.9
 
 # %% [markdown]
 # Find the cause (look at what eval mode uses that training mode does not), then write
@@ -981,8 +982,9 @@ check_repaired_model(repaired_model)
 # * **Training vs eval:** Algorithm 2 uses population statistics with the unbiased variance
 #   ($m/(m-1)$; the biased average at $m = 4$ is 3/4 of the truth); PyTorch keeps running averages
 #   instead, normalizes with the biased variance but stores the unbiased one. Eval mode is one affine map
-#   per unit. Forgetting `eval()` makes predictions depend on the batch, lets test data move the running statistics, and costs accuracy: on digits, in the
-#   median over 8 seeds, 61% at $m = 2$ and 83% at $m = 4$, against 98% in eval mode.
+#   per unit. Forgetting `eval()` makes predictions depend on the batch, lets test data move the running
+#   statistics, and costs accuracy: on digits, in the median over 8 seeds, 61% at $m = 2$ and 83% at
+#   $m = 4$, against 98% in eval mode.
 # * **BN matches two moments, not shapes:** a bimodal batch stays bimodal, a skewed one skewed, in every
 #   draw (BN changes neither the skewness nor the share of values near the centre).
 # * **Feature maps:** one mean and variance per channel, over $N\cdot H\cdot W$ values.

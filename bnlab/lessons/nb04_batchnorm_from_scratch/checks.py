@@ -30,7 +30,13 @@ from ...exercises import (
 )
 from ...data import Split, load_digits
 from ...models import make_mlp
-from .experiments import batch_norm_backward, batch_norm_forward, batch_norm_layers, eval_and_training_mode, fit_briefly
+from .experiments import (
+    batch_norm_backward,
+    batch_norm_forward,
+    batch_norm_layers,
+    eval_and_training_mode,
+    fit_briefly,
+)
 
 CHECK_SEED = 12
 CHECK_EPS = 0.01       # large enough that forgetting it shows, small enough to be realistic
