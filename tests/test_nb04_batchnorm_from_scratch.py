@@ -154,13 +154,18 @@ def test_gamma_beta_histogram_holds_every_value_at_every_slider_setting():
     from bnlab.lessons.nb04_batchnorm_from_scratch.figures import GAMMA_MAX, BETA_MAX, gamma_beta_panel
     x = np.array([0.0, 0.1, 0.2, 0.1, 9.0, -0.3])        # one far value: x_hat about 2.2
     panel = gamma_beta_panel(x)
-    edges_low, edges_high = panel.figure.layout.xaxis.range
     x_hat = (x - x.mean()) / np.sqrt(x.var() + 1e-5)
-    assert edges_high >= GAMMA_MAX * np.abs(x_hat).max() + BETA_MAX and edges_low <= -edges_high + 1e-9
-    assert edges_high >= np.abs(x).max() and panel.figure.layout.width <= FIT_WIDTH
-    panel.set(gamma=GAMMA_MAX, beta=BETA_MAX)
-    share = np.array(panel.figure.data[1].y)
-    assert share.sum() == pytest.approx(1) and share[-1] == 0 and share[0] == 0   # nothing piled at the ends
+    centers = np.array(panel.figure.data[1].x)
+    assert centers.max() >= GAMMA_MAX * np.abs(x_hat).max() + BETA_MAX and centers.min() <= -centers.max() + 1e-9
+    assert panel.figure.layout.width <= FIT_WIDTH
+    for gamma, beta in ((1.0, 0.0), (GAMMA_MAX, BETA_MAX), (GAMMA_MAX, -BETA_MAX), (0.5, 2.0)):
+        panel.set(gamma=gamma, beta=beta)
+        y = gamma * x_hat + beta
+        low, high = panel.figure.layout.xaxis.range
+        assert low <= min(x.min(), y.min()) and high >= max(x.max(), y.max())     # every value on show
+        assert high - low <= max(x.max(), y.max()) - min(x.min(), y.min()) + 1     # ... and little else
+        share = np.array(panel.figure.data[1].y)
+        assert share.sum() == pytest.approx(1) and share[-1] == 0 and share[0] == 0   # nothing piled at the ends
 
 
 def test_batch_size_panel_states_the_bound_on_x_hat():

@@ -46,7 +46,8 @@ def _share(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 def gamma_beta_edges(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     """Histogram edges, symmetric about 0, wide enough for the input x (n,) and for its BN output at every
-    slider setting (|y| <= GAMMA_MAX * max |x_hat| + BETA_MAX): no value ever falls outside."""
+    slider setting (|y| <= GAMMA_MAX * max |x_hat| + BETA_MAX): no value ever falls outside. The axis shows
+    only the part the current values occupy."""
     x_hat = (x - x.mean()) / np.sqrt(x.var() + eps)
     reach = max(GAMMA_MAX * np.abs(x_hat).max() + BETA_MAX, np.abs(x).max())
     limit = BIN_WIDTH * np.ceil(reach / BIN_WIDTH + 1)
@@ -58,6 +59,8 @@ def _draw_gamma_beta(fig: go.FigureWidget, gamma: float, beta: float, x: np.ndar
     x_hat = (x - x.mean()) / np.sqrt(x.var() + eps)
     y = gamma * x_hat + beta
     fig.data[1].y = _share(y, edges)
+    low, high = min(x.min(), y.min()), max(x.max(), y.max())   # show every value of x and y, and no more
+    fig.layout.xaxis.range = [low - 2 * BIN_WIDTH, high + 2 * BIN_WIDTH]
     fig.data[2].y = _share(1 / (1 + np.exp(-y)), SIGMOID_EDGES)
     from_input = np.abs(y - x).max()
     sigma, mu = np.sqrt(x.var() + eps), x.mean()
@@ -87,7 +90,7 @@ def gamma_beta_panel(preactivations: np.ndarray | torch.Tensor, gamma: float = 1
                          marker_color=color(2), name="σ(y)"), row=1, col=2)
     fig.update_layout(barmode="overlay", bargap=0, margin=dict(t=110), legend=dict(orientation="h", y=-0.2),
                       **WIDE)
-    fig.update_xaxes(title_text="value (pre-activation units)", range=[edges[0], edges[-1]], row=1, col=1)
+    fig.update_xaxes(title_text="value (pre-activation units)", row=1, col=1)  # its range follows the sliders
     fig.update_xaxes(title_text="sigmoid output", range=[0, 1], row=1, col=2)
     fig.update_yaxes(title_text="share of the batch", row=1, col=1)
     controls = {"gamma": float_slider("γ (scale)", gamma, 0.0, GAMMA_MAX, 0.05),
