@@ -1,10 +1,13 @@
 """Notebook 03's machinery, panel and checks: normalizing outside the gradient."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from bnlab.data import load_digits
+from bnlab.figures import FIT_WIDTH
 from bnlab.lessons.nb03_normalizing_outside_the_gradient import experiments as og
 from bnlab.lessons.nb03_normalizing_outside_the_gradient.checks import (
     EXERCISES,
@@ -332,9 +335,15 @@ def test_detached_vs_inside_reads_every_setting_over_the_seeds(small_section4):
     assert set(small_section4) == {("BN (inside)", 2.0), ("statistics outside", 2.0)}
     for readings in small_section4.values():
         assert readings.seeds == (0, 1) and list(readings.steps) == [0, 10, 20]
-        for array in (readings.bias_norm, readings.weight_norm, readings.test_accuracy, readings.own_statistics):
+        for array in (readings.bias_norm, readings.weight_norm, readings.test_accuracy, readings.own_statistics,
+                      readings.beta_norm, readings.train_loss):
             assert array.shape == (2, 3)
-        assert readings.effective_lr.shape == (2,)
+        for array in (readings.effective_lr, readings.gain_start, readings.gain_end):
+            assert array.shape == (2,)
+        assert np.allclose(readings.growth_at("weight", 20).values, readings.growth("weight").values)
+        assert np.allclose(readings.share_by("weight", 20).values, 1) and np.all(readings.beta_norm[:, 0] == 0)
+        with pytest.raises(ValueError, match="step 15 was not recorded"):
+            readings.growth_at("weight", 15)
         assert len(readings.growth("weight")) == 2 and len(readings.late_accuracy(own_statistics=True)) == 2
         assert np.allclose(readings.growth("bias").values, readings.bias_norm[:, -1] / readings.bias_norm[:, 0])
         assert np.allclose(readings.late_accuracy().values, readings.test_accuracy[:, 1:].mean(axis=1))
@@ -349,12 +358,14 @@ def test_detached_vs_inside_agrees_with_training_each_seed_alone(small_section4,
         model = make_mlp(norm=norm, seed=1)
         history = train(model, digits, steps=20, lr=2.0, record_every=10, seed=1, progress=False,
                         probes={og.OWN_STATISTICS: og.batch_statistics_accuracy})
-        alone = og.read_mlp(history, model, 2.0)
+        alone = og.read_mlp(history, model, make_mlp(norm=norm, seed=1), 2.0, digits)
         readings = small_section4[label, 2.0]
         assert np.allclose(readings.weight_norm[1], alone["weight_norm"], rtol=1e-4)
         assert np.allclose(readings.bias_norm[1], alone["bias_norm"], rtol=1e-4)
         assert np.allclose(readings.test_accuracy[1], alone["test_accuracy"], atol=0.01)
         assert readings.effective_lr[1] == pytest.approx(alone["effective_lr"], rel=1e-3)
+        assert np.allclose(readings.beta_norm[1], alone["beta_norm"], rtol=1e-3, atol=1e-6)
+        assert readings.gain_start[1] == pytest.approx(alone["gain_start"], rel=1e-5)
 
 
 def test_read_mlp_refuses_a_diverged_run(digits):
@@ -363,7 +374,7 @@ def test_read_mlp_refuses_a_diverged_run(digits):
                     probes={og.OWN_STATISTICS: og.batch_statistics_accuracy})
     history.diverged_at, history.divergence = 2, "the loss became nan"
     with pytest.raises(ValueError, match="diverged at step 2"):
-        og.read_mlp(history, model, 0.5)
+        og.read_mlp(history, model, model, 0.5, digits)
     with pytest.raises(ValueError, match="at least one seed"):
         og.detached_vs_inside(digits, seeds=())
 
@@ -373,11 +384,65 @@ def test_section4_figures_draw_medians_and_bands(small_section4):
         accuracy_figure,
         norms_figure,
         summary_table,
+        time_course_table,
     )
-    norms = norms_figure(small_section4, 2.0)
-    assert "medians over 2 seeds" in norms.layout.title.text
-    assert len(norms.data) == 8  # 2 networks × (weights, biases) × (band, median line)
+    norms = norms_figure(small_section4)
+    assert "median and range of 2 seeds" in norms.layout.title.text
+    assert len(norms.data) == 8  # 1 learning rate × 2 networks × (weights, biases) × (band, median line)
+    assert norms.layout.width <= FIT_WIDTH and summary_table(small_section4).layout.width <= FIT_WIDTH
     assert len(accuracy_figure(small_section4, 2.0).data) == 6
     table = summary_table(small_section4)
     assert list(table.data[0].cells.values[1]) == ["BN (inside)", "statistics outside"]
     assert "(" in table.data[0].cells.values[5][0]  # "median (lowest to highest)"
+    course = time_course_table(small_section4, early=10)
+    assert list(course.data[0].cells.values[2]) == ["1 (never moves)", course.data[0].cells.values[2][1]]
+    assert "→" in course.data[0].cells.values[3][1] and course.layout.width <= FIT_WIDTH
+
+
+def test_gradient_split_is_exact_outside_and_zero_inside(digits):
+    """Outside the gradient dL/db_j = (gamma_j / sigma_j) dL/dbeta_j, and the last layer's rows get exactly
+    the two extra terms; the split works from either kind of network and changes neither."""
+    for norm in ("bnlab_bn_detached", "bnlab_bn"):
+        model = make_mlp(norm=norm, seed=3)
+        before = {name: value.clone() for name, value in model.state_dict().items()}
+        split = og.gradient_split(model, digits.X_train[:32], digits.y_train[:32])
+        assert split.bias_error < 1e-4 and split.weight_error < 1e-4 and split.inside_bias < 1e-6
+        assert split.gain.shape == (300,) and np.all(split.gain > 0)
+        assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
+    with pytest.raises(ValueError, match="bnlab's BatchNorm"):
+        og.gradient_split(make_mlp(norm="torch_bn"), digits.X_train[:8], digits.y_train[:8])
+
+
+def test_median_gain_reads_gamma_over_the_spread(digits):
+    model = make_mlp(norm="bnlab_bn", seed=0)
+    with torch.no_grad():
+        for block in og.blocks_of(model):
+            block.norm.gamma.fill_(-2.0)   # |gamma| counts, not its sign
+    expected, h = [], digits.X_train
+    with torch.no_grad():
+        for block in og.blocks_of(copy.deepcopy(model).train()):
+            x = block.linear(h)
+            expected.append(2 / torch.sqrt(x.var(dim=0, unbiased=False) + 1e-5))
+            h = block.activation(block.norm(x))
+    assert og.median_gain(model, digits.X_train) == pytest.approx(torch.cat(expected).median().item(), rel=1e-5)
+    with pytest.raises(ValueError, match="no hidden blocks"):
+        og.median_gain(torch.nn.Sequential(), digits.X_train)
+
+
+def test_detached_norms_jump_from_a_principled_init_too(digits):
+    """Section 4's comparison does not hinge on PyTorch's default initialization: from LeCun's
+    (std 1/sqrt(fan_in), zero biases) the detached network's hidden weights still jump at η = 2 while BN's
+    grow little, and its biases leave 0 while BN's stay there."""
+    from bnlab.ensemble import Member, train_ensemble
+    members = [Member(seed, 2.0, norm=norm, init_std="lecun") for norm in og.MLP_NETWORKS.values()
+               for seed in (0, 1)]
+    histories = train_ensemble(members, digits, steps=60, record_every=60, progress=False)
+    norms = {}
+    for k, member in enumerate(members):
+        model = histories.network(k)
+        norms.setdefault(member.norm, []).append((og.hidden_norm(histories[k], model, "weight"),
+                                                  og.hidden_norm(histories[k], model, "bias")))
+    for weights, biases in norms["bnlab_bn_detached"]:
+        assert weights[-1] > 4 * weights[0] and biases[0] == 0 and biases[-1] > 1
+    for weights, biases in norms["bnlab_bn"]:
+        assert weights[-1] < 2 * weights[0] and np.abs(biases).max() < 1e-4

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from bnlab.batchnorm import BatchNorm, batch_statistics, normalize
+from bnlab.figures import FIT_WIDTH
 from bnlab.lessons.nb04_batchnorm_from_scratch import experiments as bn
 
 
@@ -149,7 +150,25 @@ def test_gamma_beta_panel_recovers_the_input_at_gamma_sigma_beta_mu():
         gamma_beta_panel(np.zeros((3, 2)))
 
 
-def test_batch_size_panel_says_plus_minus_one_at_m_2():
+def test_gamma_beta_histogram_holds_every_value_at_every_slider_setting():
+    from bnlab.lessons.nb04_batchnorm_from_scratch.figures import GAMMA_MAX, BETA_MAX, gamma_beta_panel
+    x = np.array([0.0, 0.1, 0.2, 0.1, 9.0, -0.3])        # one far value: x_hat about 2.2
+    panel = gamma_beta_panel(x)
+    x_hat = (x - x.mean()) / np.sqrt(x.var() + 1e-5)
+    centers = np.array(panel.figure.data[1].x)
+    assert centers.max() >= GAMMA_MAX * np.abs(x_hat).max() + BETA_MAX and centers.min() <= -centers.max() + 1e-9
+    assert panel.figure.layout.width <= FIT_WIDTH
+    for gamma, beta in ((1.0, 0.0), (GAMMA_MAX, BETA_MAX), (GAMMA_MAX, -BETA_MAX), (0.5, 2.0)):
+        panel.set(gamma=gamma, beta=beta)
+        y = gamma * x_hat + beta
+        low, high = panel.figure.layout.xaxis.range
+        assert low <= min(x.min(), y.min()) and high >= max(x.max(), y.max())     # every value on show
+        assert high - low <= max(x.max(), y.max()) - min(x.min(), y.min()) + 1     # ... and little else
+        share = np.array(panel.figure.data[1].y)
+        assert share.sum() == pytest.approx(1) and share[-1] == 0 and share[0] == 0   # nothing piled at the ends
+
+
+def test_batch_size_panel_states_the_bound_on_x_hat():
     from bnlab.data import load_digits
     from bnlab.lessons.nb04_batchnorm_from_scratch.experiments import BatchSizeSweep, batch_size_sweep
     from bnlab.lessons.nb04_batchnorm_from_scratch.figures import batch_size_panel
@@ -159,7 +178,8 @@ def test_batch_size_panel_says_plus_minus_one_at_m_2():
     sweep = batch_size_sweep(model, data, batch_sizes=[2, 3, 8], repeats=1)
     assert isinstance(sweep, BatchSizeSweep) and sweep.batch_accuracy.shape == (3,)
     panel = batch_size_panel(model, data, sweep)
-    assert "x̂ = ±1 (within 0.01 for" in panel.figure.layout.title.text
+    assert "±√(m − 1) = ±1.00" in panel.figure.layout.title.text
+    assert panel.figure.layout.width <= FIT_WIDTH
     centers, share = np.array(panel.figure.data[1].x), np.array(panel.figure.data[1].y)
     assert share[np.isclose(np.abs(centers), 0.95)].sum() > 0.9
     panel.set(batch_size=8)
@@ -223,6 +243,147 @@ def test_backward_check_accepts_the_solution_and_names_mistakes():
     forgot_gamma = wrong(dx=lambda p: bn.batch_norm_backward(p["grad_out"], p["x"],
                                                              torch.ones_like(p["gamma"]), 0.01)[0])
     assert "forgot gamma" in check(forgot_gamma).message
+
+
+def compact_backward(grad_out, x, gamma, eps=1e-5):
+    """The compact formula of section 2, as a learner would write it."""
+    m = x.shape[0]
+    x_hat = (x - x.mean(dim=0)) / torch.sqrt(x.var(dim=0, unbiased=False) + eps)
+    dx_hat = grad_out * gamma
+    dx = (m * dx_hat - dx_hat.sum(dim=0) - x_hat * (dx_hat * x_hat).sum(dim=0)) / (m * torch.sqrt(
+        x.var(dim=0, unbiased=False) + eps))
+    return dx, (grad_out * x_hat).sum(dim=0), grad_out.sum(dim=0)
+
+
+def test_backward_check_refuses_autograd_and_accepts_the_compact_formula():
+    from torch.func import vjp
+
+    from bnlab.lessons.nb04_batchnorm_from_scratch.checks import check_batch_norm_backward as check
+
+    def by_backward(grad_out, x, gamma, eps=1e-5):
+        x, gamma = x.clone().requires_grad_(True), gamma.clone().requires_grad_(True)
+        beta = torch.zeros_like(gamma, requires_grad=True)
+        bn.batch_norm_forward(x, gamma, beta, eps).backward(grad_out)
+        return x.grad, gamma.grad, beta.grad
+
+    def by_grad_with_grad_enabled(grad_out, x, gamma, eps=1e-5):
+        with torch.enable_grad():
+            x, gamma = x.detach().clone(), gamma.detach().clone()
+            x.requires_grad = gamma.requires_grad = True
+            beta = torch.zeros(gamma.shape, dtype=gamma.dtype)
+            beta.requires_grad = True
+            return torch.autograd.grad(bn.batch_norm_forward(x, gamma, beta, eps), (x, gamma, beta), grad_out)
+
+    def by_torch_func(grad_out, x, gamma, eps=1e-5):
+        _, pullback = vjp(lambda a, g, b: bn.batch_norm_forward(a, g, b, eps), x, gamma, torch.zeros_like(gamma))
+        return pullback(grad_out)
+
+    for cheat in (by_backward, by_grad_with_grad_enabled, by_torch_func):
+        verdict = check(cheat)
+        assert not verdict and "asks autograd" in verdict.message, cheat.__name__
+    assert check(compact_backward) and check(bn.batch_norm_backward)
+
+
+def test_autograd_watch_lets_plain_arithmetic_through():
+    from bnlab.lessons.nb04_batchnorm_from_scratch.checks import without_autograd
+    x = torch.randn(6, 3, dtype=torch.float64)
+    result, asked = without_autograd(compact_backward, torch.ones_like(x), x, torch.ones(3, dtype=torch.float64))
+    assert not asked and len(result) == 3 and torch.is_grad_enabled()  # the watch switched gradients back on
+
+
+def test_layer_check_accepts_the_solution_and_torch_and_names_mistakes():
+    from bnlab.lessons.nb04_batchnorm_from_scratch.checks import batch_norm_layer_1d
+    from bnlab.lessons.nb04_batchnorm_from_scratch.checks import check_batch_norm_layer_1d as check
+
+    assert check(batch_norm_layer_1d)
+
+    def variant(**changes):
+        def make(num_features, eps=1e-5, momentum=0.1):
+            layer = batch_norm_layer_1d(num_features, eps, momentum)
+            forward = type(layer).forward
+
+            def patched(self, x):
+                if changes.get("frozen") and self.training:
+                    before = self.running_mean.clone(), self.running_var.clone()
+                    y = forward(self, x)
+                    self.running_mean.copy_(before[0]), self.running_var.copy_(before[1])
+                    return y
+                if changes.get("eval_batch") and not self.training:
+                    return self.gamma * (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + self.eps) + self.beta
+                if changes.get("biased_running") and self.training:
+                    y = forward(self, x)
+                    m = x.shape[0]
+                    with torch.no_grad():   # undo the unbiased factor of this step
+                        var = x.var(0, unbiased=False)
+                        self.running_var.sub_(self.momentum * var * (m / (m - 1) - 1))
+                    return y
+                return forward(self, x)
+
+            layer.forward = patched.__get__(layer)
+            if changes.get("keras"):
+                layer.momentum = 1 - momentum
+            return layer
+        return make
+
+    assert "never changed" in check(variant(frozen=True)).message
+    assert "Keras's convention" in check(variant(keras=True)).message
+    assert "unbiased one" in check(variant(biased_running=True)).message
+    assert "batch's own statistics" in check(variant(eval_batch=True)).message
+    assert "no tensor called gamma" in check(lambda n, eps=1e-5, momentum=0.1: nn.BatchNorm1d(n)).message
+    assert not check(lambda *args: 3)
+
+
+def test_repaired_model_check_passes_the_fix_and_names_the_bug():
+    from bnlab.lessons.nb04_batchnorm_from_scratch.checks import check_repaired_model as check
+    from bnlab.lessons.nb04_batchnorm_from_scratch.checks import repaired_model
+    from bnlab.models import make_mlp
+
+    def colleague(seed):
+        model = make_mlp(hidden=(100, 100), norm="torch_bn", seed=seed)
+        for layer in model.modules():
+            if isinstance(layer, nn.BatchNorm1d):
+                layer.eps, layer.momentum = 1e-3, 0.0
+        return model
+
+    def no_running_statistics(seed):
+        return nn.Sequential(*[nn.BatchNorm1d(layer.num_features, track_running_stats=False)
+                               if isinstance(layer, nn.BatchNorm1d) else layer for layer in colleague(seed)])
+
+    verdict = check(repaired_model)
+    assert verdict and "eval mode reaches" in verdict.message
+    assert "running mean 0 and running variance 1" in check(colleague).message
+    assert "track_running_stats=False" in check(no_running_statistics).message
+    assert "no BN layer left" in check(lambda seed: make_mlp(hidden=(100, 100), seed=seed)).message
+    assert "NotImplementedError" in check(lambda seed: (_ for _ in ()).throw(NotImplementedError)).message
+
+
+def test_fit_briefly_trains_in_training_mode_and_returns_eval_mode(digits):
+    from bnlab.models import make_mlp
+    model = bn.fit_briefly(make_mlp(hidden=(100, 100), norm="torch_bn", seed=0), digits, steps=50, seed=0)
+    in_eval, in_training = bn.eval_and_training_mode(model, digits)
+    assert not model.training and in_eval > 0.6 and abs(in_eval - in_training) < 0.1
+    assert len(bn.batch_norm_layers(model)) == 2
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        bn.fit_briefly(model, digits, steps=0)
+
+
+def test_a_bn_network_trains_the_same_with_and_without_its_hidden_biases(digits):
+    gap, alike, moved = bn.train_with_and_without_bias(digits, seed=1, steps=20)
+    assert gap < 0.01 and alike >= 0.99 and moved < 1e-6
+    from bnlab.models import make_mlp
+    model = make_mlp(norm="bnlab_bn", seed=0)
+    stripped = bn.without_hidden_biases(model)
+    assert all(block.linear.bias is None for block in stripped.blocks) and stripped.output.bias is not None
+    assert all(block.linear.bias is not None for block in model.blocks)
+
+
+def test_input_conditioning_finds_the_mean_direction(digits):
+    from bnlab.models import make_mlp
+    conditioning = bn.input_conditioning(make_mlp(norm="bnlab_bn", seed=2), digits.X_train)
+    assert conditioning.raw > 30 * conditioning.centered
+    assert conditioning.raw_top == pytest.approx(conditioning.mean_square, rel=0.05)
+    with pytest.raises(ValueError, match="layer must be"):
+        bn.input_conditioning(make_mlp(norm="bnlab_bn", seed=2), digits.X_train, layer=4)
 
 
 def test_checks_never_raise_on_strange_results():

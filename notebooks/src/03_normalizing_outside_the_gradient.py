@@ -53,6 +53,7 @@ import torch
 import bnlab
 from bnlab.claims import PARTLY, outcome_of, record
 from bnlab.data import load_digits
+from bnlab.exercises import compare_prediction
 from bnlab.figures import add_line, new_figure
 from bnlab.lessons.nb03_normalizing_outside_the_gradient.checks import (
     check_bias_drift,
@@ -69,6 +70,7 @@ from bnlab.lessons.nb03_normalizing_outside_the_gradient.experiments import (
     detached_vs_inside,
     drift_sweeps,
     exact_drift_checks,
+    gradient_split,
     normalization,
     rescaled_steps,
     teacher_directions,
@@ -81,6 +83,7 @@ from bnlab.lessons.nb03_normalizing_outside_the_gradient.figures import (
     drift_panel,
     norms_figure,
     summary_table,
+    time_course_table,
 )
 from bnlab.models import make_mlp
 from bnlab.seeding import claim_seeds
@@ -120,8 +123,12 @@ print(f"Course seed: {SEED}; claims measured over {seed_range(SEEDS)}")
 # set as its batch (so the batch mean *is* $\mathrm{E}[x]$, recomputed at every step); "outside" means
 # the mean is detached from autograd, "inside" means it is not. Same data, same start, same SGD.
 #
-# **Predict before you run.** After 1,000 steps at $\eta = 0.1$: where is $b$ in each layer? By how
-# much has the loss gone down?
+# **Predict before you run.** After 1,000 steps at $\eta = 0.1$: where is $b$ in each layer? And how
+# much has the loss gone down, with the mean outside the gradient: **"a lot"**, **"a little"** or
+# **"not at all"**?
+
+# %%
+my_prediction = None  # write "a lot", "a little" or "not at all" here before you run the next cells
 
 # %%
 toy = toy_problem(seed=SEEDS[0])   # inputs z (200, 5) and targets y (200,) of the first claim seed
@@ -157,12 +164,16 @@ print("loss inside at steps 0 / 100 / 1,000:  " + " / ".join(f"{loss_inside[i]:.
 print(f"dL/db inside the gradient, largest over all steps: {np.abs(gradient_inside).max():.12f}; "
       f"b inside after 1,000 steps: {abs(b_inside[-1]):.12f}")
 
+# %%
+# Check: the paper's algebra, on this run
 assert b_outside[-1] > 100 and np.ptp(step_of_b) < 1e-9 * step_of_b.mean()   # b grows linearly
 assert np.allclose(step_of_b, -0.1 * gradient_outside[:-1], rtol=1e-9)        # by -η·dL/db each step
 assert np.ptp(gradient_outside) < 1e-9 * abs(gradient_outside[0])               # the gradient never changes
 assert np.ptp(loss_outside) < 1e-10 and np.ptp(loss_inside) < 1e-10             # nor does the loss
 assert np.abs(loss_outside - loss_inside).max() < 1e-10
 assert np.abs(gradient_inside).max() < 1e-12 and np.abs(b_inside).max() < 1e-12  # zero up to rounding
+loss_fell = loss_outside[0] - loss_outside[-1]
+compare_prediction(my_prediction, "not at all" if abs(loss_fell) < 1e-10 else "a little")
 
 # %% [markdown]
 # The loss agrees to all ten decimals at every step, in both layers: the 1,000 steps outside the
@@ -182,6 +193,8 @@ for statement, held in statements.items():
     print(f"{statement}: {Support.of(held)}")
 print(f"b outside the gradient after 1,000 steps: {final_b.describe('{:.0f}')}")
 
+# %%
+# Check: the claim of section 1
 held = np.all(list(statements.values()), axis=0) & (final_b.values > 100)  # (8,): every statement, per seed
 assert held.all()
 record("outside-gradient-bias-grows", holds=outcome_of(Support.of(held)), support=Support.of(held),
@@ -212,6 +225,8 @@ for k in (0, 4, 8, 12):
 print(f"the loss falls from {sweep_outside.loss[0, 8]:.4f} to {sweep_outside.loss[-1, 8]:.4f} at η = 0.1 "
       "(W learns), identically outside and inside")
 
+# %%
+# Check: the drift is proportional to η, and only W changes the loss
 per_lr = drift_per_step / sweep_outside.lrs
 assert np.ptp(per_lr) < 1e-6 * per_lr.mean()                          # drift ∝ η, the same at every step
 assert np.abs(sweep_outside.loss - sweep_inside.loss).max() < 1e-9     # b's drift does not touch the loss
@@ -245,7 +260,10 @@ panel
 # training continues for 300 more steps.
 #
 # **Predict before you run.** Outside the gradient, how large is $\lVert W\rVert$ after 300 steps? Which
-# layer turns to the new direction faster?
+# layer turns to the new direction faster: statistics **"inside"** or **"outside"** the gradient?
+
+# %%
+my_prediction = None  # write "inside" or "outside" here before you run the next cells
 
 # %%
 directions = teacher_directions(SEEDS[0])          # (2, 5): what the layer above wants, before and after
@@ -279,6 +297,8 @@ print(f"         b after 300 steps: {first_out.probes['b'][-1]:.2f}")
 print(f"inside:  |W| after 300 steps: {first_in.probes['|W|'][-1]:.2f}, "
       f"b: {abs(first_in.probes['b'][-1]):.2f}")
 
+# %%
+# Check: |W|² grows linearly outside the gradient
 increments = np.diff(squared_norm)[1:]                       # after the first alignment
 assert np.ptp(increments) < 0.05 * increments.mean()         # |W|² grows linearly
 assert first_out.probes["|W|"][-1] > 5 * first_in.probes["|W|"][-1] and first_in.probes["|W|"][-1] < 2
@@ -300,6 +320,8 @@ print(f"{'|W|':>5} {'|dL/dW|':>9} {'|W|·|dL/dW|':>12} {'turn (degrees)':>15} {'
 for w, g, turn in zip(measured["|W|"], measured["|dL/dW|"], measured["rotation"]):
     print(f"{w:5.0f} {g:9.4f} {w * g:12.4f} {np.degrees(turn):15.5f} {turn * w**2 / 0.01:12.3f}")
 
+# %%
+# Check: the gradient falls like 1/|W| and the turn like η/|W|²
 gradient_times_norm = measured["|W|"] * measured["|dL/dW|"]
 turn_times_norm2 = measured["rotation"] * measured["|W|"] ** 2
 assert np.ptp(gradient_times_norm) < 1e-3 * gradient_times_norm.mean()   # gradient ∝ 1/|W|
@@ -344,9 +366,12 @@ print(f"steps until cos(W, new direction) > 0.9: {aligned_in} inside, "
 print(f"loss 300 steps after the turn: {after_out.probes['loss'][-1]:.3f} outside, "
       f"{after_in.probes['loss'][-1]:.3f} inside")
 
+# %%
+# Check: the layer outside the gradient is the slow one
 assert effective_out < effective_in / 20
 assert aligned_in is not None and aligned_in <= 50 and aligned_out is None
 assert after_out.probes["loss"][-1] > after_in.probes["loss"][-1] + 0.3
+compare_prediction(my_prediction, "inside" if aligned_out is None else "outside")
 
 # %% [markdown]
 # Nothing in this toy becomes infinite or NaN: the norm grows like $\sqrt t$ forever and the layer
@@ -359,22 +384,28 @@ assert after_out.probes["loss"][-1] > after_in.probes["loss"][-1] + 0.3
 # `BatchNorm` with its batch mean and variance **detached** from autograd (`norm="bnlab_bn_detached"`:
 # the statistics are recomputed on every mini-batch but treated as constants), against the same layer
 # with its statistics **inside** autograd (`norm="bnlab_bn"`, true Batch Normalization). The Linear
-# layers keep their biases. Same initialization, same mini-batches of 60, plain SGD for 500 steps, at
-# an ordinary learning rate (0.5) and a high one (2). Every setting trains under each of the 8 claim
-# seeds (its initial weights and its order of mini-batches): 32 networks. The 16 with BN train together
-# in one batched computation (`bnlab.ensemble`), the 16 detached ones one by one with the course's
-# training loop (the ensemble does not do detached statistics), side by side on the CPU cores. Every 50
-# steps we also measure the test accuracy when each normalization uses the test set's own statistics
-# instead of its running averages.
+# layers keep their biases. Same initialization (PyTorch's default), same mini-batches of 60, plain SGD for
+# 500 steps, at an ordinary learning rate (0.5) and a high one (2). Both networks normalize, so this is
+# not a comparison with a network without BN: the question of a fairly initialized plain baseline does not
+# arise, and since a normalized unit ignores the scale of its incoming weights (section 3), the
+# initialization's scale only sets where the norms start. Every setting trains under each of the 8 claim
+# seeds (its initial weights and its order of mini-batches): 32 networks, trained together in batched
+# computations (`bnlab.ensemble`, one group per kind of normalization, side by side on the CPU cores).
+# Every 50 steps we also measure the test accuracy when each normalization uses the test set's own
+# statistics instead of its running averages.
 #
-# **Predict before you run.** Which parameters will grow in the detached network? Will it still learn?
+# **Predict before you run.** Which parameters will grow in the detached network: the **"biases"**, the
+# **"weights"**, **"both"** or **"neither"**? Will it still learn?
+
+# %%
+my_prediction = None  # write "biases", "weights", "both" or "neither" here before you run the next cells
 
 # %%
 digits = load_digits()
 mlp = detached_vs_inside(digits, SEEDS)   # (network, η) -> its readings over the 8 seeds (500 steps)
 
 # %%
-norms_figure(mlp, 2.0)
+norms_figure(mlp)
 
 # %%
 accuracy_figure(mlp, 2.0)
@@ -386,10 +417,8 @@ accuracy_figure(mlp, 2.0)
 # %%
 summary_table(mlp)
 
-# %% [markdown]
-# The claims behind them, seed by seed:
-
 # %%
+# Check: the claims of section 4, seed by seed
 bias_still = {}  # η -> per seed: did BN's hidden biases stay where they started (to float32 rounding)?
 for lr in MLP_LRS:
     outside, inside = mlp["statistics outside", lr], mlp["BN (inside)", lr]
@@ -410,31 +439,113 @@ assert np.median(own_2.values - accuracy_2.values) > 0.03                 # part
 assert own_2.median < inside_2.late_accuracy(own_statistics=True).median - 0.1  # partly the training
 runaway = Support.of((outside_2.final("weight").values > 1.5 * inside_2.final("weight").values)
                      & (accuracy_2.values < inside_2.late_accuracy().values))  # per seed, at η = 2
+early_2 = outside_2.share_by("weight", 50)   # share of |W|'s growth made by step 50, per seed
+flat_2 = Support.of(np.abs(outside_2.late_rate("weight").values) < 0.05)  # |W| moved < 5% per 100 steps late
 record("outside-gradient-model-blows-up", holds=PARTLY if runaway.at_least(0.75) else outcome_of(runaway),
        support=runaway,
        measured=f"η = 2, {seed_range(SEEDS)}, 500 steps: hidden |W| end/start "
                 f"{outside_2.growth('weight').describe('{:.2g}')} vs "
-                f"{inside_2.growth('weight').describe('{:.2g}')} with BN, test accuracy "
-                f"{accuracy_2.describe('{:.0%}')} vs {inside_2.late_accuracy().describe('{:.0%}')}: runaway norms, "
-                "finite loss")
+                f"{inside_2.growth('weight').describe('{:.2g}')} with BN, share of the growth made by step 50 "
+                f"{early_2.describe('{:.0%}')}, then flat in {flat_2}; test accuracy "
+                f"{accuracy_2.describe('{:.0%}')} vs {inside_2.late_accuracy().describe('{:.0%}')}: "
+                "norms that jump and then freeze, finite loss")
+grew = {kind: all(mlp["statistics outside", lr].growth(kind).low > 1.2 for lr in MLP_LRS)
+        for kind in ("bias", "weight")}
+compare_prediction(my_prediction, {(True, True): "both", (True, False): "biases", (False, True): "weights",
+                                   (False, False): "neither"}[grew["bias"], grew["weight"]])
 
 # %% [markdown]
-# What happened, reading the table and the figures:
-# * **With BN the Linear biases never move** (to float32 rounding), in every seed: inside autograd their
-#   gradient is zero, exactly as in the toy. With detached statistics they grow: roughly two- to
-#   fourfold at $\eta = 0.5$, more than tenfold at $\eta = 2$.
-# * **The weights run away too**, in every seed. Layers 2 and 3 receive sigmoid outputs, which are all
-#   positive: part of each weight vector acts like a second bias, and drifts like one. Larger norms mean a smaller effective learning rate $\eta/\lVert w_j\rVert^2$ for every unit.
-# * **Accuracy suffers.** At $\eta = 0.5$ the detached network is a little worse than BN (a few points).
-#   At $\eta = 2$ its test accuracy collapses and jumps from record to record, differently in every
-#   seed: the band in the figure is wide. Part of that is the test-time normalization: the parameters
-#   move so fast, in directions each mini-batch normalization cancels, that the running averages used at
-#   test time cannot keep up. Normalized with the test set's own statistics the same network does better
-#   in most seeds, but still far worse than BN: the training itself went wrong as well.
+# Outside the gradient both kinds of parameters grow, in every seed, while with BN the biases never move.
+# But look at *when* they grow. At $\eta = 2$ the norms jump in the first 50 steps and then, in most
+# seeds, stay about where the jump left them; at $\eta = 0.5$ they grow all through training, less and
+# less quickly. With BN the weights grow too, a little, at every step: notebook 06 (section 4) shows why
+# (the gradient of a normalized unit's weights is orthogonal to them, so every step adds to their norm).
+# What drives the detached network's growth, and what stops it?
 #
-# On digits, "the model blows up" shows as runaway norms, a shrinking effective learning rate and
-# degraded accuracy, not as NaN: no run here produced an infinite or NaN value (the ledger's verdict is
-# therefore "holds with caveats").
+# ### Where the drift comes from, and why it stops
+#
+# Take unit $j$ of a layer, $x_{ij} = w_j\cdot u_i + b_j$ for the examples $i$ of a mini-batch, normalized
+# to $\hat x_{ij}$ with the batch's mean and $\sigma_j = \sqrt{\sigma_B^2 + \varepsilon}$, then
+# $y_{ij} = \gamma_j \hat x_{ij} + \beta_j$. Write $g_i = \partial L/\partial y_{ij}$. With the statistics
+# outside the gradient, $\partial \hat x_{ij}/\partial b_j = 1/\sigma_j$, so
+# $$\frac{\partial L}{\partial b_j} = \frac{\gamma_j}{\sigma_j}\sum_i g_i
+#   = \frac{\gamma_j}{\sigma_j}\,\frac{\partial L}{\partial \beta_j}:$$
+# **every step moves $b_j$ by $\gamma_j/\sigma_j$ times the step it gives $\beta_j$.** Whenever the loss asks
+# for a different mean of the unit's output, the request goes to $\beta_j$, which can grant it, and
+# (scaled) to $b_j$, whose effect the next normalization erases. The rows $w_j$ get two such extra
+# terms compared with the gradient inside autograd:
+# $$\frac{\gamma_j}{\sigma_j}\Big(\frac{\partial L}{\partial \beta_j}\,\bar u
+#   + \frac{1}{m}\frac{\partial L}{\partial \gamma_j}\sum_i \hat x_{ij}\,u_i\Big):$$
+# one along the mean input $\bar u$ (sigmoid outputs are all positive, so part of $w_j$ acts like a second
+# bias), and one that stretches or shrinks the unit's spread whenever $\gamma_j$ is asked to. Checked on one
+# mini-batch of the first seed's detached network, with autograd:
+
+# %%
+split = gradient_split(make_mlp(norm="bnlab_bn_detached", seed=SEEDS[0]), digits.X_train[:60],
+                       digits.y_train[:60])
+print("statistics outside: dL/db_j = (γ_j/σ_j)·dL/dβ_j for all 300 hidden units, to float32 rounding: "
+      f"{split.bias_error < 1e-4}")
+print("the extra gradient of the last hidden layer's rows w_j is the formula's, to float32 rounding: "
+      f"{split.weight_error < 1e-4}")
+print("γ_j/σ_j at the start is large, median over the units between 5 and 10: "
+      f"{5 < np.median(split.gain) < 10} (fresh pre-activations spread little)")
+
+# %%
+# Check: the gradient split is exact
+assert split.bias_error < 1e-4 and split.weight_error < 1e-4 and split.inside_bias < 1e-6
+
+# %% [markdown]
+# So $b$ travels as far as $\beta$ does, multiplied by $\gamma_j/\sigma_j$, which starts large (a fresh
+# unit's pre-activations spread little: $\sigma_j$ is small). The time course, medians over the seeds:
+
+# %%
+time_course_table(mlp)
+
+# %%
+# Check: the time course described below
+outside_05 = mlp["statistics outside", 0.5]
+jumped = outside_2.share_by("weight", 50).median > 0.7              # η = 2: most of the growth by step 50
+froze = np.median(outside_2.late_rate("weight").values) < 0.02       # ... then no more growth
+beta_stopped = outside_2.beta_at(500).median < 1.5 * outside_2.beta_at(50).median
+still_growing = Support.of((outside_05.late_rate("weight").values > 0.02)
+                           & (outside_05.late_rate("bias").values > 0.02))   # η = 0.5: growth goes on
+gradual = Support.of(outside_05.share_by("weight", 50).values < 0.6)
+beta_travels = outside_05.beta_at(500).median > 1.5 * outside_05.beta_at(50).median
+gain_fell = outside_2.gain_fall().median > 10 and outside_05.gain_fall().median > 3
+print(f"η = 2: most of |W|'s growth by step 50, then none (medians over the seeds): {jumped and froze}; "
+      f"β stays where the jump put it: {beta_stopped}")
+print(f"η = 0.5: under 60% of |W|'s growth by step 50: {gradual}; |W| and |b| still grew by over 2% "
+      f"per 100 steps at the end: {still_growing}; β keeps travelling: {beta_travels}")
+print(f"|γ_j|/σ_j fell over tenfold at η = 2 and over threefold at η = 0.5 (medians): {gain_fell}")
+assert jumped and froze and beta_stopped and gain_fell and beta_travels
+assert still_growing.everywhere and gradual.everywhere
+
+# %% [markdown]
+# What happened, reading the tables and the figures:
+# * **The biases follow $\beta$, scaled by $\gamma/\sigma$.** With BN the Linear biases never move (to
+#   float32 rounding), in every seed: inside autograd their gradient is zero, exactly as in the toy. With
+#   detached statistics each step drags them along with $\beta$.
+# * **At $\eta = 2$: a jump, then a freeze.** The first large steps send $\beta$ far out, and the biases
+#   and weights with it. The weights' growth raises every unit's $\sigma_j$, so $\gamma_j/\sigma_j$ falls
+#   more than tenfold (median): the same request then moves $b_j$ far less, and the weights' steps shrink
+#   relative to their size (the effective learning rate $\eta/\lVert w_j\rVert^2$ of section 3). After the
+#   jump $\beta$ itself hardly moves, and neither do $b$ and $W$. Nothing runs to infinity in most seeds;
+#   the network is stuck, with a high training loss.
+# * **At $\eta = 0.5$: slow and steady.** The network learns, $\beta$ keeps travelling as it fits the data,
+#   and the biases and weights keep growing with it, every seed still a few percent per 100 steps at the
+#   end, ever more slowly as $\gamma_j/\sigma_j$ falls.
+# * **Accuracy suffers.** At $\eta = 0.5$ the detached network is a little worse than BN (a few points).
+#   At $\eta = 2$ its test accuracy collapses and jumps from record to record, differently in every seed:
+#   the band in the figure is wide. Part of that is the test-time normalization: the parameters move so
+#   fast, in directions each mini-batch normalization cancels, that the running averages used at test time
+#   cannot keep up. Normalized with the test set's own statistics the same network does better in most
+#   seeds, but still far worse than BN: the training itself went wrong as well.
+#
+# On digits, "the model blows up" shows as norms that jump and then freeze the network (or, at a moderate
+# rate, creep up for as long as it trains), a collapsing effective learning rate and degraded accuracy,
+# not as NaN: no run here produced an infinite or NaN value (the ledger's verdict is therefore "holds with
+# caveats"). The toy of section 1 drifts forever because nothing in it can grant the request; in the
+# network, $\beta$ grants it, and the drift lasts as long as $\beta$ is still moving.
 
 # %% [markdown]
 # ## 5. Exercises
@@ -517,10 +628,7 @@ for label, norm in MLP_NETWORKS.items():
     largest = max(g.abs().max().item() for g in bias_gradients)
     shown = "below 1e-6" if largest < 1e-6 else f"{largest:.4f}"
     print(f"{label:>19}: largest |dL/db| over the hidden Linear biases: {shown}")
-    if norm == "bnlab_bn":
-        assert largest < 1e-6
-    else:
-        assert largest > 1e-3
+    assert largest < 1e-6 if norm == "bnlab_bn" else largest > 1e-3
 
 # %% [markdown]
 # Inside autograd the bias gradients vanish (up to float32 rounding); with detached statistics they do
@@ -537,10 +645,13 @@ for label, norm in MLP_NETWORKS.items():
 #   ($\lVert W\rVert^2$ grows linearly). The layer is scale-invariant, so its gradient falls like
 #   $1/\lVert W\rVert$ and its direction learns at the effective rate $\eta/\lVert W\rVert^2$: the layer
 #   slowly freezes and can no longer follow a target that moves.
-# * In the digits MLP with detached BN statistics, in every one of 8 seeds, the biases and weights run
-#   away and the effective learning rate falls; the test-time running statistics cannot keep up, and
-#   accuracy suffers (at $\eta = 2$ it collapses). With BN inside autograd the biases do not move and the
-#   norms stay bounded.
+# * In the digits MLP with detached BN statistics, in every one of 8 seeds, the biases and weights grow
+#   and the effective learning rate falls. The mechanism is exact: every step moves a unit's bias by
+#   $\gamma/\sigma$ times what it moves $\beta$. At $\eta = 2$ the norms jump in the first 50 steps and
+#   then, in most seeds, freeze, with the network stuck; at $\eta = 0.5$ they keep creeping up. The
+#   test-time running statistics cannot keep up, and accuracy suffers (at $\eta = 2$ it collapses). With BN
+#   inside autograd the biases do not move; the weights still grow a little at every step, for a reason
+#   notebook 06 (section 4) explains.
 # * Hence Batch Normalization: the normalization is a layer of the network, differentiated through its
 #   mini-batch mean and variance.
 #

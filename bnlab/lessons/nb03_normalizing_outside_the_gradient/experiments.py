@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...batchnorm import batch_statistics, normalize
 from ...data import Split, whiten
 from ...ensemble import Member, train_ensemble
-from ...models import blocks_of
+from ...models import MLP, blocks_of, make_mlp
 from ...probes import training_mode_accuracy
 from ...runs import trained
 from ...seeding import numpy_rng
@@ -452,6 +453,78 @@ def median_effective_lr(model: nn.Module, lr: float) -> float:
     return float(lr / torch.cat(squared).median())
 
 
+@dataclass(frozen=True)
+class GradientSplit:
+    """Where one mini-batch's gradient goes in a digits MLP whose BN statistics are outside the gradient,
+    against the same network with them inside (the same forward pass, so the same loss).
+
+    bias_error:   largest |dL/db_j - (gamma_j / sigma_j) dL/dbeta_j| over the hidden units, relative to the
+                  largest |dL/db_j| (0 up to float32 rounding: b_j gets beta_j's gradient, times gamma_j / sigma_j)
+    weight_error: the same for the last hidden layer's weights (the one whose upstream gradient is the same
+                  in both networks): the extra gradient its rows w_j get outside the gradient, against
+                  (gamma_j / sigma_j) (dL/dbeta_j * mean_i u_i + dL/dgamma_j / m * sum_i x_hat_ij u_i)
+    inside_bias:  largest |dL/db_j| with the statistics inside (0 up to rounding)
+    gain:         (U,) gamma_j / sigma_j of every hidden unit on this batch"""
+
+    bias_error: float
+    weight_error: float
+    inside_bias: float
+    gain: np.ndarray
+
+
+def _gradients(model: MLP, X: torch.Tensor, y: torch.Tensor, inside: bool
+               ) -> tuple[dict[int, dict[str, torch.Tensor]], dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+    """Per hidden block number: the gradients of its Linear weight and bias and BN gamma and beta on the batch
+    (X (m, d), y (m,)), with the statistics inside or outside autograd; and its Linear's input and output."""
+    network = copy.deepcopy(model).train()  # a copy: training mode moves the running statistics
+    blocks = blocks_of(network)
+    seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = []
+    for block in blocks:
+        block.norm.stats_in_graph = inside
+        hooks.append(block.linear.register_forward_hook(
+            lambda _, args, out, number=block.number: seen.__setitem__(number, (args[0].detach(), out.detach()))))
+    loss = nn.functional.cross_entropy(network(X), y)
+    for hook in hooks:
+        hook.remove()
+    names = ("weight", "bias", "gamma", "beta")
+    parameters = [getattr(block.linear if name in ("weight", "bias") else block.norm, name)
+                  for block in blocks for name in names]
+    gradients = iter(torch.autograd.grad(loss, parameters))
+    return {block.number: {name: next(gradients) for name in names} for block in blocks}, seen
+
+
+def gradient_split(model: MLP, X: torch.Tensor, y: torch.Tensor) -> GradientSplit:
+    """The gradients of one mini-batch (X (m, d), y (m,)) with BN's statistics outside and inside autograd,
+    compared unit by unit with what the algebra says the outside gradient adds (see ``GradientSplit``).
+    ``model``: a make_mlp network with bnlab's BatchNorm (either kind); it is not changed."""
+    if not blocks_of(model) or not all(hasattr(block.norm, "stats_in_graph") for block in blocks_of(model)):
+        raise ValueError("gradient_split reads a make_mlp network with bnlab's BatchNorm "
+                         "(norm='bnlab_bn' or 'bnlab_bn_detached')")
+    outside, seen = _gradients(model, X, y, inside=False)
+    inside, _ = _gradients(model, X, y, inside=True)
+    bias_gaps, bias_sizes, gains, inside_bias = [], [], [], []
+    for block in blocks_of(model):
+        u, x = seen[block.number]                               # (m, fan_in), (m, units)
+        mean, var = batch_statistics(x)
+        sigma = torch.sqrt(var + block.norm.eps)
+        x_hat = (x - mean) / sigma
+        gain = block.norm.gamma.detach() / sigma                # (units,)
+        grads_out, grads_in = outside[block.number], inside[block.number]
+        # outside, b_j gets beta_j's gradient times gamma_j / sigma_j; the rows w_j get it along the mean input,
+        # and gamma_j's along sum_i x_hat_ij u_i (the direction that stretches the unit's spread)
+        extra = gain[:, None] * (grads_out["beta"][:, None] * u.mean(dim=0)
+                                 + (grads_out["gamma"] / len(u))[:, None] * (x_hat.T @ u))
+        bias_gaps.append((grads_out["bias"] - gain * grads_out["beta"]).abs().max())
+        bias_sizes.append(grads_out["bias"].abs().max())
+        weight_gap = (grads_out["weight"] - grads_in["weight"] - extra).abs().max()
+        weight_error = float(weight_gap / (grads_out["weight"] - grads_in["weight"]).abs().max())
+        gains.append(gain)
+        inside_bias.append(grads_in["bias"].abs().max())
+    return GradientSplit(float(max(bias_gaps) / max(bias_sizes)), weight_error,  # the last layer's weight_error
+                         float(max(inside_bias)), torch.cat(gains).numpy())
+
+
 # ---- section 4: the digits MLP with its statistics inside and outside autograd, over seeds ----------
 
 MLP_NETWORKS = {"BN (inside)": "bnlab_bn", "statistics outside": "bnlab_bn_detached"}  # label -> make_mlp norm
@@ -466,8 +539,10 @@ class MLPReadings:
 
     seeds (S,), steps (R,); (S, R), row s for seeds[s]: ``bias_norm`` and ``weight_norm`` (all hidden
     Linear layers together, ``hidden_norm``), ``test_accuracy`` (eval mode: the running averages),
-    ``own_statistics`` (each normalization with the test set's own statistics); ``effective_lr`` (S,):
-    lr / |w_j|^2 at the end, median over the hidden units (``median_effective_lr``)."""
+    ``own_statistics`` (each normalization with the test set's own statistics), ``beta_norm`` (all hidden
+    BN layers' beta together) and ``train_loss``; (S,): ``effective_lr``, lr / |w_j|^2 at the end, median
+    over the hidden units (``median_effective_lr``), and ``gain_start``, ``gain_end``, the median over the
+    hidden units of |gamma_j| / sigma_j at the start and at the end (``median_gain``)."""
 
     lr: float
     seeds: tuple[int, ...]
@@ -477,6 +552,10 @@ class MLPReadings:
     test_accuracy: np.ndarray
     own_statistics: np.ndarray
     effective_lr: np.ndarray
+    beta_norm: np.ndarray
+    train_loss: np.ndarray
+    gain_start: np.ndarray
+    gain_end: np.ndarray
 
     def norms(self, kind: str) -> np.ndarray:
         """(S, R) the norms of the hidden biases (kind="bias") or weights (kind="weight")."""
@@ -487,6 +566,37 @@ class MLPReadings:
     def growth(self, kind: str) -> OverSeeds:
         """The final norm of the hidden biases (kind="bias") or weights ("weight") over the initial one."""
         return OverSeeds(self.seeds, self.norms(kind)[:, -1] / self.norms(kind)[:, 0])
+
+    def growth_at(self, kind: str, step: int) -> OverSeeds:
+        """The norm of the hidden biases ("bias"), weights ("weight") at ``step`` over the initial one."""
+        return OverSeeds(self.seeds, self.norms(kind)[:, self._record(step)] / self.norms(kind)[:, 0])
+
+    def share_by(self, kind: str, step: int) -> OverSeeds:
+        """Which share of the whole change of the norm (from step 0 to the end) had happened by ``step``."""
+        norms = self.norms(kind)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a norm that never moved has no share
+            return OverSeeds(self.seeds, (norms[:, self._record(step)] - norms[:, 0])
+                             / (norms[:, -1] - norms[:, 0]))
+
+    def late_rate(self, kind: str) -> OverSeeds:
+        """The norm's growth per 100 steps over the second half of training, relative to its value then."""
+        half = len(self.steps) // 2
+        norms, span = self.norms(kind), (self.steps[-1] - self.steps[half]) / 100
+        return OverSeeds(self.seeds, (norms[:, -1] / norms[:, half] - 1) / span)
+
+    def beta_at(self, step: int) -> OverSeeds:
+        """The norm of all hidden BN layers' beta at ``step``."""
+        return OverSeeds(self.seeds, self.beta_norm[:, self._record(step)])
+
+    def gain_fall(self) -> OverSeeds:
+        """How many times smaller |gamma_j| / sigma_j (median over hidden units) is at the end than at the start."""
+        return OverSeeds(self.seeds, self.gain_start / self.gain_end)
+
+    def _record(self, step: int) -> int:
+        matches = np.flatnonzero(self.steps == step)
+        if not matches.size:
+            raise ValueError(f"step {step} was not recorded; recorded: {', '.join(map(str, self.steps))}")
+        return int(matches[0])
 
     def final(self, kind: str) -> OverSeeds:
         """The final norm of the hidden biases (kind="bias") or weights ("weight")."""
@@ -502,8 +612,31 @@ class MLPReadings:
         return OverSeeds(self.seeds, self.effective_lr)
 
 
-def read_mlp(history: History, model: nn.Module, lr: float) -> dict[str, np.ndarray | float]:
-    """What section 4 keeps of one trained MLP (``model``, trained at ``lr``, with the probe
+def median_gain(model: MLP, X: torch.Tensor) -> float:
+    """|gamma_j| / sigma_j for every hidden unit j, median over the units, in training mode on the batch X (n, d):
+    sigma_j = sqrt(var + eps) of the unit's pre-activation over X. With the statistics outside the gradient,
+    this is how far a step moves the Linear bias b_j per unit it moves beta_j (``gradient_split``)."""
+    gains, h = [], X
+    with torch.no_grad():
+        for block in blocks_of(model):
+            x = block.linear(h)
+            mean, var = batch_statistics(x)
+            gains.append(block.norm.gamma.abs() / torch.sqrt(var + block.norm.eps))
+            h = block.activation(normalize(x, mean, var, block.norm.gamma, block.norm.beta, block.norm.eps))
+    if not gains:
+        raise ValueError("the model has no hidden blocks (build it with bnlab.models.make_mlp)")
+    return float(torch.cat(gains).median())
+
+
+def beta_norm(history: History) -> np.ndarray:
+    """The Euclidean norm of every hidden BN layer's beta together, at each record: (R,)."""
+    if not history.beta:
+        raise ValueError("this history has no BN layers' beta")
+    return np.sqrt(sum((np.asarray(values) ** 2).sum(axis=1) for values in history.beta.values()))
+
+
+def read_mlp(history: History, model: MLP, start: MLP, lr: float, data: Split) -> dict[str, np.ndarray | float]:
+    """What section 4 keeps of one trained MLP (``model``, trained at ``lr`` from ``start``, with the probe
     ``OWN_STATISTICS``): its rows of an ``MLPReadings``. A run that diverged has no place in it."""
     if history.diverged:
         raise ValueError(f"a run diverged at step {history.diverged_at} ({history.divergence}); "
@@ -512,7 +645,9 @@ def read_mlp(history: History, model: nn.Module, lr: float) -> dict[str, np.ndar
             "weight_norm": hidden_norm(history, model, "weight"),
             "test_accuracy": np.array(history.test_accuracy),
             "own_statistics": np.array(history.probes[OWN_STATISTICS]),
-            "effective_lr": median_effective_lr(model, lr)}
+            "effective_lr": median_effective_lr(model, lr), "beta_norm": beta_norm(history),
+            "train_loss": np.array(history.train_loss), "gain_start": median_gain(start, data.X_train),
+            "gain_end": median_gain(model, data.X_train)}
 
 
 def detached_vs_inside(data: Split, seeds: Sequence[int], lrs: Sequence[float] = MLP_LRS,
@@ -530,9 +665,10 @@ def detached_vs_inside(data: Split, seeds: Sequence[int], lrs: Sequence[float] =
     settings = [(label, float(lr), seed) for label in MLP_NETWORKS for lr in lrs for seed in seeds]
     members = [Member(seed, lr, norm=MLP_NETWORKS[label]) for label, lr, seed in settings]
     histories = train_ensemble(members, data, steps=steps, record_every=record_every, progress=False,
+                               percentiles=(),  # section 4 reads no pre-activation percentiles: skip them
                                probes={OWN_STATISTICS: batch_statistics_accuracy})
-    rows = {setting: read_mlp(history, histories.network(k), setting[1])
-            for k, (setting, history) in enumerate(zip(settings, histories))}
+    rows = {setting: read_mlp(history, histories.network(k), member.make_mlp(data), setting[1], data)
+            for k, (setting, member, history) in enumerate(zip(settings, members, histories))}
     return {(label, lr): _stacked(lr, seeds, [rows[label, lr, seed] for seed in seeds])
             for label in MLP_NETWORKS for lr in (float(lr) for lr in lrs)}
 
@@ -540,8 +676,7 @@ def detached_vs_inside(data: Split, seeds: Sequence[int], lrs: Sequence[float] =
 def _stacked(lr: float, seeds: tuple[int, ...], rows: list[dict]) -> MLPReadings:
     """The rows of one setting, one per seed, as an MLPReadings."""
     stack = {name: np.stack([row[name] for row in rows]) for name in rows[0] if name != "steps"}
-    return MLPReadings(lr, seeds, rows[0]["steps"], stack["bias_norm"], stack["weight_norm"],
-                       stack["test_accuracy"], stack["own_statistics"], stack["effective_lr"])
+    return MLPReadings(lr, seeds, rows[0]["steps"], **stack)
 
 
 def bias_step_outside_gradient(x_hat: np.ndarray, y: np.ndarray, lr: float) -> float:

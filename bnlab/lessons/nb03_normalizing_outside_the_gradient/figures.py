@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ...figures import add_seed_band, color, new_figure
+from ...figures import FIT_WIDTH, WIDE, add_seed_band, color, new_figure
 from ...statistics import OverSeeds
 from ...widgets import SliderPanel, choice, log_slider
 from .experiments import MLP_NETWORKS, NORMALIZATION_CHOICES, PANEL_LRS, WHERE, MLPReadings, Sweep, lr_sweep
@@ -89,7 +89,7 @@ def drift_panel(sweeps_by_choice: Mapping[str, Mapping[str, Sweep]], lr: float =
                                                width=3 if where == "outside" else 2),
                                      showlegend=j == 0, legendgroup=where), row=1, col=j + 1)
             fig.update_xaxes(title_text="full-batch step", row=1, col=j + 1)
-    fig.update_layout(width=980, height=440, margin=dict(t=110), legend=dict(orientation="h", y=-0.22))
+    fig.update_layout(**{**WIDE, "height": 440}, margin=dict(t=110), legend=dict(orientation="h", y=-0.22))
     missing = set(NORMALIZATION_CHOICES) - set(sweeps_by_choice)
     if missing:
         raise ValueError(f"sweeps_by_choice lacks {', '.join(sorted(missing))}")
@@ -106,21 +106,34 @@ def drift_panel(sweeps_by_choice: Mapping[str, Mapping[str, Sweep]], lr: float =
 Readings = Mapping[tuple[str, float], MLPReadings]  # (label of MLP_NETWORKS, lr) -> readings over seeds
 
 
-def norms_figure(readings: Readings, lr: float) -> go.Figure:
-    """The hidden weights' and biases' norms, relative to step 0, of both networks at ``lr``: the median
-    over the seeds and the range they span, on a log scale."""
-    outside, inside = readings["statistics outside", lr], readings["BN (inside)", lr]
-    fig = new_figure(f"η = {lr:g}, statistics outside: hidden biases grow {outside.growth('bias').median:.0f}-fold "
-                     f"and weights {outside.growth('weight').median:.0f}-fold (medians over "
-                     f"{len(outside.seeds)} seeds);<br>with BN the biases never move and the weights grow "
-                     f"{inside.growth('weight').median:.1f}-fold",
-                     "training step (SGD, batch 60)", "norm / norm at step 0 (log scale)", log_y=True)
-    for i, label in enumerate(MLP_NETWORKS):
-        run = readings[label, lr]
-        add_seed_band(fig, run.steps, run.weight_norm / run.weight_norm[:, :1], f"weights, {label}", i)
-        add_seed_band(fig, run.steps, run.bias_norm / run.bias_norm[:, :1], f"biases, {label}", i, dash="dot")
-    fig.update_yaxes(tickvals=[1, 2, 5, 10, 20, 50, 100])
-    fig.update_layout(legend=dict(orientation="h", y=-0.2), height=500, margin=dict(b=120))
+def norms_figure(readings: Readings) -> go.Figure:
+    """The hidden weights' and biases' norms, relative to step 0, of both networks at every learning rate
+    (one panel each): the median over the seeds and the range they span, on a log scale."""
+    lrs = sorted({lr for _, lr in readings})
+    titles = []
+    for lr in lrs:
+        outside = readings["statistics outside", lr]
+        titles.append(f"η = {lr:g}: outside, |b| ×{outside.growth('bias').median:.2g} and |W| "
+                      f"×{outside.growth('weight').median:.2g} by step {outside.steps[-1]}")
+    fig = make_subplots(rows=1, cols=len(lrs), subplot_titles=titles, shared_yaxes=True, horizontal_spacing=0.06)
+    for col, lr in enumerate(lrs, start=1):
+        for i, label in enumerate(MLP_NETWORKS):
+            run = readings[label, lr]
+            add_seed_band(fig, run.steps, run.weight_norm / run.weight_norm[:, :1], f"weights, {label}", i,
+                          row=1, col=col)
+            add_seed_band(fig, run.steps, run.bias_norm / run.bias_norm[:, :1], f"biases, {label}", i,
+                          dash="dot", row=1, col=col)
+        fig.update_xaxes(title_text="training step (SGD, batch 60)", row=1, col=col)
+    for trace in fig.data[len(fig.data) // len(lrs):]:
+        trace.showlegend = False  # one legend entry per line, from the first panel
+    fig.update_yaxes(type="log", tickvals=[1, 2, 5, 10, 20, 50, 100, 200, 500], row=1, col=1,
+                     title_text="norm / norm at step 0 (log scale)")
+    fig.update_yaxes(type="log", row=1, col=2)
+    first = readings["statistics outside", lrs[0]]
+    fig.update_layout(title=f"Hidden Linear layers' norms over training, median and range of {len(first.seeds)} "
+                            "seeds: with the statistics outside,<br>a jump in the first steps at the high "
+                            "rate, steady growth at the ordinary one; with BN the biases never move",
+                      legend=dict(orientation="h", y=-0.22), height=520, width=FIT_WIDTH, margin=dict(t=110, b=130))
     return fig
 
 
@@ -163,5 +176,32 @@ def summary_table(readings: Readings) -> go.Figure:
                              columnwidth=[0.5, 1.6, 1.4, 1.4, 1.7, 1.4, 1.7]))
     fig.update_layout(title=f"Median over {len(seeds)} seeds (lowest to highest seed); test accuracy: mean over the "
                             "second half of training; η/|w_j|²: median over hidden units",
-                      width=1000, height=250, margin=dict(t=70, b=10, l=10, r=10))
+                      width=FIT_WIDTH, height=270, margin=dict(t=70, b=10, l=10, r=10))
+    return fig
+
+
+def time_course_table(readings: Readings, early: int = 50) -> go.Figure:
+    """Section 4's time course as a table: for every learning rate and network, the median over the seeds of
+    the norms' growth by step ``early`` and by the end, the share of |W|'s growth made by ``early``, its
+    growth rate over the second half, beta's norm, how far |gamma_j| / sigma_j fell, and the final training loss."""
+    header = ["η", "network", f"|b| ×, step {early} → end", f"|W| ×, step {early} → end",
+              f"share of |W|'s growth by step {early}", "|W| growth per 100 steps, 2nd half",
+              f"|β|, step {early} → end", "|γ|/σ fell ×", "training loss at the end"]
+    rows = []
+    for (label, lr), run in sorted(readings.items(), key=lambda item: (item[0][1], item[0][0])):
+        moved = run.growth("bias").median > 1.001
+        rows.append([f"{lr:g}", label,
+                     f"{run.growth_at('bias', early).median:.2g} → {run.growth('bias').median:.2g}" if moved
+                     else "1 (never moves)",
+                     f"{run.growth_at('weight', early).median:.2g} → {run.growth('weight').median:.2g}",
+                     f"{run.share_by('weight', early).median:.0%}", f"{run.late_rate('weight').median:+.1%}",
+                     f"{run.beta_at(early).median:.2g} → {run.beta_at(int(run.steps[-1])).median:.2g}",
+                     f"{run.gain_fall().median:.2g}", f"{np.median(run.train_loss[:, -1]):.2f}"])
+    seeds = next(iter(readings.values())).seeds
+    fig = go.Figure(go.Table(header=dict(values=header, align="left", fill_color="#EEEEEE"),
+                             cells=dict(values=list(zip(*rows)), align="left", height=26),
+                             columnwidth=[0.4, 1.3, 1.2, 1.2, 1.1, 1.1, 1.1, 0.8, 0.9]))
+    fig.update_layout(title=f"The time course, median over {len(seeds)} seeds (hidden layers; σ: the unit's "
+                            "spread on the training set)", width=FIT_WIDTH, height=320,
+                      margin=dict(t=60, b=10, l=10, r=10))
     return fig

@@ -1,4 +1,7 @@
-"""Notebook 04, section 7: the exercises (BN forward and backward by hand), their checks and solutions.
+"""Notebook 04, section 7: the exercises, their checks and solutions: BN's forward and backward by hand
+(the backward with autograd switched off and watched), a complete BN layer for (N, C) inputs with running
+statistics checked against nn.BatchNorm1d in both modes, and a model that is worse in eval mode than in
+training mode, to debug.
 
 Each check runs the learner's function on fixed inputs and compares the result with the right
 answer and with the answers that typical mistakes give, so the verdict can name the mistake.
@@ -10,6 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ...batchnorm import reduction_dims
 from ...exercises import (
@@ -23,7 +28,15 @@ from ...exercises import (
     not_yet,
     solution_printer,
 )
-from .experiments import batch_norm_backward, batch_norm_forward
+from ...data import Split, load_digits
+from ...models import make_mlp
+from .experiments import (
+    batch_norm_backward,
+    batch_norm_forward,
+    batch_norm_layers,
+    eval_and_training_mode,
+    fit_briefly,
+)
 
 CHECK_SEED = 12
 CHECK_EPS = 0.01       # large enough that forgetting it shows, small enough to be realistic
@@ -235,13 +248,52 @@ def _named_output(value: Any, name: str, x: torch.Tensor) -> np.ndarray:
     return _as_numpy(value, label, expected)
 
 
+class AutogradWatch(TorchFunctionMode):
+    """While active, notes every request to autograd for a gradient: ``Tensor.backward``,
+    ``torch.autograd.grad`` (which torch.func and torch.autograd.functional call too), ``requires_grad_``
+    and switching gradients back on (``torch.enable_grad``). ``used``: the names of what was called."""
+
+    REQUESTS = {"backward", "grad", "requires_grad_"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used: set[str] = set()
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        name = getattr(func, "__name__", "")
+        if name in self.REQUESTS or (name == "_set_grad_enabled" and args and args[0]):
+            self.used.add("enable_grad" if name == "_set_grad_enabled" else name)
+        return func(*args, **(kwargs or {}))
+
+
+def without_autograd(function: Callable, *args: Any) -> tuple[Any, set[str]]:
+    """Call the learner's ``function(*args)`` with gradients switched off and autograd watched:
+    (its result, or None if it raised, and what it asked autograd for). A LearnerError propagates only when
+    the function raised without touching autograd."""
+    watch = AutogradWatch()
+    with torch.no_grad(), watch:
+        try:
+            result = call_learner(function, *args)
+        except LearnerError:
+            if not watch.used:
+                raise
+            result = None
+    return result, watch.used
+
+
 @checked
 def check_batch_norm_backward(backward: Callable) -> Verdict:
-    """Exercise: ``batch_norm_backward(grad_out, x, gamma, eps) -> (dx, dgamma, dbeta)`` for x (N, C)."""
+    """Exercise: ``batch_norm_backward(grad_out, x, gamma, eps) -> (dx, dgamma, dbeta)`` for x (N, C),
+    written by hand: the check calls it with gradients switched off and refuses one that asks autograd."""
     x, gamma, _ = _inputs((16, 5))
     grad_out = torch.tensor(np.random.default_rng([CHECK_SEED, 99]).standard_normal(tuple(x.shape)))
     before = [t.clone() for t in (grad_out, x, gamma)]
-    result = call_learner(backward, grad_out, x, gamma, CHECK_EPS)
+    result, asked = without_autograd(backward, grad_out, x, gamma, CHECK_EPS)
+    if asked:
+        return not_yet(f"your function asks autograd for the gradient (it uses {', '.join(sorted(asked))}); "
+                       "this exercise is the arithmetic autograd would do",
+                       "write the gradients with tensor operations only (sums, products, sqrt): the chain of "
+                       "section 2, or its compact form")
     if not isinstance(result, (tuple, list)) or len(result) != 3:
         got = f"{len(result)} items" if isinstance(result, (tuple, list)) else type(result).__name__
         return not_yet(f"return three gradients (dx, dgamma, dbeta), got {got}",
@@ -283,5 +335,229 @@ def batch_norm_backward_reference(grad_out: torch.Tensor, x: torch.Tensor, gamma
     return x.grad, gamma.grad, beta.grad
 
 
-EXERCISES = (Exercise("batch_norm_forward", check_batch_norm_forward, batch_norm_forward), Exercise("batch_norm_backward", check_batch_norm_backward, batch_norm_backward),)
+# ---- exercise 3: a complete BN layer for (N, C) ---------------------------------------------------
+
+LAYER_BATCHES = 3          # training batches the layer check feeds before eval mode
+LAYER_TOLERANCE = 1e-6     # float64 throughout
+
+
+def batch_norm_layer_1d(num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> nn.Module:
+    """A solution: the notebook's MyBatchNorm, completed (the check builds it as MyBatchNorm(C, eps, momentum))."""
+
+    class MyBatchNorm(nn.Module):
+        """Batch Normalization for (N, C) inputs, with running statistics."""
+
+        def __init__(self, num_features, eps=1e-5, momentum=0.1):
+            super().__init__()
+            self.eps, self.momentum = eps, momentum
+            self.gamma = nn.Parameter(torch.ones(num_features))
+            self.beta = nn.Parameter(torch.zeros(num_features))
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+
+        def forward(self, x):
+            if self.training:                        # Algorithm 1: the batch's own statistics
+                mean = x.mean(dim=0)
+                var = ((x - mean) ** 2).mean(dim=0)  # biased: divided by m
+                m = x.shape[0]
+                with torch.no_grad():                # PyTorch's convention: momentum weights the NEW batch
+                    self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
+                    self.running_var.mul_(1 - self.momentum).add_(self.momentum * var * m / (m - 1))  # unbiased
+            else:                                    # Algorithm 2: the running statistics, nothing updated
+                mean, var = self.running_mean, self.running_var
+            return self.gamma * (x - mean) / torch.sqrt(var + self.eps) + self.beta
+
+    return MyBatchNorm(num_features, eps, momentum)
+
+
+def _layer_batches(shape: tuple[int, int]) -> list[torch.Tensor]:
+    """LAYER_BATCHES + 1 float64 batches (N, C) whose channels have means and spreads far from 0 and 1."""
+    rng = np.random.default_rng([CHECK_SEED, *shape])
+    offset, spread = rng.uniform(-4.0, 4.0, shape[1]), rng.uniform(0.5, 3.0, shape[1])
+    return [torch.tensor(offset + spread * rng.standard_normal(shape)) for _ in range(LAYER_BATCHES + 1)]
+
+
+def _same(a: Any, b: torch.Tensor) -> bool:
+    return (isinstance(a, torch.Tensor) and a.shape == b.shape
+            and bool(torch.allclose(a.detach().double(), b.detach().double(), rtol=LAYER_TOLERANCE,
+                                    atol=LAYER_TOLERANCE)))
+
+
+def _tensor_of(layer: nn.Module, name: str) -> torch.Tensor:
+    value = getattr(layer, name, None)
+    if not isinstance(value, torch.Tensor):
+        raise LearnerError(f"your layer has no tensor called {name}: keep the parameters and buffers the "
+                           "skeleton's __init__ creates")
+    return value
+
+
+def _running_mistake(got_mean: torch.Tensor, got_var: torch.Tensor, batches: list[torch.Tensor],
+                     momentum: float) -> str | None:
+    """What is wrong with the running statistics after ``batches`` (None: nothing)."""
+    def running(weight_new: float, unbiased: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, var = torch.zeros(batches[0].shape[1], dtype=torch.float64), torch.ones(batches[0].shape[1],
+                                                                                       dtype=torch.float64)
+        for x in batches:
+            mean = (1 - weight_new) * mean + weight_new * x.mean(dim=0)
+            var = (1 - weight_new) * var + weight_new * x.var(dim=0, unbiased=unbiased)
+        return mean, var
+
+    right_mean, right_var = running(momentum, unbiased=True)
+    if _same(got_mean, right_mean) and _same(got_var, right_var):
+        return None
+    if torch.equal(got_mean, torch.zeros_like(got_mean)) and torch.equal(got_var, torch.ones_like(got_var)):
+        return ("the running statistics never changed: in training mode update them, running = "
+                "(1 - momentum) * running + momentum * batch statistic")
+    if _same(got_mean, running(1 - momentum, unbiased=True)[0]):
+        return (f"the running mean weights the OLD value by momentum = {momentum:g} (Keras's convention); in "
+                "PyTorch's, momentum is the weight of the NEW batch")
+    if _same(got_mean, right_mean) and _same(got_var, running(momentum, unbiased=False)[1]):
+        return ("running_var holds the biased batch variance (divided by m); PyTorch (and Algorithm 2) store "
+                "the unbiased one, the biased variance times m / (m - 1)")
+    if _same(got_mean, right_mean):
+        return "the running mean is right, the running variance is not"
+    return (f"after {len(batches)} training batches the running mean differs from nn.BatchNorm1d's (largest "
+            f"difference {(got_mean - right_mean).abs().max().item():.3g})")
+
+
+def _layer_verdict(make_layer: Callable, shape: tuple[int, int], momentum: float) -> Verdict | None:
+    """None if the learner's layer behaves as nn.BatchNorm1d on batches of ``shape``, else what differs."""
+    batches = _layer_batches(shape)
+    ours = call_learner(make_layer, shape[1], 1e-5, momentum)
+    if not isinstance(ours, nn.Module):
+        return not_yet(f"MyBatchNorm(...) should build an nn.Module, got {type(ours).__name__}")
+    ours, reference = ours.double(), nn.BatchNorm1d(shape[1], momentum=momentum).double()
+    rng = np.random.default_rng([CHECK_SEED, 5])
+    gamma, beta = torch.tensor(rng.uniform(0.5, 1.5, shape[1])), torch.tensor(rng.standard_normal(shape[1]))
+    with torch.no_grad():
+        _tensor_of(ours, "gamma").copy_(gamma), _tensor_of(ours, "beta").copy_(beta)
+        reference.weight.copy_(gamma), reference.bias.copy_(beta)
+    ours.train(), reference.train()
+    for number, x in enumerate(batches[:LAYER_BATCHES], start=1):
+        x_ours, x_reference = x.clone().requires_grad_(), x.clone().requires_grad_()
+        y_ours, y_reference = call_learner(ours, x_ours), reference(x_reference)
+        if not _same(y_ours, y_reference):
+            if isinstance(y_ours, torch.Tensor) and y_ours.shape == x.shape:
+                unbiased = gamma * (x - x.mean(dim=0)) / torch.sqrt(x.var(dim=0) + 1e-5) + beta
+                if _same(y_ours, unbiased):
+                    return not_yet("training mode normalizes with the unbiased variance",
+                                   "Algorithm 1 normalizes with the batch's biased variance (divided by m); only "
+                                   "the stored running_var is unbiased")
+                running = gamma * (x - reference.running_mean) / torch.sqrt(reference.running_var + 1e-5) + beta
+                if number > 1 and _same(y_ours, running):
+                    return not_yet("training mode normalizes with the running statistics",
+                                   "in training mode (self.training is True) use the batch's own mean and variance")
+            got = tuple(y_ours.shape) if isinstance(y_ours, torch.Tensor) else type(y_ours).__name__
+            return not_yet(f"training batch {number} of shape {shape}: the output differs from nn.BatchNorm1d's "
+                           f"(got {got})", "y = gamma * (x - mean) / sqrt(var + eps) + beta, with the batch's "
+                                           "mean and biased variance per column")
+        upstream = torch.tensor(rng.standard_normal(shape))
+        y_ours.backward(upstream)
+        y_reference.backward(upstream)
+        if x_ours.grad is None or not _same(x_ours.grad, x_reference.grad):
+            return not_yet("the output is right but its gradient with respect to x is not",
+                           "compute the batch statistics from x inside autograd (no .detach() around them: "
+                           "notebook 03); detach only what goes into the running statistics")
+        if any(_tensor_of(ours, name).requires_grad or _tensor_of(ours, name).grad_fn is not None
+               for name in ("running_mean", "running_var")):
+            return not_yet("the running statistics are part of the autograd graph",
+                           "update them inside `with torch.no_grad():`")
+    mistake = _running_mistake(_tensor_of(ours, "running_mean").detach(), _tensor_of(ours, "running_var").detach(),
+                               batches[:LAYER_BATCHES], momentum)
+    if mistake:
+        return not_yet(f"momentum {momentum:g}: {mistake}")
+    saved = [_tensor_of(ours, name).clone() for name in ("running_mean", "running_var")]
+    ours.eval(), reference.eval()
+    x = batches[-1]
+    with torch.no_grad():
+        y_ours, y_reference = call_learner(ours, x), reference(x)
+        one_ours, one_reference = call_learner(ours, x[:1]), reference(x[:1])
+    if not all(torch.equal(_tensor_of(ours, name), before) for name, before in zip(("running_mean", "running_var"),
+                                                                                   saved)):
+        return not_yet("in eval mode your layer still updates its running statistics",
+                       "update them only when self.training is True")
+    if not _same(y_ours, y_reference):
+        with_batch = gamma * (x - x.mean(dim=0)) / torch.sqrt(x.var(dim=0, unbiased=False) + 1e-5) + beta
+        if _same(y_ours, with_batch):
+            return not_yet("eval mode normalizes with the batch's own statistics",
+                           "in eval mode (self.training is False) use running_mean and running_var")
+        return not_yet("eval mode's output differs from nn.BatchNorm1d's",
+                       "y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta")
+    if not _same(one_ours, one_reference):
+        return not_yet("in eval mode a batch of one example gives a different output from nn.BatchNorm1d's",
+                       "eval mode must not look at the batch at all")
+    return None
+
+
+@checked
+def check_batch_norm_layer_1d(make_layer: Callable) -> Verdict:
+    """Exercise: ``MyBatchNorm(num_features, eps, momentum)``, a complete BN layer for (N, C) inputs, against
+    nn.BatchNorm1d with two momentums, over three training batches (outputs, input gradients, running
+    statistics) and in eval mode (the whole batch, and one example alone)."""
+    for shape, momentum in (((16, 5), 0.1), ((16, 5), 0.3), ((40, 3), 0.1)):
+        verdict = _layer_verdict(make_layer, shape, momentum)
+        if verdict is not None:
+            return verdict
+    return correct(f"your layer matches nn.BatchNorm1d in training mode (outputs and gradients, {LAYER_BATCHES} "
+                   "batches), in its running statistics (momentum 0.1 and 0.3, unbiased variance) and in eval "
+                   "mode, which leaves the statistics alone and classifies a single example. Notebook 07 extends "
+                   "it to feature maps.")
+
+
+# ---- exercise 4: a model that is worse in eval mode than in training mode ------------------------------
+
+def repaired_model(seed: int | None = None) -> nn.Module:
+    """A solution: the colleague's model with PyTorch's momentum (0.1, the weight of the new batch), so that
+    training updates the running statistics. (Their momentum=0.0 meant "no SGD momentum", but BN's momentum
+    is the weight of each new batch: 0 leaves the running statistics at 0 and 1 for ever.)"""
+    model = make_mlp(hidden=(100, 100), norm="torch_bn", seed=seed)
+    for layer in model.modules():
+        if isinstance(layer, nn.BatchNorm1d):
+            layer.eps = 1e-3          # Keras's default epsilon: harmless
+    return model                      # momentum stays at PyTorch's default, 0.1
+
+
+def _debug_data() -> Split:
+    return load_digits(seed=CHECK_SEED)
+
+
+@checked
+def check_repaired_model(build: Callable) -> Verdict:
+    """Exercise: ``repaired_model(seed) -> nn.Module``: the colleague's model, repaired so that after
+    ``fit_briefly`` it is as good in eval mode as in training mode, with its BN layers kept."""
+    data = _debug_data()
+    model = call_learner(build, CHECK_SEED)
+    if not isinstance(model, nn.Module):
+        return not_yet(f"repaired_model(seed) should return an nn.Module, got {type(model).__name__}")
+    layers = batch_norm_layers(model)
+    if not layers:
+        return not_yet("your model has no BN layer left", "repair the BN layers rather than removing them")
+    if any(getattr(layer, "running_mean", None) is None for layer in layers):
+        return not_yet("a BN layer keeps no running statistics (track_running_stats=False): in eval mode it then "
+                       "normalizes with the batch's own statistics, so one digit alone cannot be classified",
+                       "keep the running statistics and make training update them")
+    try:
+        fit_briefly(model, data, seed=CHECK_SEED)
+    except Exception as error:  # the learner's model failed to train
+        return not_yet(f"training your model raised {type(error).__name__}: {error}")
+    stuck = [layer for layer in layers if torch.equal(layer.running_mean, torch.zeros_like(layer.running_mean))
+             and torch.equal(layer.running_var, torch.ones_like(layer.running_var))]
+    if stuck:
+        return not_yet(f"after training, {len(stuck)} of the {len(layers)} BN layers still have running mean 0 and "
+                       "running variance 1: training never updated them",
+                       "what weight does each new batch get in running = (1 - momentum) · running + "
+                       "momentum · batch statistic?")
+    in_eval, in_training = eval_and_training_mode(model, data)
+    if in_eval < in_training - 0.03 or in_eval < 0.9:
+        return not_yet(f"after training, eval mode reaches {in_eval:.0%} and training mode {in_training:.0%}",
+                       "compare each BN layer's running_mean and running_var with the statistics of the "
+                       "training set's pre-activations")
+    return correct(f"after the same training, eval mode reaches {in_eval:.0%} and training mode {in_training:.0%}: "
+                   "the running statistics now describe the training data.")
+
+
+EXERCISES = (Exercise("batch_norm_forward", check_batch_norm_forward, batch_norm_forward),
+             Exercise("batch_norm_backward", check_batch_norm_backward, batch_norm_backward),
+             Exercise("batch_norm_layer_1d", check_batch_norm_layer_1d, batch_norm_layer_1d),
+             Exercise("repaired_model", check_repaired_model, repaired_model))
 show_solution = solution_printer(EXERCISES)

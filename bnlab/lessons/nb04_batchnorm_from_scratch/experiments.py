@@ -28,7 +28,7 @@ from ...batchnorm import BatchNorm, affine_parameters, batch_statistics, normali
 from ...data import Split, load_digits
 from ...ensemble import EnsembleHistories, Member, train_ensemble
 from ...models import make_mlp
-from ...probes import accuracy
+from ...probes import accuracy, training_mode_accuracy
 from ...runs import trained
 from ...seeding import numpy_rng, torch_generator
 from ...statistics import OverSeeds
@@ -457,3 +457,116 @@ def reference_network(seed: int | None = None) -> tuple[nn.Sequential, Split, Ba
     """The network of notebook 04's train-vs-eval section (trained once per seed, kept by ``bnlab.runs``):
     (model in eval mode, its digits split, its batch-size sweep). Copy the model before changing it."""
     return trained(ReferenceRun(), seed)
+
+
+# ---- section 7: the model to debug ------------------------------------------------------------------
+
+DEBUG_STEPS = 200
+STREAM_DEBUG_BATCHES = 48  # the mini-batches of ``fit_briefly`` (see bnlab.seeding)
+
+
+def fit_briefly(model: nn.Module, data: Split, steps: int = DEBUG_STEPS, lr: float = 0.5, batch_size: int = 60,
+                seed: int | None = None) -> nn.Module:
+    """The debugging exercise's training loop: plain SGD on the cross-entropy, ``steps`` mini-batches of
+    ``batch_size`` training examples drawn with replacement (by ``seed``), in training mode. Returns the
+    model, trained in place and switched to eval mode."""
+    if not isinstance(steps, int) or steps < 1 or not lr > 0:
+        raise ValueError(f"steps must be a positive integer and lr positive, got steps={steps!r}, lr={lr!r}")
+    _check_batch_size(batch_size, len(data.X_train))
+    generator = torch_generator(seed, stream=STREAM_DEBUG_BATCHES)
+    model.train()
+    for _ in range(steps):
+        batch = torch.randint(len(data.X_train), (batch_size,), generator=generator)
+        sgd_step(model, data.X_train[batch], data.y_train[batch], lr)
+    return model.eval()
+
+
+def sgd_step(model: nn.Module, X: torch.Tensor, y: torch.Tensor, lr: float) -> None:
+    """One step of plain SGD on the cross-entropy of the batch X (m, d), y (m,): p <- p - lr dL/dp."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    gradients = torch.autograd.grad(nn.functional.cross_entropy(model(X), y), parameters)
+    with torch.no_grad():
+        for parameter, gradient in zip(parameters, gradients):
+            parameter -= lr * gradient
+
+
+def eval_and_training_mode(model: nn.Module, data: Split) -> tuple[float, float]:
+    """Test accuracy of a trained model in eval mode (running statistics) and in training mode with the
+    whole test set as one batch (its own statistics). The model is not changed."""
+    return accuracy(model, data.X_test, data.y_test), training_mode_accuracy(model, data.X_test, data.y_test,
+                                                                               batch_size=len(data.X_test))
+
+
+def batch_norm_layers(model: nn.Module) -> list[nn.Module]:
+    """Every BN layer of ``model`` (bnlab's BatchNorm and PyTorch's BatchNorm1d/2d), in order."""
+    return [module for module in model.modules() if _is_batch_norm(module)]
+
+
+# ---- section 2: the bias before BN, and the centered inputs every layer learns from -----------------------
+
+def without_hidden_biases(model: nn.Module) -> nn.Module:
+    """A copy of a make_mlp network whose hidden Linear layers have no bias (the output layer keeps its own)."""
+    copy_ = copy.deepcopy(model)
+    for block in copy_.blocks:
+        block.linear.register_parameter("bias", None)
+    return copy_
+
+
+def train_with_and_without_bias(data: Split, seed: int | None = None, steps: int = 100, lr: float = 0.5,
+                                batch_size: int = 60) -> tuple[float, float, float]:
+    """The digits network with bnlab's BN, trained by plain SGD twice from the same weights on the same
+    mini-batches: with its hidden Linear biases (as PyTorch initializes them, not zero) and without them.
+    Returns (largest |difference| of the two networks' test logits relative to the largest |logit|, the share
+    of test digits both label alike, largest change of any hidden bias), the logits in training mode with the
+    test set as one batch. Float32 rounding, amplified by the steps, is all that separates them. (In eval
+    mode the running mean, which starts at 0, still carries (1 - momentum)^steps of b: a trace that fades.)"""
+    with_bias = make_mlp(norm="bnlab_bn", seed=seed)
+    biases_before = [block.linear.bias.detach().clone() for block in with_bias.blocks]
+    without_bias = without_hidden_biases(with_bias)
+    generator = torch_generator(seed, stream=STREAM_DEBUG_BATCHES)
+    for _ in range(steps):
+        batch = torch.randint(len(data.X_train), (batch_size,), generator=generator)
+        for model in (with_bias, without_bias):
+            sgd_step(model, data.X_train[batch], data.y_train[batch], lr)
+    with torch.no_grad():  # training mode, the test set as one batch (on copies: no running statistic moves)
+        logits, logits_without = (copy.deepcopy(model).train()(data.X_test) for model in (with_bias, without_bias))
+    gap = ((logits - logits_without).abs().max() / logits.abs().max()).item()
+    alike = (logits.argmax(dim=1) == logits_without.argmax(dim=1)).float().mean().item()
+    moved = max((block.linear.bias - before).abs().max().item()
+                for block, before in zip(with_bias.blocks, biases_before))
+    return gap, alike, moved
+
+
+@dataclass(frozen=True)
+class InputConditioning:
+    """The local least-squares problem of one Linear layer on its inputs h (the sigmoid outputs below it):
+    Hessian E[h h^T] with the raw inputs, E[(h - h_bar)(h - h_bar)^T] with centered ones.
+
+    raw, centered: condition numbers (largest / smallest eigenvalue); raw_top: the raw Hessian's largest
+    eigenvalue; mean_square: |h_bar|^2, the eigenvalue the mean direction alone would give."""
+
+    raw: float
+    centered: float
+    raw_top: float
+    mean_square: float
+
+
+def input_conditioning(model: nn.Module, X: torch.Tensor, layer: int = 1) -> InputConditioning:
+    """``InputConditioning`` of the inputs of hidden Linear layer ``layer`` + 1, i.e. the outputs h of hidden
+    block ``layer`` (eval mode, float64), over the examples X (n, d) (the model is not changed)."""
+    blocks = list(model.blocks)
+    if not 1 <= layer < len(blocks) + 1:
+        raise ValueError(f"layer must be 1 to {len(blocks)}, got {layer!r}")
+    was_training = model.training
+    model.eval()
+    h = X
+    with torch.no_grad():
+        for block in blocks[:layer]:
+            h = block.activation(block.norm(block.linear(h)))
+    model.train(was_training)
+    h = h.double()
+    centered = h - h.mean(dim=0)
+    raw_eigen = torch.linalg.eigvalsh(h.T @ h / len(h))                   # ascending
+    centered_eigen = torch.linalg.eigvalsh(centered.T @ centered / len(h))
+    return InputConditioning(float(raw_eigen[-1] / raw_eigen[0]), float(centered_eigen[-1] / centered_eigen[0]),
+                             float(raw_eigen[-1]), float(h.mean(dim=0).pow(2).sum()))

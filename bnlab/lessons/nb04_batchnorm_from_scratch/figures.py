@@ -18,17 +18,17 @@ from plotly.subplots import make_subplots
 from torch import nn
 
 from ...data import Split
-from ...figures import add_line, add_seed_band, color, new_figure
+from ...figures import WIDE, add_line, add_seed_band, color, new_figure
 from ...probes import saturated_fraction
 from ...seeding import torch_generator
 from ...widgets import SliderPanel, float_slider, int_slider
 from . import experiments as bn
 from .experiments import BatchSizeSweep, SweepOverSeeds, skewness, to_numpy
 
-GAMMA_BETA_EDGES = np.arange(-15.0, 15.001, 0.25)   # histogram bins of the BN output (its units)
+GAMMA_MAX, BETA_MAX = 3.0, 3.0                      # the sliders' ends
+BIN_WIDTH = 0.25                                     # histogram bins of the BN output (its units)
 SIGMOID_EDGES = np.linspace(0.0, 1.0, 26)
 NORMALIZED_EDGES = np.arange(-4.0, 4.001, 0.1)      # bins of the normalized values x_hat
-WIDE = dict(width=980, height=440)
 STREAM_PANEL_ORDER = 43  # the order of the test digits in the batch-size panel (see bnlab.seeding)
 
 
@@ -44,10 +44,23 @@ def _share(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 # ---- gamma and beta ---------------------------------------------------------------------------
 
-def _draw_gamma_beta(fig: go.FigureWidget, gamma: float, beta: float, x: np.ndarray, eps: float) -> None:
+def gamma_beta_edges(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """Histogram edges, symmetric about 0, wide enough for the input x (n,) and for its BN output at every
+    slider setting (|y| <= GAMMA_MAX * max |x_hat| + BETA_MAX): no value ever falls outside. The axis shows
+    only the part the current values occupy."""
+    x_hat = (x - x.mean()) / np.sqrt(x.var() + eps)
+    reach = max(GAMMA_MAX * np.abs(x_hat).max() + BETA_MAX, np.abs(x).max())
+    limit = BIN_WIDTH * np.ceil(reach / BIN_WIDTH + 1)
+    return np.arange(-limit, limit + BIN_WIDTH / 2, BIN_WIDTH)
+
+
+def _draw_gamma_beta(fig: go.FigureWidget, gamma: float, beta: float, x: np.ndarray, eps: float,
+                     edges: np.ndarray) -> None:
     x_hat = (x - x.mean()) / np.sqrt(x.var() + eps)
     y = gamma * x_hat + beta
-    fig.data[1].y = _share(y, GAMMA_BETA_EDGES)
+    fig.data[1].y = _share(y, edges)
+    low, high = min(x.min(), y.min()), max(x.max(), y.max())   # show every value of x and y, and no more
+    fig.layout.xaxis.range = [low - 2 * BIN_WIDTH, high + 2 * BIN_WIDTH]
     fig.data[2].y = _share(1 / (1 + np.exp(-y)), SIGMOID_EDGES)
     from_input = np.abs(y - x).max()
     sigma, mu = np.sqrt(x.var() + eps), x.mean()
@@ -67,22 +80,24 @@ def gamma_beta_panel(preactivations: np.ndarray | torch.Tensor, gamma: float = 1
         raise ValueError(f"preactivations must be one unit's batch, shape (n,) with n >= 2, got {x.shape}")
     fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.1,
                         subplot_titles=["BN output y = γ x̂ + β", "after the sigmoid: σ(y)"])
-    centers = _centers(GAMMA_BETA_EDGES)
-    fig.add_trace(go.Bar(x=centers, y=_share(x, GAMMA_BETA_EDGES), width=0.25, marker_color="#BBBBBB",
+    edges = gamma_beta_edges(x, eps)
+    centers = _centers(edges)
+    fig.add_trace(go.Bar(x=centers, y=_share(x, edges), width=BIN_WIDTH, marker_color="#BBBBBB",
                          name="input x (before BN)"), row=1, col=1)
-    fig.add_trace(go.Bar(x=centers, y=np.zeros_like(centers), width=0.25, marker_color=color(0), opacity=0.75,
-                         name="output y"), row=1, col=1)
+    fig.add_trace(go.Bar(x=centers, y=np.zeros_like(centers), width=BIN_WIDTH, marker_color=color(0),
+                         opacity=0.75, name="output y"), row=1, col=1)
     fig.add_trace(go.Bar(x=_centers(SIGMOID_EDGES), y=np.zeros(len(SIGMOID_EDGES) - 1), width=0.04,
                          marker_color=color(2), name="σ(y)"), row=1, col=2)
     fig.update_layout(barmode="overlay", bargap=0, margin=dict(t=110), legend=dict(orientation="h", y=-0.2),
                       **WIDE)
-    fig.update_xaxes(title_text="value (pre-activation units)", range=[-10, 10], row=1, col=1)
+    fig.update_xaxes(title_text="value (pre-activation units)", row=1, col=1)  # its range follows the sliders
     fig.update_xaxes(title_text="sigmoid output", range=[0, 1], row=1, col=2)
     fig.update_yaxes(title_text="share of the batch", row=1, col=1)
-    controls = {"gamma": float_slider("γ (scale)", gamma, 0.0, 3.0, 0.05),
-                "beta": float_slider("β (shift)", beta, -3.0, 3.0, 0.05)}
+    controls = {"gamma": float_slider("γ (scale)", gamma, 0.0, GAMMA_MAX, 0.05),
+                "beta": float_slider("β (shift)", beta, -BETA_MAX, BETA_MAX, 0.05)}
+
     def update(figure: go.FigureWidget, gamma: float, beta: float) -> None:
-        _draw_gamma_beta(figure, gamma, beta, x, eps)
+        _draw_gamma_beta(figure, gamma, beta, x, eps, edges)
 
     return SliderPanel(fig, controls, update,
                        caption=f"One unit over {len(x)} test digits. Grey: its input; blue: BN's output. "
@@ -99,11 +114,7 @@ def _draw_batch_size(fig: go.FigureWidget, batch_size: int, z: torch.Tensor, eva
     fig.data[1].y = _share(x_hat, NORMALIZED_EDGES)
     batch_accuracy = sweep.at(m)
     fig.data[4].x, fig.data[4].y = [m], [batch_accuracy]
-    if m == 2:  # x_hat = ±d / sqrt(d² + eps) for two values 2d apart
-        spread = (f"x̂ = ±1 (within 0.01 for {np.mean(np.abs(np.abs(x_hat) - 1) < 0.01):.0%} of the values; "
-                  "ε pulls near-ties toward 0)")
-    else:
-        spread = f"normalized values stay within ±√(m − 1) = ±{np.sqrt(m - 1):.2f}"
+    spread = f"normalized values stay within ±√(m − 1) = ±{np.sqrt(m - 1):.2f}"
     fig.layout.title.text = (f"Test batches of m = {m}: {spread};<br>test accuracy {batch_accuracy:.0%} "
                              f"with the batch's statistics vs {sweep.eval_accuracy:.0%} with the running "
                              "statistics")
