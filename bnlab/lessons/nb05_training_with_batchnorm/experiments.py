@@ -899,17 +899,18 @@ def spread_summary(singular_values: np.ndarray) -> dict[str, float]:
     return {"p10": p10, "median": median, "p90": p90, "near": near_one(s), "rms": float(np.sqrt(np.mean(s ** 2)))}
 
 
-def jacobians_over_seeds(experiments: Experiments, n_examples: int = 10, **fields) -> dict[str, list[dict]]:
-    """``spread_summary`` of ``normalized_jacobians`` for both networks of a setting, at initialization and
-    after training, under every seed of ``experiments``: "<net>, <when>" -> one summary per seed."""
-    runs = {net: experiments.runs(Run(net=net, **fields)) for net in WITH_AND_WITHOUT_BN}
-    summaries: dict[str, list[dict]] = {}
-    for net, seed_runs in runs.items():
+def jacobians_over_seeds(experiments: Experiments, n_examples: int = 10, **fields) -> dict[str, list[np.ndarray]]:
+    """``normalized_jacobians`` of both networks of a setting, at initialization and after training, under
+    every seed of ``experiments``: "<net>, <when>" -> one array of singular values per seed."""
+    values: dict[str, list[np.ndarray]] = {}
+    for net in WITH_AND_WITHOUT_BN:
+        seed_runs = experiments.runs(Run(net=net, **fields))
         for i, seed in enumerate(experiments.seeds):
-            for when, model in (("at initialization", seed_runs.run.build(seed)), ("after training", seed_runs.network(i))):
-                summaries.setdefault(f"{net}, {when}", []).append(
-                    spread_summary(normalized_jacobians(model, experiments.data, n_examples)))
-    return summaries
+            models = {"at initialization": seed_runs.run.build(seed), "after training": seed_runs.network(i)}
+            for when, model in models.items():
+                values.setdefault(f"{net}, {when}", []).append(normalized_jacobians(model, experiments.data,
+                                                                                    n_examples))
+    return values
 
 
 # ---- section 6: a BN layer's output against its gamma and beta --------------------------------------

@@ -386,7 +386,8 @@ def jacobian_figure(singular_values: Mapping[str, np.ndarray], title: str) -> go
     add_band(fig, [0.5, 2.0], [0, 0], [top, top], "within a factor 2 of 1", 2, mode="lines")
     for k, (label, values) in enumerate(singular_values.items()):
         x, y = _log_histogram(values, edges)
-        add_line(fig, x, y, label, (0, 1, 7)[k % 3], line_shape="hv", dash="dot" if k == 2 else None)
+        net = next((net for net in ("without BN", "with BN") if label.startswith(net)), None)
+        add_line(fig, x, y, label, NET_COLORS[net] if net else 7, line_shape="hv", dash=None if net else "dot")
     fig.update_xaxes(type="log")
     fig.update_yaxes(range=[0, top])
     fig.update_layout(**WIDE, legend=dict(orientation="h", y=-0.22), margin=dict(t=95, b=110))
