@@ -96,7 +96,7 @@ print(f"Course seed: {SEED}")
 # $s = \sqrt{2/n}$ makes up for a ReLU zeroing half of its inputs (`make_mlp(init_std="lecun" |
 # "xavier" | "he")`). For layers of 100 units, $1/\sqrt{100} = \sqrt{2/200} = 0.1$: the paper's
 # $N(0, 0.1^2)$ *is* LeCun's and Xavier's initialization for the sigmoid network's hidden layers (the first
-# layer, with 64 inputs, would get 0.125 and 0.11). So in sections 1 and 3 the network without BN starts
+# layer, with 64 inputs, would get $1/\sqrt{64} = 0.125$ and $\sqrt{2/164} \approx 0.11$). So in sections 1 and 3 the network without BN starts
 # as well as the usual recipes start it. Where a network is *not* well started by $N(0, 0.1^2)$ (the ReLU
 # network of section 2), we also train it without BN from He's initialization, next to the paper's. Digits are an easier task than MNIST, so every run here is
 # short: **200 SGD steps** (about 9 passes over the training set), with the test accuracy recorded

@@ -12,9 +12,15 @@
   and that the gradient with respect to those weights is divided by a.
 * Noise: ``gradient_noise`` (the mini-batch gradient around the full-batch one) and
   ``normalization_noise`` (how much an example's normalized value depends on its batch companions).
-* gamma and beta during training: ``settled_fraction``, ``fluctuation``, ``output_versus_gamma_beta``.
+* Section 4: ``backward_gains``, the factor by which the gradient changes from layer to layer, measured
+  and predicted from the weights' scale and the activation's slopes.
+* Section 5: ``bn_input_gradient`` (BN's backward pass for one unit: zero for a batch of two) and
+  ``first_bn_input_gradients``.
+* gamma and beta during training: ``settled_fraction``, ``fluctuation``, ``output_against_gamma_beta``.
 * Layer Jacobians (paper, section 3.3, "singular values close to 1"): ``with_fixed_statistics``,
-  ``hidden_blocks``, ``jacobian_singular_values`` and ``block_singular_values``.
+  ``normalized_jacobians`` (the paper's x_hat -> x_hat map), ``random_matrix_singular_values`` (the
+  reference), ``spread_summary``; ``jacobian_singular_values`` (the exercise's solution).
+* Live panels: ``live_stream`` trains the compared networks at any value, as ``Experiments`` trains them.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from ...probes import (  # noqa: F401  (typical_unit: read by the notebook as bt
 )
 from ...seeding import claim_seeds, resolve_seed, torch_generator
 from ...statistics import OverSeeds, Support
-from ...training import PERCENTILES, History
+from ...training import History
 
 WIDTH = 100
 INIT_STD = 0.1                       # every weight starts N(0, 0.1^2), as in notebook 02's Figure 1
@@ -61,10 +67,9 @@ INIT_SCALES = (0.01, 0.1, 1.0, 10.0, 100.0)
 BASE_LR, BASE_BATCH_SIZE = 1.0, 60
 SATURATION_LR = 0.3                  # the deep sigmoid/tanh nets of the saturation section
 SWEEP_STEPS, RECORD_EVERY = 200, 50
-# train_ensemble records percentiles of every hidden unit's input at every record, and they cost time
-# (a partial sort per unit); the notebook reads none from its big ensemble, and the minimum alone is the
-# cheapest to record. Section 6 retrains one seed with the usual 15/50/85th percentiles for its figure.
-FEW_PERCENTILES, TRACED_PERCENTILES = (0,), PERCENTILES
+# train_ensemble can record percentiles of every hidden unit's input at every record, and they cost time
+# (a partial sort per unit, about 8% of the training); the notebook reads none from its big ensemble.
+NO_PERCENTILES = ()
 FAILED_BELOW = 0.5                   # a run that ends below 50% test accuracy has failed (chance is 10%)
 STREAM_NOISE_BATCHES = 50            # torch streams (bnlab.seeding): the noise measurements' random batches,
 STREAM_SCALE_CHECK = 51              # ... the weights and loss of the scale-invariance check
@@ -287,7 +292,7 @@ class Experiments:
     """
 
     def __init__(self, steps: int = SWEEP_STEPS, record_every: int = RECORD_EVERY,
-                 seeds: Sequence[int] | None = None, percentiles: Sequence[int] = FEW_PERCENTILES,
+                 seeds: Sequence[int] | None = None, percentiles: Sequence[int] = NO_PERCENTILES,
                  seed: int | None = None) -> None:
         self.steps, self.record_every, self.percentiles = steps, record_every, tuple(percentiles)
         self.seed = resolve_seed(seed)
@@ -648,12 +653,6 @@ def with_fixed_statistics(model: nn.Module, X: torch.Tensor) -> nn.Module:
     return model.eval()
 
 
-def hidden_blocks(model: MLP) -> dict[str, nn.Sequential]:
-    """The hidden blocks of an MLP as functions: "block 1" = linear1 -> (norm1) -> act1, ..."""
-    return {f"block {block.number}": nn.Sequential(*(layer for layer in block[1:] if layer is not None))
-            for block in model.blocks}
-
-
 def jacobian_singular_values(block: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> np.ndarray:
     """Singular values of the Jacobian of ``block`` at each example: x (n, d_in) -> (n, min(d_in, d_out)),
     largest first. ``block`` maps one example (d_in,) to (d_out,); it must not use batch statistics
@@ -665,70 +664,10 @@ def jacobian_singular_values(block: Callable[[torch.Tensor], torch.Tensor], x: t
     return torch.stack(values).detach().numpy()
 
 
-def block_singular_values(model: nn.Sequential, data: Split, n_examples: int = 20) -> dict[str, np.ndarray]:
-    """Jacobian singular values of every hidden block, and of the whole hidden stack, at the first
-    ``n_examples`` test images, with BN's statistics fixed to those of the training set.
-
-    Returns "block 1", ..., "hidden stack" -> (n_examples, k) singular values."""
-    fixed = with_fixed_statistics(model, data.X_train)
-    blocks = hidden_blocks(fixed)
-    h = data.X_test[:n_examples]
-    values = {}
-    with torch.no_grad():
-        inputs = []
-        for block in blocks.values():
-            inputs.append(h)
-            h = block(h)
-    for (name, block), x in zip(blocks.items(), inputs):
-        values[name] = torch.linalg.svdvals(batch_jacobians(block, x)).numpy()
-    stack = nn.Sequential(*blocks.values())
-    values["hidden stack"] = torch.linalg.svdvals(batch_jacobians(stack, inputs[0])).numpy()
-    return values
-
-
-def batch_jacobians(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The Jacobian of ``block`` at each row of x (n, d_in): (n, d_out, d_in). The block must treat the
-    examples independently (BN in eval mode): then the derivative of its outputs summed over the batch
-    with respect to example i is example i's own Jacobian, and d_out backward passes give all n at once."""
-    jacobians = torch.autograd.functional.jacobian(lambda batch: block(batch).sum(0), x)  # (d_out, n, d_in)
-    return jacobians.transpose(0, 1).detach()
-
-
 def near_one(singular_values: np.ndarray, factor: float = 2.0) -> float:
     """Share of the singular values within a ``factor`` of 1 (between 1/factor and factor)."""
     s = np.asarray(singular_values, dtype=float)
     return float(np.mean((s >= 1 / factor) & (s <= factor)))
-
-
-def singular_value_summary(values: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """What section 7 reports of ``block_singular_values``'s result: the hidden-to-hidden blocks (2 and
-    up) pooled: "median", "p10" and "p90" (10th and 90th percentiles), "near" (share within 2x of 1);
-    "first near" (block 1's share within 2x of 1) and "stack" (median of the whole hidden stack's)."""
-    hidden = np.concatenate([v.ravel() for name, v in values.items()
-                             if name.startswith("block") and name != "block 1"])
-    p10, median, p90 = np.percentile(hidden, [10, 50, 90])
-    return {"median": median, "p10": p10, "p90": p90, "near": near_one(hidden),
-            "first near": near_one(values["block 1"]), "stack": float(np.median(values["hidden stack"]))}
-
-
-def singular_values_over_seeds(experiments: Experiments, n_examples: int = 10,
-                               **fields) -> dict[str, list[dict[str, np.ndarray]]]:
-    """``block_singular_values`` of both networks of a setting, at initialization and after training, for
-    every seed of ``experiments`` (computed side by side, one seed per CPU core).
-    Returns "<net>, at initialization" / "<net>, after training" -> one dict per seed."""
-    def of_seed(i: int) -> dict[str, dict[str, np.ndarray]]:
-        values = {}
-        for net in WITH_AND_WITHOUT_BN:
-            setting = Run(net=net, **fields)
-            models = {"at initialization": setting.build(experiments.seeds[i]),
-                      "after training": experiments.runs(setting).network(i)}
-            for when, model in models.items():
-                values[f"{net}, {when}"] = block_singular_values(model, experiments.data, n_examples)
-        return values
-
-    experiments.train(Run(net=net, **fields) for net in WITH_AND_WITHOUT_BN)  # before the threads start
-    per_seed = side_by_side(of_seed, range(len(experiments.seeds)))
-    return {label: [seed_values[label] for seed_values in per_seed] for label in per_seed[0]}
 
 
 # ---- what the panels show next to the training curves -------------------------------------------------
@@ -761,23 +700,12 @@ def batch_noise(experiments: Experiments, batch_sizes: Sequence[int] = BATCH_SIZ
     return noise
 
 
-def output_versus_gamma_beta(history: History, layer: int) -> dict[str, np.ndarray]:
-    """How closely the recorded distribution of BN layer ``layer``'s output (the input of ``act<layer>``,
-    over the test images, eval mode) follows its gamma and beta, at every record after step 0 (where the
-    running averages are still placeholders). Both arrays are (R - 1, units):
-    "median offset": |median - beta| / gamma; "band width": (85th - 15th percentile) / (2 gamma),
-    about 1.04 for a normally distributed normalized value."""
-    if tuple(history.percentiles) != (15, 50, 85):
-        raise ValueError(f"needs the 15/50/85th percentiles, this run recorded {history.percentiles}")
-    gamma, beta = (values[1:] for values in gamma_beta(history, f"norm{layer}"))
-    return _offset_and_width(history.percentile_array(f"act{layer}")[1:], gamma, beta)  # (R - 1, 3, units)
-
-
 @torch.no_grad()
 def final_output_versus_gamma_beta(model: MLP, X: torch.Tensor, layer: int) -> dict[str, np.ndarray]:
-    """``output_versus_gamma_beta`` for a trained network at the end of training: the output of BN layer
-    ``layer`` (the input of its activation) over the examples X (n, d), in eval mode, against its gamma
-    and beta. Both arrays (units,). The model is left in the mode it was in."""
+    """How closely the output of BN layer ``layer`` of a trained network (the input of its activation), over
+    the examples X (n, d), in eval mode, follows its gamma and beta. Both arrays (units,):
+    "median offset": |median - beta| / gamma; "band width": (85th - 15th percentile) / (2 gamma), about 1.04
+    for a normally distributed normalized value. The model is left in the mode it was in."""
     block, was_training = model.blocks[layer - 1], model.training
     with captured_inputs({"act": block.activation}) as inputs:
         model.eval()(X)
