@@ -87,20 +87,22 @@ print(f"Course seed: {SEED}")
 # Ioffe and Szegedy (section 4.1) trained a network with 3 hidden layers of 100 sigmoid units on MNIST,
 # with mini-batches of 60 examples, with and without BN. Our version is notebook 02's: the 8×8 digits
 # (1,347 training and 450 test images), 64 inputs, weights drawn from $N(0, 0.1^2)$, BN (PyTorch's
-# `BatchNorm1d`) before every sigmoid.
+# `BatchNorm1d`) before every sigmoid. Digits are an easier task than MNIST, so every run here is
+# short: **200 SGD steps** (about 9 passes over the training set), with the test accuracy recorded
+# every 50 steps.
 #
 # **Is that a fair start for the network without BN?** A layer with $n$ inputs of unit variance and
 # weights of standard deviation $s$ produces outputs of variance $n s^2$. LeCun's initialization picks
 # $s = 1/\sqrt{n}$ so the signal keeps its size from layer to layer; Glorot and Bengio's (Xavier's)
 # $s = \sqrt{2/(n_\text{in} + n_\text{out})}$ balances the forward and the backward pass; He's
-# $s = \sqrt{2/n}$ makes up for a ReLU zeroing half of its inputs (`make_mlp(init_std="lecun" |
-# "xavier" | "he")`). For layers of 100 units, $1/\sqrt{100} = \sqrt{2/200} = 0.1$: the paper's
-# $N(0, 0.1^2)$ *is* LeCun's and Xavier's initialization for the sigmoid network's hidden layers (the first
-# layer, with 64 inputs, would get $1/\sqrt{64} = 0.125$ and $\sqrt{2/164} \approx 0.11$). So in sections 1 and 3 the network without BN starts
-# as well as the usual recipes start it. Where a network is *not* well started by $N(0, 0.1^2)$ (the ReLU
-# network of section 2), we also train it without BN from He's initialization, next to the paper's. Digits are an easier task than MNIST, so every run here is
-# short: **200 SGD steps** (about 9 passes over the training set), with the test accuracy recorded
-# every 50 steps.
+# $s = \sqrt{2/n}$ makes up for a ReLU zeroing half of its inputs
+# (`make_mlp(init_std="lecun" | "xavier" | "he")`). For layers of 100 units,
+# $1/\sqrt{100} = \sqrt{2/200} = 0.1$: the paper's $N(0, 0.1^2)$ *is* LeCun's and Xavier's initialization
+# for the sigmoid network's hidden layers (the first layer, with 64 inputs, would get
+# $1/\sqrt{64} = 0.125$ and $\sqrt{2/164} \approx 0.11$). So in sections 1 and 3 the network without BN
+# starts as well as the usual recipes start it. Where a network is *not* well started by $N(0, 0.1^2)$
+# (the ReLU network of section 2), we also train it without BN from He's initialization, next to the
+# paper's.
 #
 # One run is one draw: another seed (other initial weights, another order of the mini-batches) can end
 # several points higher or lower, and at a large learning rate or with tiny batches the spread is wide.
@@ -109,8 +111,8 @@ print(f"Course seed: {SEED}")
 # range from the lowest to the highest seed, or in how many of the 8 seeds something happened
 # ("most seeds" below means at least 6 of the 8). That makes 47 settings × 8 seeds = 376 networks.
 # `bnlab.ensemble.train_ensemble` trains networks of the same shape together, in one batched
-# computation, which costs a fraction of training them one by one: the whole lot takes about half a
-# minute of CPU time (shared by your cores), in the next cell. Each setting's runs come back as a
+# computation, which costs a fraction of training them one by one: the whole lot takes about twenty
+# seconds of CPU time (shared by your cores), in the next cell. Each setting's runs come back as a
 # `SeedRuns` (its 8 Histories and their statistics), which the later sections and the slider panels
 # look up.
 #
@@ -227,14 +229,16 @@ confirm({
         np.median(np.nan_to_num(final(relu_grid, 1.0, "without BN").values)) < 0.75,
     "6×100 ReLU without BN: 85% or more at η = 0.1 and 0.3 in most seeds":
         all(relu_grid[lr]["without BN"].trained(0.85).at_least(0.75) for lr in (0.1, 0.3)),
-    "6×100 ReLU without BN, He init: 85% or more at η = 0.1 and 0.3 in every seed, 90% by step 50 "
-    "(median), as fast as with BN; diverges at η = 1, 3 and 10 in every seed":
-        all(relu_grid[lr][bt.HE].trained(0.85).everywhere and relu_grid[lr][bt.HE].steps_to(0.9).median <= 50
-            for lr in (0.1, 0.3)) and all(relu_grid[lr][bt.HE].diverged.everywhere for lr in (1.0, 3.0, 10.0)),
-    "6×100 ReLU with BN, from η = 3 to 10: the output layer's weights grow over twice as much (lowest seed "
-    "at η = 10 against the highest at η = 3), and γ, β, which hardly change at η = 3 (under 1.2-fold in "
-    "every seed), grow over 1.5-fold in every seed":
-        growth_at[10.0]["output"].low > 2 * growth_at[3.0]["output"].high
+    "6×100 ReLU without BN, He init: 85% or more at η = 0.1 and 0.3 in every seed, 90% within 100 steps "
+    "in most seeds, like with BN; diverges at η = 1, 3 and 10 in every seed":
+        all(relu_grid[lr][bt.HE].trained(0.85).everywhere
+            and Support.of(relu_grid[lr][net].steps_to(0.9).values <= 100).at_least(0.75)
+            for lr in (0.1, 0.3) for net in (bt.HE, "with BN"))
+        and all(relu_grid[lr][bt.HE].diverged.everywhere for lr in (1.0, 3.0, 10.0)),
+    "6×100 ReLU with BN, from η = 3 to 10: the output layer's weights grow over twice as much (median over "
+    "the seeds), and γ, β, whose size hardly changes at η = 3 (under 1.2-fold in every seed), grow over "
+    "1.5-fold in every seed":
+        growth_at[10.0]["output"].median > 2 * growth_at[3.0]["output"].median
         and growth_at[3.0]["γ, β"].high < 1.2 and growth_at[10.0]["γ, β"].low > 1.5,
 })
 largest = {net: bt.largest_rate(relu_grid, net, 0.85) for net in relu_grid[bt.BASE_LR]}  # per seed
@@ -272,7 +276,8 @@ lr_panel
 #   saturation (notebook 02 §4 measured it at η = 8). With BN it reaches 85% or more at every learning rate
 #   from 0.1 to 10, in every seed.
 # * **The ReLU network without BN, from He's initialization, is as fast as with BN where it trains**: at
-#   η = 0.1 and 0.3 it reaches 90% by step 50 (median), like the BN network, and ends as high. From
+#   η = 0.1 and 0.3 it reaches 90% within 100 steps in most seeds, like the BN network, and ends about as
+#   high. From
 #   $N(0, 0.1^2)$ it is slower there: that gap is the initialization's, not BN's. But with either
 #   initialization it trains only up to η = 0.3: from He's initialization it diverges at η = 1 in every
 #   seed (in the first few steps: a larger start means larger activations), from $N(0, 0.1^2)$ at η = 3 in
@@ -280,7 +285,8 @@ lr_panel
 #   ten times wider than the best initialization gives.
 # * **BN has a limit too.** At η = 10 the ReLU network with BN does not diverge, but it fails in every
 #   seed. What BN leaves unnormalized takes the blow: in 200 steps the output layer's weights grow more
-#   than twice as much as at η = 3, and γ and β, whose size hardly changes at η = 3, grow more than 1.5-fold
+#   than twice as much as at η = 3 (median over the seeds), and γ and β, whose size hardly changes at
+#   η = 3, grow more than 1.5-fold
 #   (the check above measures both). "Much higher learning rates" means a wider window, not no window.
 #
 # Why does BN forgive large steps? The next section shows the mechanism: a BN layer's output does not
@@ -368,8 +374,8 @@ confirm({
     "without BN at a = 100: over half of the sigmoid inputs start saturated, and it ends under 80% in "
     "every seed":
         saturated[100.0] > 0.5 and final(init_grid, 100.0, "without BN").high < 0.8,
-    "without BN at a = 1 (LeCun/Xavier) and a = 10: over 60% in every seed; the only scales that train":
-        all(final(init_grid, a, "without BN").low > 0.6 for a in (1.0, 10.0)),
+    "without BN at a = 1 (LeCun/Xavier) and a = 10: over 70% (median); the only scales that train":
+        all(final(init_grid, a, "without BN").median > 0.7 for a in (1.0, 10.0)),
     "with BN: within 6 points of its own a = 1 result at every a (median)":
         all(final(init_grid, 1.0, "with BN").median - final(init_grid, a, "with BN").median < 0.06
             for a in bt.INIT_SCALES),
@@ -707,7 +713,8 @@ confirm({
 #   noise" of BN at $m = 2$ in the first table: a symptom of near-ties, not the cause of the failure.
 # * **BN's batch noise** is a second, BN-only noise: it shrinks as $m$ grows (first table). The paper
 #   (section 3.4) credits it with a mild regularizing effect. This notebook does not measure that: [notebook
-#   07 §3](07_batchnorm_in_practice.ipynb) does, on a conv net. On top of the vanishing gradient, the running statistics that BN uses at
+#   07 §3](07_batchnorm_in_practice.ipynb) does, on a conv net. On top of the vanishing gradient, the
+#   running statistics that BN uses at
 #   test time are averaged over pairs (notebook 04).
 # * When only tiny batches fit in memory, alternatives that do not normalize over the batch (LayerNorm,
 #   GroupNorm, notebook 06) or batch renormalization (Ioffe 2017) are the usual answer.

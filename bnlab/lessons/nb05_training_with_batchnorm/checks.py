@@ -226,5 +226,6 @@ def check_bn_input_gradient(bn_input_gradient: Callable) -> Verdict:
 
 
 EXERCISES = (Exercise("bn_input_gradient", check_bn_input_gradient, bn_input_gradient),
-             Exercise("scale_hidden_weights", check_scale_hidden_weights, scale_hidden_weights), Exercise("jacobian_singular_values", check_jacobian_singular_values, jacobian_singular_values),)
+             Exercise("scale_hidden_weights", check_scale_hidden_weights, scale_hidden_weights),
+             Exercise("jacobian_singular_values", check_jacobian_singular_values, jacobian_singular_values))
 show_solution = solution_printer(EXERCISES)

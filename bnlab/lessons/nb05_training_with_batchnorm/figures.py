@@ -92,7 +92,9 @@ def outcome_table(columns: Mapping[str, Mapping[float, SeedRuns]], row_title: st
     # a cell with a range and a divergence count takes two lines in a narrow column
     two_lines = [len(columns) > 2 and any("diverged in" in column[row] and "(" in column[row]
                                           for column in cells[1:]) for row in range(len(values))]
-    fig.update_layout(title=title, width=FIT_WIDTH, height=100 + sum(48 if two else 28 for two in two_lines),
+    header = 48 if any(len(name) > 20 for name in columns) else 28  # a long column title wraps
+    fig.update_layout(title=title, width=FIT_WIDTH,
+                      height=90 + header + sum(48 if two else 28 for two in two_lines),
                       margin=dict(t=70, b=10, l=10, r=10))
     return fig
 
@@ -261,7 +263,8 @@ def learning_rate_panel(experiments: bt.Experiments, lr: float = bt.BASE_LR,
     if not LR_RANGE[0] <= lr <= LR_RANGE[1] or network not in bt.NETWORKS:
         raise ValueError(f"lr must be between {LR_RANGE[0]:g} and {LR_RANGE[1]:g} and network one of "
                          f"{list(bt.NETWORKS)}; got {lr}, {network!r}")
-    controls = {"lr": log_slider("learning rate η", lr, *LR_RANGE), "network": choice("network", list(bt.NETWORKS), network)}
+    controls = {"lr": log_slider("learning rate η", lr, *LR_RANGE),
+                "network": choice("network", list(bt.NETWORKS), network)}
     sweep = Sweep("lr", _compared_at_lr, lambda lr, network: f"{network}, η = {lr:.3g}")
     return _live_panel(experiments, sweep, controls, {"lr": bt.LEARNING_RATES, "network": list(bt.NETWORKS)},
                        "learning rate η (log scale)", _caption(experiments, "the compared networks"))
