@@ -109,9 +109,9 @@ BANDS, CURVES, MARKERS, FINALS, FINAL_DIVERGED = (i * len(LABELS) for i in range
 CURRENT = 5 * len(LABELS)
 
 
-def _sweep_figure(x_title: str) -> go.Figure:
+def _sweep_figure(x_title: str, x_range: tuple[float, float]) -> go.Figure:
     """The empty two-plot figure of a live panel: curves at one value (left), the end of every value
-    trained so far (right, log x)."""
+    trained so far (right, log x over the slider's range ``x_range``)."""
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                         subplot_titles=["test accuracy during training", "test accuracy at the end"])
     for label in LABELS:
@@ -132,7 +132,8 @@ def _sweep_figure(x_title: str) -> go.Figure:
                                              line=dict(width=2, color=color(COLORS[label])))), row=1, col=2)
     add_line(fig, [], [], "this value", 7, row=1, col=2, dash="dot", showlegend=False)
     fig.update_xaxes(title_text="training step", row=1, col=1)
-    fig.update_xaxes(title_text=x_title, type="log", row=1, col=2)
+    fig.update_xaxes(title_text=x_title, type="log", row=1, col=2,
+                     range=[np.log10(x_range[0]) - 0.15, np.log10(x_range[1]) + 0.15])
     fig.update_yaxes(title_text="test accuracy (fraction correct)", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_layout(**WIDE, legend=dict(orientation="h", x=0.0, y=-0.2), margin=dict(t=95, b=110),
@@ -219,7 +220,7 @@ def _draw_live(fig: go.FigureWidget, frame: Frame, finished: Mapping[tuple, Sequ
 
 
 def _live_panel(experiments: bt.Experiments, sweep: Sweep, controls: dict, grid_values: Mapping[str, Sequence],
-                x_title: str, caption: str) -> LivePanel:
+                x_title: str, x_range: tuple[float, float], caption: str) -> LivePanel:
     """A live panel over ``controls`` (the training controls, in key order) that trains ``sweep``'s runs
     under the first LIVE_SEEDS seeds of ``experiments``; the runs ``experiments`` has already trained at the
     values of ``grid_values`` (control -> values) are shown at once."""
@@ -230,7 +231,7 @@ def _live_panel(experiments: bt.Experiments, sweep: Sweep, controls: dict, grid_
         histories = bt.known_histories(experiments, sweep.runs_for(**dict(zip(trained_by, combination))))
         if histories is not None:
             known[combination] = histories
-    return LivePanel(_sweep_figure(x_title), controls,
+    return LivePanel(_sweep_figure(x_title, x_range), controls,
                      stream_for=lambda **values: bt.live_stream(experiments, sweep.runs_for(**values)),
                      draw=functools.partial(_draw_live, sweep=sweep, trained_by=trained_by, seeds=seeds),
                      trained_by=trained_by, known=known, caption=caption)
@@ -267,7 +268,7 @@ def learning_rate_panel(experiments: bt.Experiments, lr: float = bt.BASE_LR,
                 "network": choice("network", list(bt.NETWORKS), network)}
     sweep = Sweep("lr", _compared_at_lr, lambda lr, network: f"{network}, η = {lr:.3g}")
     return _live_panel(experiments, sweep, controls, {"lr": bt.LEARNING_RATES, "network": list(bt.NETWORKS)},
-                       "learning rate η (log scale)", _caption(experiments, "the compared networks"))
+                       "learning rate η (log scale)", LR_RANGE, _caption(experiments, "the compared networks"))
 
 
 def _compared_at_batch_size(batch_size: int) -> list[bt.Run]:
@@ -280,7 +281,7 @@ def batch_size_training_panel(experiments: bt.Experiments, batch_size: int = bt.
     slider = batch_size_slider("batch size m", batch_size)  # raises for a batch size out of range
     sweep = Sweep("batch_size", _compared_at_batch_size, lambda batch_size: f"Batch size m = {batch_size}, η = 1")
     return _live_panel(experiments, sweep, {"batch_size": slider}, {"batch_size": bt.BATCH_SIZES},
-                       "batch size m (log scale)",
+                       "batch size m (log scale)", (2, 512),
                        _caption(experiments, "both networks") + " Same steps for every m: small batches see "
                                                                 "fewer examples.")
 
@@ -300,7 +301,7 @@ def init_scale_panel(experiments: bt.Experiments, init_scale: float = 1.0) -> Li
     sweep = Sweep("init_scale", _compared_at_init_scale,
                   lambda init_scale: f"Initial weights × {init_scale:.3g}, η = 1")
     return _live_panel(experiments, sweep, {"init_scale": slider}, {"init_scale": bt.INIT_SCALES},
-                       "scale a of the initial hidden weights (log scale)",
+                       "scale a of the initial hidden weights (log scale)", INIT_SCALE_RANGE,
                        _caption(experiments, "both networks") + " a multiplies the N(0, 0.1²) weights of the "
                                                                 "three hidden layers, not the output layer.")
 
