@@ -8,6 +8,7 @@ from torch import nn
 from bnlab.data import load_digits
 from bnlab.lessons.nb05_training_with_batchnorm import experiments as bt
 from bnlab.lessons.nb05_training_with_batchnorm.checks import (
+    check_bn_input_gradient,
     check_jacobian_singular_values,
     check_scale_hidden_weights,
 )
@@ -19,9 +20,10 @@ from bnlab.lessons.nb05_training_with_batchnorm.figures import (
     learning_rate_panel,
     outcome_table,
     saturation_figure,
+    output_against_gamma_beta_figure,
     seed_band_figure,
-    unit_distribution_figure,
 )
+from bnlab.lessons.nb05_training_with_batchnorm import figures
 from bnlab.models import WITH_AND_WITHOUT_BN
 from bnlab.training import History, train
 
@@ -56,6 +58,18 @@ def test_setting_rejects_unknown_net_and_bad_scale():
         bt.Run(init_scale=0.0)
     with pytest.raises(ValueError, match="init_scale must be positive"):
         bt.ScaledMember(seed=0, lr=1.0, init_scale=-1.0)
+    with pytest.raises(ValueError, match="init must be a positive std or one of"):
+        bt.Run(init="kaiming")
+
+
+def test_a_run_from_he_init_is_named_and_built_with_he_s_std(data):
+    run = bt.Run(depth=6, activation="relu", net="without BN", init="he")
+    assert run.label == bt.HE and bt.Run().label == "with BN"
+    model = run.build(0)
+    assert abs(model.linear2.weight.std().item() - (2 / 100) ** 0.5) < 0.01
+    assert abs(model.linear1.weight.std().item() - (2 / 64) ** 0.5) < 0.01
+    member = run.member(0).make_mlp(data)
+    assert torch.equal(member.linear3.weight, model.linear3.weight)
 
 
 def test_setting_builds_the_named_network_with_scaled_hidden_weights(data):
@@ -111,7 +125,8 @@ def test_experiments_need_a_seed_and_default_to_the_claim_seeds():
 
 def test_notebook_runs_and_their_order_for_the_cores():
     runs = bt.notebook_runs()
-    assert len(runs) == len(set(runs)) == 42  # (2 x 5 learning rates, 4 more a, 4 variants, 3 more m) x 2
+    assert len(runs) == len(set(runs)) == 47  # (2 x 5 learning rates, 4 more a, 4 variants, 3 more m) x 2 + 5 He
+    assert sum(run.init == "he" for run in runs) == len(bt.LEARNING_RATES)
     ordered = bt._costliest_groups_first([bt.Run(batch_size=2), bt.Run(depth=6, activation="relu"),
                                           bt.Run(batch_size=2, lr=0.1)])
     assert ordered[0].depth == 6 and [run.lr for run in ordered[1:]] == [1.0, 0.1]
@@ -249,13 +264,6 @@ def test_bn_output_follows_gamma_and_beta_at_the_end(short_runs, data):
     assert follow["median offset"].shape == follow["band width"].shape == (100,)
     assert np.median(follow["median offset"]) < 0.5 and 0.5 < np.median(follow["band width"]) < 2
     assert model.training  # left as it was
-    traced = bt.Experiments(steps=20, record_every=10, seeds=(0,), percentiles=bt.TRACED_PERCENTILES, seed=0)
-    during = bt.output_versus_gamma_beta(traced.runs(bt.Run(lr=1.0)).first, 3)
-    assert during["median offset"].shape == (2, 100)
-    with pytest.raises(ValueError, match="needs the 15/50/85th percentiles"):
-        bt.output_versus_gamma_beta(runs.first, 3)  # the big ensembles record no such percentiles
-
-
 # ---- saturation ------------------------------------------------------------------------------------
 
 def test_saturated_share_and_gradient_reach(data):
@@ -278,77 +286,74 @@ def test_fixed_statistics_copy_normalizes_like_the_batch(data):
         assert torch.allclose(fixed(data.X_train), model(data.X_train), atol=1e-4)
 
 
-def test_hidden_blocks_split_the_network():
-    blocks = bt.hidden_blocks(bt.Run().build(0))
-    assert list(blocks) == ["block 1", "block 2", "block 3"]
-    assert [type(layer) for layer in blocks["block 2"]] == [nn.Linear, nn.BatchNorm1d, nn.Sigmoid]
-    assert len(bt.hidden_blocks(bt.Run(net="without BN").build(0))["block 1"]) == 2
-
-
 def test_jacobian_singular_values_of_a_linear_map_are_those_of_its_matrix():
     W = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
     values = bt.jacobian_singular_values(lambda v: W @ v, torch.randn(4, 3))
     assert values.shape == (4, 3) and np.allclose(values, torch.linalg.svdvals(W).numpy(), atol=1e-6)
 
 
-def test_batch_jacobians_equal_each_example_s_own_jacobian(data):
-    block = bt.hidden_blocks(bt.with_fixed_statistics(bt.Run().build(0), data.X_train))["block 2"]
-    x = torch.randn(4, 100, generator=torch.Generator().manual_seed(1))
-    together = bt.batch_jacobians(block, x)
-    assert together.shape == (4, 100, 100)
-    for i in range(4):
-        alone = torch.autograd.functional.jacobian(lambda v: block(v[None])[0], x[i])
-        assert torch.allclose(together[i], alone, atol=1e-6)
-
-
-def test_block_singular_values_shapes_and_near_one(data):
-    values = bt.block_singular_values(bt.Run(net="without BN").build(0), data, n_examples=3)
-    assert list(values) == ["block 1", "block 2", "block 3", "hidden stack"]
-    assert values["block 1"].shape == (3, 64) and values["block 2"].shape == (3, 100)
-    assert bt.near_one(values["block 2"]) < 0.1
-    assert bt.near_one(np.array([0.4, 0.5, 1.0, 2.0, 2.1])) == pytest.approx(0.6)
-
-
-def test_singular_values_over_seeds_and_their_summary(short_runs):
-    values = bt.singular_values_over_seeds(short_runs, n_examples=2, **bt.paper_network())
+def test_jacobians_over_seeds_at_initialization_and_after_training(short_runs):
+    values = bt.jacobians_over_seeds(short_runs, n_examples=2, **bt.paper_network())
     assert list(values) == [f"{net}, {when}" for net in WITH_AND_WITHOUT_BN
                             for when in ("at initialization", "after training")]
-    assert all(len(per_seed) == 2 for per_seed in values.values())
-    summary = bt.singular_value_summary(values["with BN, at initialization"][1])
-    assert set(summary) == {"median", "p10", "p90", "near", "first near", "stack"}
-    assert summary["p10"] <= summary["median"] <= summary["p90"] and 0 <= summary["near"] <= 1
-    alone = bt.block_singular_values(bt.Run().build(1), short_runs.data, n_examples=2)
-    assert np.allclose(values["with BN, at initialization"][1]["block 2"], alone["block 2"], rtol=1e-4)
+    assert all(len(per_seed) == 2 and per_seed[0].shape == (2 * 2, 100) for per_seed in values.values())
+    alone = bt.normalized_jacobians(bt.Run().build(1), short_runs.data, 2)
+    assert np.allclose(values["with BN, at initialization"][1], alone)
+    assert bt.near_one(np.array([0.4, 0.5, 1.0, 2.0, 2.1])) == pytest.approx(0.6)
 
 
 # ---- panels and figures ----------------------------------------------------------------------------
 
-def test_learning_rate_panel_shows_diverged_runs_over_the_seeds(short_runs):
-    panel = learning_rate_panel(bt.learning_rate_grids(short_runs))
-    panel.set(network="6×100 ReLU", lr=10.0)
-    assert "2 seeds: without BN diverged in 2 of 2" in panel.figure.layout.title.text
-    assert panel.figure.data[4].text[0].startswith("diverged at step")  # an X per diverged seed
-    assert 10.0 in panel.figure.data[8].x  # the X on the accuracy-against-η plot
-    assert panel.figure.data[8].text[-1] == "without BN: diverged in 2 of 2 seeds"
-    panel.set(network="3×100 sigmoid", lr=0.1)
-    assert "diverged" not in panel.figure.layout.title.text and panel.figure.data[4].x == ()
-    assert len(panel.figure.data[0].x) == 2 * 3  # the band: 3 records there and back
-    with pytest.raises(ValueError, match="lr must be one of"):
-        learning_rate_panel(bt.learning_rate_grids(short_runs), lr=0.5)
+def test_learning_rate_panel_shows_the_grid_at_once_and_trains_an_off_grid_rate_live(short_runs):
+    grids = bt.learning_rate_grids(short_runs)
+    panel = learning_rate_panel(short_runs, lr=10.0, network="6×100 ReLU")  # on the grid: no training
+    title = panel.figure.layout.title.text
+    assert title.startswith("6×100 ReLU, η = 10, 2 seeds:") and "without BN, He init diverged in 2 of 2" in title
+    assert panel.figure.data[figures.MARKERS + 1].text[0].startswith("without BN, He init: diverged at step")
+    assert 10.0 in panel.figure.data[figures.FINAL_DIVERGED + 1].x  # the X on the sweep plot
+    panel.set(lr=0.137)  # on no grid: trained now, in the background
+    panel.wait()
+    assert panel.figure.layout.title.text.startswith("6×100 ReLU, η = 0.137, 2 seeds:")
+    assert all(h.settings["lr"] == 0.137 for h in panel.frame.histories) and len(panel.frame.histories) == 6
+    assert 0.137 in panel.figure.data[figures.FINALS + 2].x  # the sweep shows the new value next to the grid's
+    assert list(panel.figure.data[figures.CURRENT].x) == [0.137, 0.137]
+    trained_alone = bt.live_stream(short_runs, figures._compared_at_lr(0.137, "6×100 ReLU"))
+    assert [h.test_accuracy for h in list(trained_alone) and trained_alone.result()] == \
+        [h.test_accuracy for h in panel.frame.histories]  # the panel shows exactly that run
+    panel.set(network="3×100 sigmoid")
+    panel.wait()
+    assert panel.figure.layout.title.text.startswith("3×100 sigmoid, η = 0.137")
+    assert len(panel.frame.histories) == 4 and panel.figure.data[figures.CURVES + 1].x == ()  # no He net
+    assert grids["3×100 sigmoid"][0.1]["with BN"].histories[0] is not None
+    with pytest.raises(ValueError, match="lr must be between"):
+        learning_rate_panel(short_runs, lr=20.0)
 
 
-def test_batch_size_and_init_scale_panels_move(short_runs):
-    paper = bt.paper_network()
-    batch_panel = batch_size_training_panel(short_runs.grid("batch_size", bt.BATCH_SIZES, **paper),
-                                            bt.batch_noise(short_runs, **paper))
-    batch_panel.set(batch_size=2)
-    assert batch_panel.figure.layout.title.text.startswith("Batch size m = 2, 2 seeds:")
+def test_batch_size_and_init_scale_panels_train_off_grid_values(short_runs):
+    batch_panel = batch_size_training_panel(short_runs)
+    batch_panel.set(batch_size=23)
+    batch_panel.wait()
+    assert batch_panel.figure.layout.title.text.startswith("Batch size m = 23, η = 1, 2 seeds:")
+    assert all(h.settings["batch_size"] == 23 for h in batch_panel.frame.histories)
     assert batch_panel.status.value == ""
-    init_panel = init_scale_panel(short_runs.grid("init_scale", bt.INIT_SCALES, **paper),
-                                  bt.initial_gradients(short_runs, **paper))
-    init_panel.set(init_scale=100.0)
-    assert init_panel.figure.layout.title.text.startswith("Initial weights × 100, 2 seeds:")
-    assert list(init_panel.figure.data[-1].x) == [100.0, 100.0]
+    init_panel = init_scale_panel(short_runs)
+    init_panel.set(init_scale=0.37)
+    init_panel.wait()
+    assert init_panel.figure.layout.title.text.startswith("Initial weights × 0.37, η = 1, 2 seeds:")
+    assert all(h.settings["init_scale"] == 0.37 for h in init_panel.frame.histories)
+    assert list(init_panel.figure.data[figures.CURRENT].x) == [0.37, 0.37]
+    with pytest.raises(ValueError, match="init_scale must be between"):
+        init_scale_panel(short_runs, init_scale=1000.0)
+
+
+def test_a_live_panel_says_where_runs_diverge_while_they_train(short_runs):
+    runs = figures._compared_at_lr(10.0, "6×100 ReLU")
+    stream = bt.live_stream(short_runs, runs)
+    frames = list(stream)
+    assert frames[0] == 0 and stream.finished
+    live = bt.live_seed_runs(runs, short_runs.seeds, stream.histories)
+    assert list(live) == ["without BN", bt.HE, "with BN"]
+    assert figures._live_divergence(live).startswith("; without BN diverged at step")
 
 
 def test_static_figures_build(short_runs, data):
@@ -364,12 +369,13 @@ def test_static_figures_build(short_runs, data):
     assert list(table.data[0].cells.values[0]) == ["0.1", "1"]
     bn = {lr: short_runs.runs(bt.Run(lr=lr)).first for lr in (0.1, 1.0)}
     assert len(gamma_beta_figure(bn, "norm3", [0, 1], "title").data) == 2 * 2 * 2
-    traced = bt.Experiments(steps=20, record_every=10, seeds=(0,), percentiles=bt.TRACED_PERCENTILES, seed=0)
-    assert len(unit_distribution_figure({lr: traced.runs(bt.Run(lr=lr)).first for lr in (0.1, 1.0)}, 3, 0,
-                                        "title").data) == 2 * 5
-    values = {f"{net}, {when}": bt.block_singular_values(bt.Run(net=net).build(0), data, n_examples=2)
-              for net in WITH_AND_WITHOUT_BN for when in ("at initialization", "after training")}
-    assert len(jacobian_figure(values, "title").data) == 2 * 3  # per subplot: the band and two histograms
+    measured = {lr: bt.output_against_gamma_beta(short_runs.runs(bt.Run(lr=lr)).network(0), data.X_test, 3)
+                for lr in (0.1, 1.0)}
+    assert len(output_against_gamma_beta_figure(measured, "title").data) == 2 * (1 + 2)  # diagonal, 2 η
+    values = {"with BN: x̂ → x̂": bt.normalized_jacobians(bt.Run().build(0), data, 2),
+              "random": bt.random_matrix_singular_values(n_matrices=2, seed=0)}
+    fig = jacobian_figure(values, "title")
+    assert len(fig.data) == 1 + 2 and fig.layout.width <= 860
 
 
 # ---- exercise checks ---------------------------------------------------------------------------------
@@ -440,3 +446,63 @@ def test_at_batch_size_two_bn_passes_almost_no_gradient_to_the_layer_below(data)
     assert np.median(bt.first_bn_input_gradients(plain, data, 2, n_batches=30, seed=0)) > 1e-4
     with pytest.raises(ValueError, match="batch_size must be an integer from 2"):
         bt.first_bn_input_gradients(model, data, 1)
+
+
+# ---- section 4: the backward factor; section 5: BN's backward pass; section 7: the paper's Jacobian -------
+
+def test_backward_gains_follow_the_weights_scale_times_the_slopes(data):
+    vanishing = bt.backward_gains(bt.Run(net="without BN", depth=6, lr=0.3).build(0), data)
+    exploding = bt.backward_gains(bt.Run(net="without BN", depth=6, activation="tanh", init_scale=10.0).build(0),
+                                  data)
+    assert vanishing["signal"].shape == (6,) and np.isnan(vanishing["gain"][-1])
+    assert np.nanmax(vanishing["gain"]) < 0.3 and np.nanmin(exploding["gain"]) > 2
+    for gains in (vanishing, exploding):
+        assert np.nanmax(np.abs(gains["gain"] / gains["predicted"] - 1)) < 0.15
+
+
+def test_norm_growth_reads_the_recorded_norms():
+    history = History(settings={}, steps=[0, 10], test_accuracy=[0.1, 0.2])
+    history.param_norms = {"a": [3.0, 6.0], "b": [4.0, 8.0]}
+    assert bt.norm_growth(history, ["a", "b"]) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="recorded no norm for 'c'"):
+        bt.norm_growth(history, ["c"])
+
+
+def test_bn_input_gradient_matches_autograd_and_vanishes_for_pairs():
+    x, g = np.array([0.5, -1.0, 2.0, 0.1]), np.array([1.0, 0.3, -0.7, 0.2])
+    inputs = torch.tensor(x)[:, None].requires_grad_(True)
+    norm = nn.BatchNorm1d(1).double()
+    (expected,) = torch.autograd.grad((norm(inputs)[:, 0] * torch.tensor(g)).sum(), inputs)
+    assert np.allclose(bt.bn_input_gradient(x, g), expected[:, 0].numpy(), atol=1e-10)
+    assert np.abs(bt.bn_input_gradient([0.3, 1.7], [0.9, -2.0])).max() < 1e-4  # only eps leaves a trace
+    assert np.abs(bt.bn_input_gradient([0.3, 1.7], [0.9, -2.0], eps=0.0)).max() < 1e-12
+
+
+def test_bn_input_gradient_check_accepts_the_solution_and_names_mistakes():
+    assert check_bn_input_gradient(bt.bn_input_gradient)
+
+    def no_mean(x, g, gamma=1.0, eps=1e-5):
+        sigma = np.sqrt(np.var(x) + eps)
+        x_hat = (x - np.mean(x)) / sigma
+        return gamma / sigma * (g - x_hat * np.mean(g * x_hat))
+
+    def unbiased(x, g, gamma=1.0, eps=1e-5):
+        sigma = np.sqrt(np.var(x, ddof=1) + eps)
+        x_hat = (x - np.mean(x)) / np.sqrt(np.var(x) + eps)
+        return gamma / sigma * (g - np.mean(g) - x_hat * np.mean(g * x_hat))
+
+    for mistake, words in [(no_mean, "mean of g"), (unbiased, "biased"), (lambda x, g, gamma=1, eps=1e-5: g,
+                                                                          "differs")]:
+        verdict = check_bn_input_gradient(mistake)
+        assert not verdict and words in verdict.message, verdict.message
+
+
+def test_the_bn_jacobian_has_rms_one_and_the_spread_of_a_random_matrix(data):
+    with_bn = bt.spread_summary(bt.normalized_jacobians(bt.Run().build(0), data, 4))
+    without = bt.spread_summary(bt.normalized_jacobians(bt.Run(net="without BN").build(0), data, 4))
+    random = bt.spread_summary(bt.random_matrix_singular_values(seed=0))
+    assert abs(random["rms"] - 1) < 0.05 and abs(random["median"] - 0.81) < 0.05
+    assert 1.0 < with_bn["rms"] < 1.3 and abs(with_bn["p10"] - random["p10"]) < 0.05
+    assert without["rms"] < 0.3 and without["near"] < 0.05
+    values = bt.normalized_jacobians(bt.Run().build(0), data, 3)
+    assert values.shape == (3 * 2, 100)  # 3 examples x 2 layer pairs

@@ -2,9 +2,9 @@
 
 experiments  the runs (Run; Experiments trains settings under the claim seeds with bnlab.ensemble and keeps
              each as SeedRuns), findings, scale invariance, noise, gamma/beta, layer Jacobians
-figures      the learning-rate, batch-size and init-scale panels; seed bands, outcome tables, the saturation,
-             gamma/beta, unit and Jacobian figures
-checks       the exercises: scale the hidden weights, Jacobian singular values
+figures      the live learning-rate, batch-size and init-scale panels; seed bands, outcome tables, the
+             saturation, gamma/beta, BN-output and Jacobian figures
+checks       the exercises: BN's backward pass for one unit, scale the hidden weights, Jacobian singular values
 """
 
 from __future__ import annotations
@@ -12,44 +12,36 @@ from __future__ import annotations
 import functools
 
 from ...claims import PAPER, Claim, register
-from ...seeding import claim_seeds, course_seed
-from ...widgets import SliderPanel
+from ...live import LivePanel
+from ...seeding import course_seed
 from . import checks, experiments, figures  # noqa: F401  (checks: read by bnlab.course)
 
-PANEL_STEPS = 120  # the registry's panels (tests, benchmarks) use short runs; the notebook trains its own
-
-
 @functools.lru_cache(maxsize=None)
-def _short_runs(seed: int) -> experiments.Experiments:
-    """Short runs under one network seed (``claim_seeds(count=1)``) for course seed ``seed``, kept for
-    every panel of the registry: a panel built again looks its runs up."""
-    return experiments.Experiments(steps=PANEL_STEPS, seeds=claim_seeds(count=1, seed=seed), seed=seed)
+def _experiments(seed: int) -> experiments.Experiments:
+    """The notebook's Experiments for course seed ``seed`` (nothing trained until a panel asks), kept for
+    every panel of the registry: a panel built again finds the values trained before."""
+    return experiments.Experiments(seed=seed)
 
 
-def learning_rate() -> SliderPanel:
-    """Section 2's panel over short runs."""
-    return figures.learning_rate_panel(experiments.learning_rate_grids(_short_runs(course_seed())))
+def learning_rate() -> LivePanel:
+    """Section 2's live panel, as the notebook builds it (the default value trained on building)."""
+    return figures.learning_rate_panel(_experiments(course_seed()), lr=3.0, network="6×100 ReLU")
 
 
-def batch_size() -> SliderPanel:
-    """Section 5's panel over short runs."""
-    runs = _short_runs(course_seed())
-    grid = runs.grid("batch_size", experiments.BATCH_SIZES, **experiments.paper_network())
-    noise = experiments.batch_noise(runs, **experiments.paper_network())
-    return figures.batch_size_training_panel(grid, noise)
+def batch_size() -> LivePanel:
+    """Section 5's live panel."""
+    return figures.batch_size_training_panel(_experiments(course_seed()))
 
 
-def init_scale() -> SliderPanel:
-    """Section 3's panel over short runs."""
-    runs = _short_runs(course_seed())
-    grid = runs.grid("init_scale", experiments.INIT_SCALES, **experiments.paper_network())
-    return figures.init_scale_panel(grid, experiments.initial_gradients(runs, **experiments.paper_network()))
+def init_scale() -> LivePanel:
+    """Section 3's live panel."""
+    return figures.init_scale_panel(_experiments(course_seed()))
 
 
-PANELS = {"05 learning rate": (learning_rate, {"lr": [0.1, 1.0, 10.0],
-                                               "network": ["3×100 sigmoid", "6×100 ReLU"]}),
-          "05 batch size": (batch_size, {"batch_size": [2, 4, 8, 60]}),
-          "05 initial weight scale": (init_scale, {"init_scale": [0.01, 0.1, 1.0, 10.0, 100.0]})}
+# the values tests and benchmarks drive: on no grid, trained live
+PANELS = {"05 learning rate": (learning_rate, {"lr": [0.137, 2.3], "network": ["3×100 sigmoid", "6×100 ReLU"]}),
+          "05 batch size": (batch_size, {"batch_size": [23, 181]}),
+          "05 initial weight scale": (init_scale, {"init_scale": [0.37, 31.6]})}
 
 CLAIMS = (
     Claim("bn-allows-higher-learning-rates",
@@ -57,7 +49,8 @@ CLAIMS = (
           "05_training_with_batchnorm", "2. Higher learning rates"),
     Claim("bn-forgives-initialization",
           "With BN one can be less careful about initialization: the output does not depend on the weights' "
-          "scale, and the gradient scales as 1/a.", f"{PAPER}, section 3.3; seed 003",
+          "scale and the gradient scales as 1/a, so training is robust to the init scale that a principled "
+          "initialization (LeCun/Xavier here) otherwise has to get right.", f"{PAPER}, section 3.3; seed 003",
           "05_training_with_batchnorm", "3. Initialization and scale invariance"),
     Claim("bn-trains-saturating-nets",
           "BN makes it possible to train networks with saturating nonlinearities.", f"{PAPER}, section 3.3; "

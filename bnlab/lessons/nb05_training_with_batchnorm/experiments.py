@@ -12,9 +12,15 @@
   and that the gradient with respect to those weights is divided by a.
 * Noise: ``gradient_noise`` (the mini-batch gradient around the full-batch one) and
   ``normalization_noise`` (how much an example's normalized value depends on its batch companions).
-* gamma and beta during training: ``settled_fraction``, ``fluctuation``, ``output_versus_gamma_beta``.
+* Section 4: ``backward_gains``, the factor by which the gradient changes from layer to layer, measured
+  and predicted from the weights' scale and the activation's slopes.
+* Section 5: ``bn_input_gradient`` (BN's backward pass for one unit: zero for a batch of two) and
+  ``first_bn_input_gradients``.
+* gamma and beta during training: ``settled_fraction``, ``fluctuation``, ``output_against_gamma_beta``.
 * Layer Jacobians (paper, section 3.3, "singular values close to 1"): ``with_fixed_statistics``,
-  ``hidden_blocks``, ``jacobian_singular_values`` and ``block_singular_values``.
+  ``normalized_jacobians`` (the paper's x_hat -> x_hat map), ``random_matrix_singular_values`` (the
+  reference), ``spread_summary``; ``jacobian_singular_values`` (the exercise's solution).
+* Live panels: ``live_stream`` trains the compared networks at any value, as ``Experiments`` trains them.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import torch
 from torch import nn
 
 from ...data import Split, load_digits
-from ...ensemble import Member, train_ensemble
+from ...ensemble import EnsembleStream, Member, train_ensemble
 from ...models import MLP, WITH_AND_WITHOUT_BN, blocks_of, make_mlp
 from ...parallel import side_by_side
 from ...probes import (  # noqa: F401  (typical_unit: read by the notebook as bt.typical_unit)
@@ -43,10 +49,15 @@ from ...probes import (  # noqa: F401  (typical_unit: read by the notebook as bt
 )
 from ...seeding import claim_seeds, resolve_seed, torch_generator
 from ...statistics import OverSeeds, Support
-from ...training import PERCENTILES, History
+from ...training import History
 
 WIDTH = 100
 INIT_STD = 0.1                       # every weight starts N(0, 0.1^2), as in notebook 02's Figure 1
+# 0.1 = 1/sqrt(100) is LeCun's std for a layer of 100 inputs and Xavier's for 100 -> 100 (the first layer,
+# 64 inputs, would get 0.125 and 0.11): the principled init of the sigmoid and tanh networks. For ReLU it is
+# below He's sqrt(2/100) = 0.14, so the ReLU network without BN is also trained with He's init.
+INIT_NAMES = {"he": "He", "xavier": "Xavier", "lecun": "LeCun"}
+HE = "without BN, He init"           # the ReLU network's fair baseline
 PAPER_DEPTH, DEEP_DEPTH = 3, 6       # the paper's 3 x 100 sigmoid MLP; a deeper 6 x 100 one
 # Two decades of learning rates and four batch sizes: every one of them carries a finding of the notebook
 # (eta = 0.01 and m = 16 carried none, and cost a tenth of its training time).
@@ -56,14 +67,14 @@ INIT_SCALES = (0.01, 0.1, 1.0, 10.0, 100.0)
 BASE_LR, BASE_BATCH_SIZE = 1.0, 60
 SATURATION_LR = 0.3                  # the deep sigmoid/tanh nets of the saturation section
 SWEEP_STEPS, RECORD_EVERY = 200, 50
-# train_ensemble records percentiles of every hidden unit's input at every record, and they cost time
-# (a partial sort per unit); the notebook reads none from its big ensemble, and the minimum alone is the
-# cheapest to record. Section 6 retrains one seed with the usual 15/50/85th percentiles for its figure.
-FEW_PERCENTILES, TRACED_PERCENTILES = (0,), PERCENTILES
+# train_ensemble can record percentiles of every hidden unit's input at every record, and they cost time
+# (a partial sort per unit, about 8% of the training); the notebook reads none from its big ensemble.
+NO_PERCENTILES = ()
 FAILED_BELOW = 0.5                   # a run that ends below 50% test accuracy has failed (chance is 10%)
 STREAM_NOISE_BATCHES = 50            # torch streams (bnlab.seeding): the noise measurements' random batches,
 STREAM_SCALE_CHECK = 51              # ... the weights and loss of the scale-invariance check
 STREAM_BN_GRADIENT_BATCHES = 52      # ... the random batches of first_bn_input_gradients
+STREAM_RANDOM_MATRICES = 53          # ... section 7's random matrices
 
 
 # ---- settings, and the runs of a setting over the seeds ----------------------------------------------
@@ -94,8 +105,10 @@ class Run:
 
     depth: hidden layers of WIDTH units; activation: "sigmoid", "tanh" or "relu";
     net: "without BN" or "with BN" (the keys of ``WITH_AND_WITHOUT_BN``);
+    init: the initial weights: a std for every layer (default N(0, 0.1^2), the paper's setting) or a
+        principled scheme of ``bnlab.models.INIT_SCHEMES`` ("he" for the ReLU network without BN);
     init_scale: the factor a applied to the initial weights of every hidden layer
-        (``scale_hidden_weights``), on top of N(0, 0.1^2).
+        (``scale_hidden_weights``), on top of ``init``.
     The budget (steps, records) and the seeds belong to the ``Experiments`` that trains it.
     """
 
@@ -105,8 +118,11 @@ class Run:
     lr: float = BASE_LR
     batch_size: int = BASE_BATCH_SIZE
     init_scale: float = 1.0
+    init: float | str = INIT_STD
 
     def __post_init__(self) -> None:
+        if self.init not in INIT_NAMES and not (isinstance(self.init, float) and self.init > 0):
+            raise ValueError(f"init must be a positive std or one of {', '.join(INIT_NAMES)}, got {self.init!r}")
         if self.net not in WITH_AND_WITHOUT_BN:
             valid = ", ".join(map(repr, WITH_AND_WITHOUT_BN))
             raise ValueError(f"net must be one of {valid}, got {self.net!r}")
@@ -118,16 +134,21 @@ class Run:
         """A name such as "3×100 sigmoid"."""
         return network_name(self.depth, self.activation)
 
+    @property
+    def label(self) -> str:
+        """How figures and tables name this network: "without BN", "with BN", "without BN, He init"."""
+        return self.net if self.init == INIT_STD else f"{self.net}, {INIT_NAMES.get(self.init, self.init)} init"
+
     def member(self, seed: int) -> ScaledMember:
         """This setting as an ensemble member trained under ``seed``."""
-        return ScaledMember(seed=seed, lr=self.lr, init_std=INIT_STD, batch_size=self.batch_size,
+        return ScaledMember(seed=seed, lr=self.lr, init_std=self.init, batch_size=self.batch_size,
                             hidden=(WIDTH,) * self.depth, activation=self.activation,
                             norm=WITH_AND_WITHOUT_BN[self.net], init_scale=self.init_scale)
 
     def build(self, seed: int | None = None) -> MLP:
         """The freshly initialized network of this setting under ``seed`` (default: the course seed)."""
         model = make_mlp(hidden=(WIDTH,) * self.depth, activation=self.activation,
-                         norm=WITH_AND_WITHOUT_BN[self.net], init_std=INIT_STD, seed=seed)
+                         norm=WITH_AND_WITHOUT_BN[self.net], init_std=self.init, seed=seed)
         return scale_hidden_weights(model, self.init_scale) if self.init_scale != 1.0 else model
 
     @property
@@ -148,6 +169,12 @@ def network_name(depth: int, activation: str) -> str:
 
 NETWORKS = {network_name(PAPER_DEPTH, "sigmoid"): dict(depth=PAPER_DEPTH, activation="sigmoid"),
             network_name(DEEP_DEPTH, "relu"): dict(depth=DEEP_DEPTH, activation="relu")}
+PAIR = {net: dict(net=net) for net in WITH_AND_WITHOUT_BN}  # network label -> its Run fields
+# the networks each learning-rate grid compares: the ReLU network without BN also with He's init
+COMPARED = {network_name(PAPER_DEPTH, "sigmoid"): PAIR,
+            network_name(DEEP_DEPTH, "relu"): {"without BN": dict(net="without BN"),
+                                               HE: dict(net="without BN", init="he"),
+                                               "with BN": dict(net="with BN")}}
 # section 4: 6 x 100 sigmoid or tanh networks, initial weights of std 0.1 or 1 (a = 1 or 10), at eta = 0.3
 SATURATION_VARIANTS = {f"{activation}, std {INIT_STD * a:g}": dict(depth=DEEP_DEPTH, activation=activation,
                                                                   lr=SATURATION_LR, init_scale=a)
@@ -265,7 +292,7 @@ class Experiments:
     """
 
     def __init__(self, steps: int = SWEEP_STEPS, record_every: int = RECORD_EVERY,
-                 seeds: Sequence[int] | None = None, percentiles: Sequence[int] = FEW_PERCENTILES,
+                 seeds: Sequence[int] | None = None, percentiles: Sequence[int] = NO_PERCENTILES,
                  seed: int | None = None) -> None:
         self.steps, self.record_every, self.percentiles = steps, record_every, tuple(percentiles)
         self.seed = resolve_seed(seed)
@@ -300,20 +327,24 @@ class Experiments:
         """Both networks of one setting: "without BN" -> SeedRuns, "with BN" -> SeedRuns."""
         return self.pairs({"": fields})[""]
 
-    def pairs(self, settings: Mapping[str, dict]) -> dict[str, dict[str, SeedRuns]]:
-        """Both networks of several settings, trained together: label -> {"without BN": SeedRuns,
-        "with BN": SeedRuns}, for ``settings`` = label -> the Run fields of that label."""
-        grid = {label: {net: Run(net=net, **fields) for net in WITH_AND_WITHOUT_BN}
+    def pairs(self, settings: Mapping[str, dict], nets: Mapping[str, dict] | None = None
+              ) -> dict[str, dict[str, SeedRuns]]:
+        """The compared networks of several settings, trained together: label -> {"without BN": SeedRuns,
+        "with BN": SeedRuns}, for ``settings`` = label -> the Run fields of that label. ``nets``: network
+        label -> the Run fields that make it (default: ``PAIR``, without and with BN)."""
+        nets = PAIR if nets is None else nets
+        grid = {label: {net: Run(**{**fields, **net_fields}) for net, net_fields in nets.items()}
                 for label, fields in settings.items()}
         trained_runs = iter(self.train(run for pair in grid.values() for run in pair.values()))
         return {label: {net: next(trained_runs) for net in pair} for label, pair in grid.items()}
 
-    def grid(self, field: str, values: Iterable, **fixed) -> dict:
-        """A sweep of one Run field: value -> {"without BN": SeedRuns, "with BN": SeedRuns}."""
+    def grid(self, field: str, values: Iterable, nets: Mapping[str, dict] | None = None, **fixed) -> dict:
+        """A sweep of one Run field: value -> {"without BN": SeedRuns, "with BN": SeedRuns} (or the networks
+        of ``nets``, as ``pairs``)."""
         if field not in {"depth", "activation", "lr", "batch_size", "init_scale"}:
             raise ValueError(f"cannot sweep {field!r}; sweep one of: depth, activation, lr, batch_size, "
                              "init_scale")
-        return self.pairs({value: {**fixed, field: value} for value in values})
+        return self.pairs({value: {**fixed, field: value} for value in values}, nets)
 
     @property
     def networks_trained(self) -> int:
@@ -326,18 +357,22 @@ def notebook_runs() -> list[Run]:
     both networks of both learning-rate grids, of the init-scale and batch-size sweeps of the paper's
     network, and of the saturation variants."""
     paper = paper_network()
-    settings = [dict(lr=lr, **fields) for fields in NETWORKS.values() for lr in LEARNING_RATES]
-    settings += [dict(init_scale=a, **paper) for a in INIT_SCALES]
+    runs = [Run(lr=lr, **fields, **net) for name, fields in NETWORKS.items() for lr in LEARNING_RATES
+            for net in COMPARED[name].values()]
+    settings = [dict(init_scale=a, **paper) for a in INIT_SCALES]
     settings += list(SATURATION_VARIANTS.values())
     settings += [dict(batch_size=m, **paper) for m in BATCH_SIZES]
-    return list(dict.fromkeys(Run(net=net, **fields) for fields in settings for net in WITH_AND_WITHOUT_BN))
+    runs += [Run(net=net, **fields) for fields in settings for net in WITH_AND_WITHOUT_BN]
+    return list(dict.fromkeys(runs))
 
 
 def learning_rate_grids(experiments: Experiments) -> dict[str, Grid]:
-    """network name -> the learning-rate grid of that network (trained now if needed, all runs together)."""
-    experiments.train(Run(net=net, lr=lr, **fields) for fields in NETWORKS.values()
-                      for lr in LEARNING_RATES for net in WITH_AND_WITHOUT_BN)
-    return {name: experiments.grid("lr", LEARNING_RATES, **fields) for name, fields in NETWORKS.items()}
+    """network name -> the learning-rate grid of that network, over the networks ``COMPARED`` compares
+    (trained now if needed, all runs together)."""
+    experiments.train(Run(lr=lr, **fields, **net) for name, fields in NETWORKS.items()
+                      for lr in LEARNING_RATES for net in COMPARED[name].values())
+    return {name: experiments.grid("lr", LEARNING_RATES, COMPARED[name], **fields)
+            for name, fields in NETWORKS.items()}
 
 
 def largest_rate(grid: Grid, net: str, level: float) -> OverSeeds:
@@ -618,12 +653,6 @@ def with_fixed_statistics(model: nn.Module, X: torch.Tensor) -> nn.Module:
     return model.eval()
 
 
-def hidden_blocks(model: MLP) -> dict[str, nn.Sequential]:
-    """The hidden blocks of an MLP as functions: "block 1" = linear1 -> (norm1) -> act1, ..."""
-    return {f"block {block.number}": nn.Sequential(*(layer for layer in block[1:] if layer is not None))
-            for block in model.blocks}
-
-
 def jacobian_singular_values(block: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> np.ndarray:
     """Singular values of the Jacobian of ``block`` at each example: x (n, d_in) -> (n, min(d_in, d_out)),
     largest first. ``block`` maps one example (d_in,) to (d_out,); it must not use batch statistics
@@ -635,70 +664,10 @@ def jacobian_singular_values(block: Callable[[torch.Tensor], torch.Tensor], x: t
     return torch.stack(values).detach().numpy()
 
 
-def block_singular_values(model: nn.Sequential, data: Split, n_examples: int = 20) -> dict[str, np.ndarray]:
-    """Jacobian singular values of every hidden block, and of the whole hidden stack, at the first
-    ``n_examples`` test images, with BN's statistics fixed to those of the training set.
-
-    Returns "block 1", ..., "hidden stack" -> (n_examples, k) singular values."""
-    fixed = with_fixed_statistics(model, data.X_train)
-    blocks = hidden_blocks(fixed)
-    h = data.X_test[:n_examples]
-    values = {}
-    with torch.no_grad():
-        inputs = []
-        for block in blocks.values():
-            inputs.append(h)
-            h = block(h)
-    for (name, block), x in zip(blocks.items(), inputs):
-        values[name] = torch.linalg.svdvals(batch_jacobians(block, x)).numpy()
-    stack = nn.Sequential(*blocks.values())
-    values["hidden stack"] = torch.linalg.svdvals(batch_jacobians(stack, inputs[0])).numpy()
-    return values
-
-
-def batch_jacobians(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The Jacobian of ``block`` at each row of x (n, d_in): (n, d_out, d_in). The block must treat the
-    examples independently (BN in eval mode): then the derivative of its outputs summed over the batch
-    with respect to example i is example i's own Jacobian, and d_out backward passes give all n at once."""
-    jacobians = torch.autograd.functional.jacobian(lambda batch: block(batch).sum(0), x)  # (d_out, n, d_in)
-    return jacobians.transpose(0, 1).detach()
-
-
 def near_one(singular_values: np.ndarray, factor: float = 2.0) -> float:
     """Share of the singular values within a ``factor`` of 1 (between 1/factor and factor)."""
     s = np.asarray(singular_values, dtype=float)
     return float(np.mean((s >= 1 / factor) & (s <= factor)))
-
-
-def singular_value_summary(values: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """What section 7 reports of ``block_singular_values``'s result: the hidden-to-hidden blocks (2 and
-    up) pooled: "median", "p10" and "p90" (10th and 90th percentiles), "near" (share within 2x of 1);
-    "first near" (block 1's share within 2x of 1) and "stack" (median of the whole hidden stack's)."""
-    hidden = np.concatenate([v.ravel() for name, v in values.items()
-                             if name.startswith("block") and name != "block 1"])
-    p10, median, p90 = np.percentile(hidden, [10, 50, 90])
-    return {"median": median, "p10": p10, "p90": p90, "near": near_one(hidden),
-            "first near": near_one(values["block 1"]), "stack": float(np.median(values["hidden stack"]))}
-
-
-def singular_values_over_seeds(experiments: Experiments, n_examples: int = 10,
-                               **fields) -> dict[str, list[dict[str, np.ndarray]]]:
-    """``block_singular_values`` of both networks of a setting, at initialization and after training, for
-    every seed of ``experiments`` (computed side by side, one seed per CPU core).
-    Returns "<net>, at initialization" / "<net>, after training" -> one dict per seed."""
-    def of_seed(i: int) -> dict[str, dict[str, np.ndarray]]:
-        values = {}
-        for net in WITH_AND_WITHOUT_BN:
-            setting = Run(net=net, **fields)
-            models = {"at initialization": setting.build(experiments.seeds[i]),
-                      "after training": experiments.runs(setting).network(i)}
-            for when, model in models.items():
-                values[f"{net}, {when}"] = block_singular_values(model, experiments.data, n_examples)
-        return values
-
-    experiments.train(Run(net=net, **fields) for net in WITH_AND_WITHOUT_BN)  # before the threads start
-    per_seed = side_by_side(of_seed, range(len(experiments.seeds)))
-    return {label: [seed_values[label] for seed_values in per_seed] for label in per_seed[0]}
 
 
 # ---- what the panels show next to the training curves -------------------------------------------------
@@ -731,23 +700,12 @@ def batch_noise(experiments: Experiments, batch_sizes: Sequence[int] = BATCH_SIZ
     return noise
 
 
-def output_versus_gamma_beta(history: History, layer: int) -> dict[str, np.ndarray]:
-    """How closely the recorded distribution of BN layer ``layer``'s output (the input of ``act<layer>``,
-    over the test images, eval mode) follows its gamma and beta, at every record after step 0 (where the
-    running averages are still placeholders). Both arrays are (R - 1, units):
-    "median offset": |median - beta| / gamma; "band width": (85th - 15th percentile) / (2 gamma),
-    about 1.04 for a normally distributed normalized value."""
-    if tuple(history.percentiles) != (15, 50, 85):
-        raise ValueError(f"needs the 15/50/85th percentiles, this run recorded {history.percentiles}")
-    gamma, beta = (values[1:] for values in gamma_beta(history, f"norm{layer}"))
-    return _offset_and_width(history.percentile_array(f"act{layer}")[1:], gamma, beta)  # (R - 1, 3, units)
-
-
 @torch.no_grad()
 def final_output_versus_gamma_beta(model: MLP, X: torch.Tensor, layer: int) -> dict[str, np.ndarray]:
-    """``output_versus_gamma_beta`` for a trained network at the end of training: the output of BN layer
-    ``layer`` (the input of its activation) over the examples X (n, d), in eval mode, against its gamma
-    and beta. Both arrays (units,). The model is left in the mode it was in."""
+    """How closely the output of BN layer ``layer`` of a trained network (the input of its activation), over
+    the examples X (n, d), in eval mode, follows its gamma and beta. Both arrays (units,):
+    "median offset": |median - beta| / gamma; "band width": (85th - 15th percentile) / (2 gamma), about 1.04
+    for a normally distributed normalized value. The model is left in the mode it was in."""
     block, was_training = model.blocks[layer - 1], model.training
     with captured_inputs({"act": block.activation}) as inputs:
         model.eval()(X)
@@ -760,3 +718,182 @@ def _offset_and_width(percentiles: np.ndarray, gamma: np.ndarray, beta: np.ndarr
     """percentiles (..., 3, units) of a BN output (15th, 50th, 85th), gamma and beta (..., units)."""
     return {"median offset": np.abs(percentiles[..., 1, :] - beta) / np.abs(gamma),
             "band width": (percentiles[..., 2, :] - percentiles[..., 0, :]) / (2 * np.abs(gamma))}
+
+
+def _slope(activation: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """f'(x) for every entry of x, f an elementwise activation (any shape)."""
+    with torch.enable_grad():
+        v = x.detach().clone().requires_grad_(True)
+        (slope,) = torch.autograd.grad(activation(v).sum(), v)  # elementwise: d(sum f)/dv_i = f'(v_i)
+    return slope
+
+
+# ---- section 4: how the backward signal grows or shrinks from layer to layer ---------------------------
+
+def backward_gains(model: MLP, data: Split) -> dict[str, np.ndarray]:
+    """How the gradient travels down a network without BN at its current weights, over the whole training
+    set (training mode), for every hidden layer l (input first), each (depth,):
+    "signal": |dL/dz_l|, the norm of the gradient at layer l's pre-activations;
+    "gain": |dL/dz_l| / |dL/dz_(l+1)|, the factor by which layer l+1 multiplies it on the way down
+        (the last layer's entry is NaN: nothing above it);
+    "predicted": std(W_(l+1)) * sqrt(width) * RMS of f'(z_l), the same factor estimated from the weights'
+        scale and the activation's slopes alone (a random W times a vector multiplies its length by about
+        std * sqrt(width); the activation multiplies each entry by its slope)."""
+    model = copy.deepcopy(model).train()
+    pre: dict[int, torch.Tensor] = {}
+    hooks = [block.activation.register_forward_pre_hook(
+        lambda module, args, number=block.number: pre.__setitem__(number, args[0])) for block in model.blocks]
+    try:
+        loss = nn.functional.cross_entropy(model(data.X_train), data.y_train)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    z = [pre[number] for number in sorted(pre)]
+    signal = np.array([g.norm().item() for g in torch.autograd.grad(loss, z)])
+    gain = np.append(signal[:-1] / signal[1:], np.nan)
+    predicted = [np.nan] * len(z)
+    for l in range(len(z) - 1):
+        slope = _slope(model.blocks[l].activation, z[l])
+        weight = model.blocks[l + 1].linear.weight
+        predicted[l] = weight.std().item() * math.sqrt(weight.shape[1]) * slope.pow(2).mean().sqrt().item()
+    return {"signal": signal, "gain": gain, "predicted": np.array(predicted)}
+
+
+# ---- section 2: what a learning rate of 10 does to the BN network's parameters ------------------------
+
+def norm_growth(history: History, names: Sequence[str]) -> float:
+    """How many times larger the parameters ``names`` are (together, Euclidean norm) at the last record
+    than at the first: from a History's ``param_norms``."""
+    missing = [name for name in names if name not in history.param_norms]
+    if missing:
+        raise ValueError(f"this run recorded no norm for {missing[0]!r}; it has {', '.join(history.param_norms)}")
+    first = math.sqrt(sum(history.param_norms[name][0] ** 2 for name in names))
+    last = math.sqrt(sum(history.param_norms[name][-1] ** 2 for name in names))
+    return last / first
+
+
+# ---- section 5: BN's backward pass for a batch of two -------------------------------------------------
+
+def bn_input_gradient(x: np.ndarray, g: np.ndarray, gamma: float = 1.0, eps: float = 1e-5) -> np.ndarray:
+    """The gradient dL/dx that a BN layer (training mode) passes back to its input, for one unit over a
+    batch: x, g = dL/dy, both (m,). Notebook 04's compact formula:
+    dL/dx_i = gamma / sqrt(var + eps) * (g_i - mean(g) - x_hat_i * mean(g * x_hat)), biased var."""
+    x, g = np.asarray(x, dtype=float), np.asarray(g, dtype=float)
+    sigma = np.sqrt(x.var() + eps)
+    x_hat = (x - x.mean()) / sigma
+    return gamma / sigma * (g - g.mean() - x_hat * np.mean(g * x_hat))
+
+
+# ---- section 7: the paper's Jacobian, from x_hat of one layer to x_hat of the next ----------------------
+
+@torch.no_grad()
+def normalized_jacobians(model: MLP, data: Split, n_examples: int = 10) -> np.ndarray:
+    """The Jacobians between consecutive hidden layers at the first ``n_examples`` test images, with the
+    network's normalization fixed to the training set's statistics (so that each example passes through a
+    fixed function): with BN the paper's x_hat_l -> x_hat_(l+1),
+        J = diag(1 / s_(l+1)) W_(l+1) diag(f'(y_l) gamma_l),   y_l = gamma_l x_hat_l + beta_l,
+    s the training set's std of each pre-activation (with eps); without BN the same map between the
+    pre-activations, J = W_(l+1) diag(f'(z_l)). Returns their singular values, pooled over the
+    (depth - 1) layer pairs: (n_examples * (depth - 1), width)."""
+    fixed = with_fixed_statistics(model, data.X_train)
+    with captured_inputs({f"act{block.number}": block.activation for block in fixed.blocks}) as inputs:
+        fixed(data.X_test[:n_examples])
+    values = []
+    for lower, upper in zip(fixed.blocks, fixed.blocks[1:]):
+        y = inputs[f"act{lower.number}"]                                  # (n, width): the activation's input
+        slope = _slope(lower.activation, y)
+        weight = upper.linear.weight                                     # (width, width)
+        if upper.norm is not None:
+            slope = slope * lower.norm.weight                            # d y_l / d x_hat_l = gamma_l
+            weight = weight / torch.sqrt(upper.norm.running_var + upper.norm.eps)[:, None]
+        jacobians = weight[None] * slope[:, None, :]                    # (n, width, width): W diag(slope)
+        values.append(torch.linalg.svdvals(jacobians))
+    return torch.cat(values).numpy()
+
+
+def random_matrix_singular_values(width: int = WIDTH, n_matrices: int = 20, seed: int | None = None) -> np.ndarray:
+    """Singular values of ``n_matrices`` random width x width matrices with N(0, 1/width) entries (the
+    reference: a square matrix with RMS singular value 1 and random directions): (n_matrices * width,)."""
+    generator = torch_generator(seed, stream=STREAM_RANDOM_MATRICES)
+    matrices = torch.randn(n_matrices, width, width, generator=generator) / math.sqrt(width)
+    return torch.linalg.svdvals(matrices).ravel().numpy()
+
+
+def spread_summary(singular_values: np.ndarray) -> dict[str, float]:
+    """What section 7 reports of a set of singular values: "p10", "median", "p90", "near" (share within a
+    factor 2 of 1) and "rms" (the root mean square, sqrt(mean s^2) = |J|_F / sqrt(width))."""
+    s = np.asarray(singular_values, dtype=float).ravel()
+    p10, median, p90 = np.percentile(s, [10, 50, 90])
+    return {"p10": p10, "median": median, "p90": p90, "near": near_one(s), "rms": float(np.sqrt(np.mean(s ** 2)))}
+
+
+def jacobians_over_seeds(experiments: Experiments, n_examples: int = 10, **fields) -> dict[str, list[np.ndarray]]:
+    """``normalized_jacobians`` of both networks of a setting, at initialization and after training, under
+    every seed of ``experiments``: "<net>, <when>" -> one array of singular values per seed."""
+    values: dict[str, list[np.ndarray]] = {}
+    for net in WITH_AND_WITHOUT_BN:
+        seed_runs = experiments.runs(Run(net=net, **fields))
+        for i, seed in enumerate(experiments.seeds):
+            models = {"at initialization": seed_runs.run.build(seed), "after training": seed_runs.network(i)}
+            for when, model in models.items():
+                values.setdefault(f"{net}, {when}", []).append(normalized_jacobians(model, experiments.data,
+                                                                                    n_examples))
+    return values
+
+
+# ---- section 6: a BN layer's output against its gamma and beta --------------------------------------
+
+@torch.no_grad()
+def output_against_gamma_beta(model: MLP, X: torch.Tensor, layer: int) -> dict[str, np.ndarray]:
+    """For every unit of BN layer ``layer`` of a trained network, over the examples X (n, d), eval mode:
+    "median" and "band" (85th minus 15th percentile) of its output (the activation's input), next to
+    "beta" and "two gamma" (2|gamma|: the band of a normally distributed x_hat is 2.07 gamma). Each (units,)."""
+    block, was_training = model.blocks[layer - 1], model.training
+    with captured_inputs({"act": block.activation}) as inputs:
+        model.eval()(X)
+    model.train(was_training)
+    p15, p50, p85 = np.percentile(inputs["act"].numpy(), (15, 50, 85), axis=0)
+    return {"median": p50, "band": p85 - p15, "beta": block.norm.bias.numpy().copy(),
+            "two gamma": 2 * np.abs(block.norm.weight.numpy())}
+
+
+# ---- live panels: train the compared networks at any value -----------------------------------------
+
+LIVE_SEEDS = 3  # a live panel trains the first 3 of the notebook's seeds (about a second on 2 cores)
+
+
+class _FlushedStream(EnsembleStream):
+    """An EnsembleStream that flushes denormal floats on the thread that trains it (``denormals_flushed``:
+    saturated networks train several times faster). That thread is a live panel's own."""
+
+    def __iter__(self):
+        torch.set_flush_denormal(True)
+        yield from super().__iter__()
+
+
+def live_stream(experiments: Experiments, runs: Sequence[Run]) -> EnsembleStream:
+    """``runs`` under the first LIVE_SEEDS seeds of ``experiments``, as one stream for a live panel:
+    exactly the members, steps and records ``experiments`` trains, so a value of the notebook's grid
+    and a value picked live are the same kind of run. Histories in the order (run, seed)."""
+    members = [run.member(seed) for run in runs for seed in experiments.seeds[:LIVE_SEEDS]]
+    return _FlushedStream(members, experiments.data, steps=experiments.steps,
+                          record_every=experiments.record_every, percentiles=experiments.percentiles)
+
+
+def _no_network(i: int) -> MLP:
+    raise ValueError("a live panel keeps the runs' histories, not their trained networks")
+
+
+def live_seed_runs(runs: Sequence[Run], seeds: Sequence[int], histories: Sequence[History]) -> dict[str, SeedRuns]:
+    """A live stream's histories (in ``live_stream``'s order, possibly still growing) as label -> SeedRuns."""
+    n = len(seeds)
+    return {run.label: SeedRuns(run, tuple(seeds), tuple(histories[i * n:(i + 1) * n]), _no_network)
+            for i, run in enumerate(runs)}
+
+
+def known_histories(experiments: Experiments, runs: Sequence[Run]) -> list[History] | None:
+    """The first LIVE_SEEDS seeds' histories of ``runs`` if ``experiments`` has trained them all (in
+    ``live_stream``'s order), else None: a live panel shows them at once."""
+    if not all(run in experiments._trained for run in runs):
+        return None
+    return [h for run in runs for h in experiments._trained[run].histories[:LIVE_SEEDS]]

@@ -2,17 +2,19 @@
 
 Every training outcome is drawn over the seeds it was trained under (``experiments.SeedRuns``): a median
 line with a shaded band from the lowest to the highest seed, and an X where runs diverged.
-Slider panels (every run is trained before the panel is built, through ``experiments.Experiments``;
-a callback only looks runs up): ``learning_rate_panel`` (learning rate and network),
-``batch_size_training_panel`` and ``init_scale_panel``. Static figures: ``seed_band_figure``,
-``outcome_table``, ``saturation_figure``, ``gamma_beta_figure``, ``unit_distribution_figure`` and
+Slider panels are live (``bnlab.live.LivePanel``): ``learning_rate_panel`` (learning rate and network),
+``batch_size_training_panel`` and ``init_scale_panel`` train the networks they compare at whatever value the
+slider is let go at (``experiments.live_stream``: the first LIVE_SEEDS seeds, the notebook's steps); the
+values the notebook trained already come back at once. Static figures: ``seed_band_figure``,
+``outcome_table``, ``saturation_figure``, ``gamma_beta_figure``, ``output_against_gamma_beta_figure`` and
 ``jacobian_figure``.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Mapping, Sequence
+import itertools
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -20,6 +22,7 @@ from plotly.subplots import make_subplots
 
 from ...figures import (
     DIVERGED_COLOR,
+    FIT_WIDTH,
     NET_COLORS,
     WIDE,
     add_band,
@@ -30,7 +33,8 @@ from ...figures import (
 )
 from ...models import WITH_AND_WITHOUT_BN
 from ...training import History
-from ...widgets import SliderPanel, choice, lr_selection_slider
+from ...live import Frame, LivePanel
+from ...widgets import batch_size_slider, choice, log_slider
 from . import experiments as bt
 from .experiments import Grid, SeedRuns
 
@@ -60,7 +64,7 @@ def seed_band_figure(pair: Mapping[str, SeedRuns], title: str, level: float | No
     line at ``level`` when given."""
     fig = new_figure(title, "training step (SGD updates)", "test accuracy (fraction correct)")
     for i, (label, runs) in enumerate(pair.items()):
-        index = NET_COLORS.get(label, i)
+        index = COLORS.get(label, i)
         steps, curves = runs.accuracy_curves()
         add_seed_band(fig, steps, curves, label, index)
         fig.data[-2].mode = "lines"  # the band: its outline only, no markers at the records
@@ -88,192 +92,218 @@ def outcome_table(columns: Mapping[str, Mapping[float, SeedRuns]], row_title: st
     # a cell with a range and a divergence count takes two lines in a narrow column
     two_lines = [len(columns) > 2 and any("diverged in" in column[row] and "(" in column[row]
                                           for column in cells[1:]) for row in range(len(values))]
-    fig.update_layout(title=title, width=980, height=100 + sum(48 if two else 28 for two in two_lines),
+    header = 48 if any(len(name) > 20 for name in columns) else 28  # a long column title wraps
+    fig.update_layout(title=title, width=FIT_WIDTH,
+                      height=90 + header + sum(48 if two else 28 for two in two_lines),
                       margin=dict(t=70, b=10, l=10, r=10))
     return fig
 
 
-# ---- the three sweep panels --------------------------------------------------------------------------
-# Trace order: 0-1 the seed bands of the accuracy curves (col 1), 2-3 their medians, 4-5 diverged runs
-# there, 6-7 the accuracy at the end (median, error bars to the lowest and highest seed) against the swept
-# value (col 2), 8-9 settings where runs diverged, 10 the current value (col 2); then the third column.
-BANDS, CURVES, MARKERS, FINALS, FINAL_DIVERGED, CURRENT = 0, 2, 4, 6, 8, 10
+# ---- the three live panels: train the compared networks at any value ------------------------------
+# Trace order: for each network of LABELS, its seed band (col 1), then its median line (col 1), then an X
+# per diverged seed (col 1), then its accuracy at the end against the swept value (col 2, median with error
+# bars to the lowest and highest seed), then an X where runs diverged (col 2); last, the current value.
+LABELS = ("without BN", bt.HE, "with BN")                 # every network a panel can compare
+COLORS = {**NET_COLORS, bt.HE: 2}
+BANDS, CURVES, MARKERS, FINALS, FINAL_DIVERGED = (i * len(LABELS) for i in range(5))
+CURRENT = 5 * len(LABELS)
 
 
-def _sweep_figure(sweep_title: str, x_title: str, values: Sequence[float],
-                  extra: tuple[str, str] | None = None) -> go.Figure:
-    titles = ["test accuracy during training", sweep_title] + ([extra[0]] if extra else [])
-    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.08)
-    for net in WITH_AND_WITHOUT_BN:
-        add_band(fig, [], [], [], f"{net}: range over seeds", NET_COLORS[net], row=1, col=1, showlegend=False,
-                 mode="lines")
-    for net in WITH_AND_WITHOUT_BN:
-        add_line(fig, [], [], f"{net} (median over seeds)", NET_COLORS[net], row=1, col=1)
-    for net in WITH_AND_WITHOUT_BN:
-        fig.add_trace(go.Scatter(mode="markers", name=f"{net}: diverged", showlegend=False,
+def _sweep_figure(x_title: str, x_range: tuple[float, float]) -> go.Figure:
+    """The empty two-plot figure of a live panel: curves at one value (left), the end of every value
+    trained so far (right, log x over the slider's range ``x_range``)."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=["test accuracy during training", "test accuracy at the end"])
+    for label in LABELS:
+        add_band(fig, [], [], [], f"{label}: range over seeds", COLORS[label], row=1, col=1, showlegend=False)
+    for label in LABELS:
+        add_line(fig, [], [], f"{label} (median over seeds)", COLORS[label], row=1, col=1)
+    for label in LABELS:
+        fig.add_trace(go.Scatter(mode="markers", name=f"{label}: diverged", showlegend=False,
                                  hovertemplate="%{text}<extra></extra>",
                                  marker=dict(symbol="x", size=12, color=DIVERGED_COLOR)), row=1, col=1)
-    for net in WITH_AND_WITHOUT_BN:
-        add_line(fig, [], [], net, NET_COLORS[net], row=1, col=2, mode="lines+markers", showlegend=False,
+    for label in LABELS:
+        add_line(fig, [], [], label, COLORS[label], row=1, col=2, mode="markers", showlegend=False,
                  error_y=dict(type="data", symmetric=False, array=[], arrayminus=[], thickness=1.5))
-    for net in WITH_AND_WITHOUT_BN:
-        fig.add_trace(go.Scatter(mode="markers", name=f"{net}: diverged", showlegend=False,
+    for label in LABELS:
+        fig.add_trace(go.Scatter(mode="markers", name=f"{label}: diverged", showlegend=False,
                                  hovertemplate="%{text}<extra></extra>",
                                  marker=dict(symbol="x", size=13, color=DIVERGED_COLOR,
-                                             line=dict(width=2, color=color(NET_COLORS[net])))), row=1, col=2)
-    add_line(fig, [], [], "this setting", 7, row=1, col=2, dash="dot", showlegend=False)
+                                             line=dict(width=2, color=color(COLORS[label])))), row=1, col=2)
+    add_line(fig, [], [], "this value", 7, row=1, col=2, dash="dot", showlegend=False)
     fig.update_xaxes(title_text="training step", row=1, col=1)
-    fig.update_xaxes(title_text=x_title, type="log", tickvals=list(values), row=1, col=2)
-    for col in (1, 2):
-        fig.update_yaxes(title_text="test accuracy (fraction correct)" if col == 1 else None, range=[0, 1.02],
-                         row=1, col=col)
-    if extra:
-        fig.update_xaxes(title_text=x_title, type="log", tickvals=list(values), row=1, col=3)
-        fig.update_yaxes(title_text=extra[1], type="log", row=1, col=3)
-    fig.update_layout(**WIDE, legend=dict(orientation="h", x=0.0, y=-0.2), margin=dict(t=95, b=110))
+    fig.update_xaxes(title_text=x_title, type="log", row=1, col=2,
+                     range=[np.log10(x_range[0]) - 0.15, np.log10(x_range[1]) + 0.15])
+    fig.update_yaxes(title_text="test accuracy (fraction correct)", range=[0, 1.02], row=1, col=1)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_layout(**WIDE, legend=dict(orientation="h", x=0.0, y=-0.2), margin=dict(t=95, b=110),
+                      title=dict(font=dict(size=13)))
     return fig
 
 
-def _draw_sweep(fig: go.FigureWidget, value: float, grid: Grid) -> dict[str, SeedRuns]:
-    """Draw the runs at ``value`` (median and band over the seeds) and the end-of-training accuracy over
-    the whole grid (median, with error bars from the lowest to the highest seed)."""
-    runs = grid[value]
-    for i, net_runs in enumerate(runs.values()):
+def _draw_curves(fig: go.FigureWidget, runs: Mapping[str, SeedRuns]) -> None:
+    """The left plot: each network's median and range over the seeds so far, an X per diverged seed."""
+    for i, label in enumerate(LABELS):
+        net_runs = runs.get(label)
+        if net_runs is None or not any(h.steps for h in net_runs.histories):
+            fig.data[BANDS + i].x = fig.data[BANDS + i].y = fig.data[CURVES + i].x = fig.data[CURVES + i].y = []
+            fig.data[MARKERS + i].x = fig.data[MARKERS + i].y = []
+            continue
         steps, low, median, high = _band(net_runs)
         fig.data[BANDS + i].x = np.concatenate([steps, steps[::-1]])
         fig.data[BANDS + i].y = np.concatenate([high, low[::-1]])
         fig.data[CURVES + i].x, fig.data[CURVES + i].y = steps, median
         x, y = _diverged_points(net_runs)
         fig.data[MARKERS + i].x, fig.data[MARKERS + i].y = x, y
-        fig.data[MARKERS + i].text = [f"diverged at step {step}" for step in x]
-    values = sorted(grid)
-    for i, net in enumerate(WITH_AND_WITHOUT_BN):
-        finals = [grid[v][net].final_accuracy for v in values]
-        median = np.array([f.median if not np.all(np.isnan(f.values)) else np.nan for f in finals])
-        low = np.array([np.nanmin(f.values) if not np.all(np.isnan(f.values)) else np.nan for f in finals])
-        high = np.array([np.nanmax(f.values) if not np.all(np.isnan(f.values)) else np.nan for f in finals])
+        fig.data[MARKERS + i].text = [f"{label}: diverged at step {step}" for step in x]
+
+
+def _draw_finals(fig: go.FigureWidget, sweep: Mapping[float, Mapping[str, SeedRuns]], value: float) -> None:
+    """The right plot: the accuracy at the end of every value of ``sweep`` (value -> label -> SeedRuns), median
+    and range over the seeds (a diverged seed counts as 0); an X where some seed diverged."""
+    values = sorted(sweep)
+    for i, label in enumerate(LABELS):
+        present = [v for v in values if label in sweep[v]]
+        finals = [np.nan_to_num(sweep[v][label].final_accuracy.values) for v in present]
+        median = np.array([np.median(f) for f in finals])
         trace = fig.data[FINALS + i]
-        trace.x, trace.y = values, median
-        trace.error_y.array, trace.error_y.arrayminus = high - median, median - low
-        diverged = [(v, grid[v][net].diverged) for v in values if grid[v][net].diverged.held]
+        trace.x, trace.y = present, median
+        trace.error_y.array = [f.max() for f in finals] - median if present else []
+        trace.error_y.arrayminus = median - [f.min() for f in finals] if present else []
+        diverged = [(v, sweep[v][label].diverged) for v in present if sweep[v][label].diverged.held]
         fig.data[FINAL_DIVERGED + i].x = [v for v, _ in diverged]
         fig.data[FINAL_DIVERGED + i].y = [DIVERGED_Y] * len(diverged)
-        fig.data[FINAL_DIVERGED + i].text = [f"{net}: diverged in {support}" for _, support in diverged]
+        fig.data[FINAL_DIVERGED + i].text = [f"{label}: diverged in {support}" for _, support in diverged]
     fig.data[CURRENT].x, fig.data[CURRENT].y = [value, value], [0, 1.02]
-    return dict(runs)
+
+
+def _live_divergence(runs: Mapping[str, SeedRuns]) -> str:
+    """"; without BN diverged at step 7 (4 of 4 seeds)" for the networks that diverged so far."""
+    parts = []
+    for label, net_runs in runs.items():
+        steps = [h.diverged_at for h in net_runs.histories if h.diverged]
+        if steps:
+            parts.append(f"{label} diverged at step {min(steps)} ({len(steps)} of {len(net_runs.seeds)} seeds)")
+    return "; " + "; ".join(parts) if parts else ""
+
+
+class Sweep(NamedTuple):
+    """What one live panel trains: ``swept`` is the control on the right plot's x axis; ``runs_for(**values)``
+    the compared Runs for the training controls' values; ``headline(**values)`` the start of the title."""
+
+    swept: str
+    runs_for: Callable[..., list[bt.Run]]
+    headline: Callable[..., str]
+
+
+def _draw_live(fig: go.FigureWidget, frame: Frame, finished: Mapping[tuple, Sequence[History]], *,
+               sweep: Sweep, trained_by: Sequence[str], seeds: Sequence[int], **_values) -> None:
+    """Draw one frame of a live panel (the values drawn are the frame's, not the controls' of now)."""
+    values = dict(zip(trained_by, frame.key))
+    runs = bt.live_seed_runs(sweep.runs_for(**values), seeds, frame.histories)
+    _draw_curves(fig, runs)
+    others = {name: v for name, v in values.items() if name != sweep.swept}
+    same_sweep = {}
+    for key, histories in finished.items():
+        key_values = dict(zip(trained_by, key))
+        if all(key_values[name] == v for name, v in others.items()):
+            same_sweep[key_values[sweep.swept]] = bt.live_seed_runs(sweep.runs_for(**key_values), seeds,
+                                                                    histories)
+    _draw_finals(fig, same_sweep, values[sweep.swept])
+    headline = f"{sweep.headline(**values)}, {len(seeds)} seeds"
+    if frame.done:
+        fig.layout.title.text = f"{headline}: {_outcomes(runs)} after {frame.steps} steps"
+    else:
+        fig.layout.title.text = (f"{headline}: training… step {frame.step} of {frame.steps}"
+                                 + _live_divergence(runs))
+    fig.update_xaxes(range=[0, frame.steps], row=1, col=1)
+
+
+def _live_panel(experiments: bt.Experiments, sweep: Sweep, controls: dict, grid_values: Mapping[str, Sequence],
+                x_title: str, x_range: tuple[float, float], caption: str) -> LivePanel:
+    """A live panel over ``controls`` (the training controls, in key order) that trains ``sweep``'s runs
+    under the first LIVE_SEEDS seeds of ``experiments``; the runs ``experiments`` has already trained at the
+    values of ``grid_values`` (control -> values) are shown at once."""
+    trained_by = list(controls)
+    seeds = experiments.seeds[:bt.LIVE_SEEDS]
+    known = {}
+    for combination in itertools.product(*(grid_values[name] for name in trained_by)):
+        histories = bt.known_histories(experiments, sweep.runs_for(**dict(zip(trained_by, combination))))
+        if histories is not None:
+            known[combination] = histories
+    return LivePanel(_sweep_figure(x_title, x_range), controls,
+                     stream_for=lambda **values: bt.live_stream(experiments, sweep.runs_for(**values)),
+                     draw=functools.partial(_draw_live, sweep=sweep, trained_by=trained_by, seeds=seeds),
+                     trained_by=trained_by, known=known, caption=caption)
 
 
 def _outcomes(runs: Mapping[str, SeedRuns]) -> str:
     return ", ".join(f"{net} {net_runs.describe()}" for net, net_runs in runs.items())
 
 
-def _steps_of(grid: Grid) -> int:
-    return max(h.steps[-1] for runs in grid.values() for net_runs in runs.values()
-               for h in net_runs.histories)
+def _caption(experiments: bt.Experiments, what: str) -> str:
+    return (f"Let go of the slider: {what} train at that value under the first {bt.LIVE_SEEDS} of the "
+            f"notebook's seeds, {experiments.steps} steps each (about a second); a value trained before comes "
+            "back at once. Left: median and range over the seeds, an X where a seed diverged. Right: the "
+            "accuracy at the end of every value trained so far (a diverged seed counts as 0).")
 
 
-def _seeds_of(grid: Grid) -> str:
-    n = len(next(iter(next(iter(grid.values())).values())).seeds)
-    return "1 seed" if n == 1 else f"{n} seeds"
+LR_RANGE = (0.001, 10.0)
+INIT_SCALE_RANGE = (0.01, 100.0)
 
 
-def _draw_learning_rate(fig: go.FigureWidget, lr: float, network: str, *, grids: Mapping[str, Grid]) -> None:
-    runs = _draw_sweep(fig, lr, grids[network])
-    grid = grids[network]
-    fig.layout.title.text = (f"{network}, η = {lr:g}, {_seeds_of(grid)}: {_outcomes(runs)} after "
-                             f"{_steps_of(grid)} steps")
+def _compared_at_lr(lr: float, network: str) -> list[bt.Run]:
+    return [bt.Run(lr=float(lr), **bt.NETWORKS[network], **fields) for fields in bt.COMPARED[network].values()]
 
 
-def learning_rate_panel(grids: Mapping[str, Grid], lr: float = bt.BASE_LR,
-                        network: str | None = None) -> SliderPanel:
-    """Notebook 05: accuracy curves with and without BN at one learning rate of ``LEARNING_RATES``, and
-    the accuracy reached at every learning rate, for each network of ``grids`` (network name -> its
-    learning-rate grid, from ``experiments.learning_rate_grids``), over the seeds each run was trained
-    under. Controls look runs up."""
-    network = network or next(iter(grids))
-    if lr not in bt.LEARNING_RATES or network not in grids:
-        raise ValueError(f"lr must be one of {bt.LEARNING_RATES} and network one of {list(grids)}")
-    fig = _sweep_figure(f"accuracy after {_steps_of(grids[network])} steps", "learning rate η",
-                        bt.LEARNING_RATES)
-    controls = {"lr": lr_selection_slider("learning rate η", bt.LEARNING_RATES, lr),
-                "network": choice("network", list(grids), network)}
-    return SliderPanel(fig, controls, functools.partial(_draw_learning_rate, grids=grids),
-                       caption="Every run was trained before the panel was built; the controls look them up. "
-                               "Lines: the median over the seeds; shaded and error bars: lowest to highest "
-                               "seed. An X marks runs that diverged (their loss became NaN).")
+def learning_rate_panel(experiments: bt.Experiments, lr: float = bt.BASE_LR,
+                        network: str = bt.network_name(bt.PAPER_DEPTH, "sigmoid")) -> LivePanel:
+    """Notebook 05, section 2: the networks ``experiments.COMPARED`` compares for ``network`` (the ReLU
+    network also without BN with He's init), trained live at any learning rate from 0.001 to 10; the
+    grid's learning rates come from ``experiments`` at once."""
+    if not LR_RANGE[0] <= lr <= LR_RANGE[1] or network not in bt.NETWORKS:
+        raise ValueError(f"lr must be between {LR_RANGE[0]:g} and {LR_RANGE[1]:g} and network one of "
+                         f"{list(bt.NETWORKS)}; got {lr}, {network!r}")
+    controls = {"lr": log_slider("learning rate η", lr, *LR_RANGE),
+                "network": choice("network", list(bt.NETWORKS), network)}
+    sweep = Sweep("lr", _compared_at_lr, lambda lr, network: f"{network}, η = {lr:.3g}")
+    return _live_panel(experiments, sweep, controls, {"lr": bt.LEARNING_RATES, "network": list(bt.NETWORKS)},
+                       "learning rate η (log scale)", LR_RANGE, _caption(experiments, "the compared networks"))
 
 
-def _draw_batch_size(fig: go.FigureWidget, batch_size: int, *, grid: Grid,
-                     noise: Mapping[str, np.ndarray]) -> None:
-    runs = _draw_sweep(fig, batch_size, grid)
-    fig.data[-1].x = [batch_size, batch_size]  # the "this m" line of the noise plot
-    bn_noise = noise["BN's batch statistics"][sorted(grid).index(batch_size)]
-    fig.layout.title.text = (f"Batch size m = {batch_size:g}, {_seeds_of(grid)}: {_outcomes(runs)} after "
-                             f"{_steps_of(grid)} steps; BN's batch noise {bn_noise:.2f}")
+def _compared_at_batch_size(batch_size: int) -> list[bt.Run]:
+    return [bt.Run(batch_size=int(batch_size), **bt.paper_network(), **fields) for fields in bt.PAIR.values()]
 
 
-def batch_size_training_panel(grid: Grid, noise: Mapping[str, np.ndarray],
-                              batch_size: int = bt.BASE_BATCH_SIZE) -> SliderPanel:
-    """Notebook 05: the paper's network trained with each batch size of ``grid`` (batch size -> both
-    networks, from ``Experiments.grid``), next to the two noises of a mini-batch
-    (``experiments.batch_noise``)."""
-    if batch_size not in grid:
-        raise ValueError(f"batch_size must be one of {sorted(grid)}, got {batch_size}")
-    sizes = np.array(sorted(grid), dtype=float)
-    fig = _sweep_figure(f"accuracy after {_steps_of(grid)} steps", "batch size m", sizes,
-                        extra=("noise of one mini-batch", "relative size of the noise"))
-    for name, values in noise.items():
-        net = name.split(", ")[-1]
-        add_line(fig, sizes, values, name, NET_COLORS.get(net, 2), row=1, col=3, mode="lines+markers",
-                 dash=None if net in NET_COLORS else "dash")
-    law = noise["gradient, without BN"][-1] * np.sqrt(sizes[-1] / sizes)  # 1/sqrt(m) through the last point
-    add_line(fig, sizes, law, "∝ 1/√m", 7, row=1, col=3, dash="dot")
-    every_noise = np.concatenate(list(noise.values()))
-    add_line(fig, [], [every_noise.min() / 2, every_noise.max() * 2], "this m", 7, row=1, col=3, dash="dot",
-             showlegend=False)
-    slider = lr_selection_slider("batch size m", [int(m) for m in sizes], batch_size)
-    return SliderPanel(fig, {"batch_size": slider},
-                       functools.partial(_draw_batch_size, grid=grid, noise=noise),
-                       caption="Same number of steps and learning rate for every batch size. Right, at "
-                               "initialization: how far the mini-batch gradient is from the full-batch "
-                               "gradient, and how far BN's batch statistics move a normalized value.")
+def batch_size_training_panel(experiments: bt.Experiments, batch_size: int = bt.BASE_BATCH_SIZE) -> LivePanel:
+    """Notebook 05, section 5: the paper's network with and without BN, trained live with any batch size
+    from 2 to 512 at η = 1 (the grid's sizes come from ``experiments`` at once)."""
+    slider = batch_size_slider("batch size m", batch_size)  # raises for a batch size out of range
+    sweep = Sweep("batch_size", _compared_at_batch_size, lambda batch_size: f"Batch size m = {batch_size}, η = 1")
+    return _live_panel(experiments, sweep, {"batch_size": slider}, {"batch_size": bt.BATCH_SIZES},
+                       "batch size m (log scale)", (2, 512),
+                       _caption(experiments, "both networks") + " Same steps for every m: small batches see "
+                                                                "fewer examples.")
 
 
-def _draw_init_scale(fig: go.FigureWidget, init_scale: float, *, grid: Grid,
-                     gradients: Mapping[float, Mapping[str, float]]) -> None:
-    runs = _draw_sweep(fig, init_scale, grid)
-    fig.data[-1].x = [init_scale, init_scale]  # the "this a" line of the gradient plot
-    g = gradients[init_scale]
-    fig.layout.title.text = (f"Initial weights × {init_scale:g}, {_seeds_of(grid)}: {_outcomes(runs)}; "
-                             f"first-layer gradient {g['without BN']:.2g} without BN, {g['with BN']:.2g} "
-                             "with BN")
+def _compared_at_init_scale(init_scale: float) -> list[bt.Run]:
+    return [bt.Run(init_scale=float(init_scale), **bt.paper_network(), **fields) for fields in bt.PAIR.values()]
 
 
-def init_scale_panel(grid: Grid, gradients: Mapping[float, Mapping[str, float]],
-                     init_scale: float = 1.0) -> SliderPanel:
-    """Notebook 05: the paper's network with its hidden weights scaled by a (``grid``: a -> both networks,
-    from ``Experiments.grid``), with and without BN: accuracy, and the gradient at initialization
-    (``experiments.initial_gradients``)."""
-    if init_scale not in grid:
-        raise ValueError(f"init_scale must be one of {sorted(grid)}, got {init_scale}")
-    scales = np.array(sorted(grid), dtype=float)
-    fig = _sweep_figure(f"accuracy after {_steps_of(grid)} steps", "scale a of the initial weights", scales,
-                        extra=("gradient at initialization", "|dL/dW₁| (first hidden layer)"))
-    for net in WITH_AND_WITHOUT_BN:
-        add_line(fig, scales, [gradients[a][net] for a in scales], net, NET_COLORS[net], row=1, col=3,
-                 mode="lines+markers", showlegend=False)
-    anchor = scales[len(scales) // 2]
-    add_line(fig, scales, gradients[anchor]["with BN"] * anchor / scales, "∝ 1/a", 7, row=1, col=3,
-             dash="dot")
-    values = [v for row in gradients.values() for v in row.values()]
-    add_line(fig, [], [min(values) / 2, max(values) * 2], "this a", 7, row=1, col=3, dash="dot",
-             showlegend=False)
-    slider = lr_selection_slider("initial weights × a", list(scales), init_scale)
-    return SliderPanel(fig, {"init_scale": slider},
-                       functools.partial(_draw_init_scale, grid=grid, gradients=gradients),
-                       caption="a multiplies the N(0, 0.1²) initial weights of the three hidden layers "
-                               "(not the output layer). Right: the full-batch gradient of the first hidden "
-                               "layer's weights before training.")
+def init_scale_panel(experiments: bt.Experiments, init_scale: float = 1.0) -> LivePanel:
+    """Notebook 05, section 3: the paper's network with its hidden weights scaled by any a from 0.01 to 100
+    (a = 1: N(0, 0.1²), LeCun's and Xavier's std for these layers), with and without BN, trained live at
+    η = 1 (the grid's scales come from ``experiments`` at once)."""
+    if not INIT_SCALE_RANGE[0] <= init_scale <= INIT_SCALE_RANGE[1]:
+        raise ValueError(f"init_scale must be between {INIT_SCALE_RANGE[0]:g} and {INIT_SCALE_RANGE[1]:g}, "
+                         f"got {init_scale}")
+    slider = log_slider("initial weights × a", init_scale, *INIT_SCALE_RANGE)
+    sweep = Sweep("init_scale", _compared_at_init_scale,
+                  lambda init_scale: f"Initial weights × {init_scale:.3g}, η = 1")
+    return _live_panel(experiments, sweep, {"init_scale": slider}, {"init_scale": bt.INIT_SCALES},
+                       "scale a of the initial hidden weights (log scale)", INIT_SCALE_RANGE,
+                       _caption(experiments, "both networks") + " a multiplies the N(0, 0.1²) weights of the "
+                                                                "three hidden layers, not the output layer.")
 
 
 # ---- static figures ----------------------------------------------------------------------------------
@@ -317,33 +347,29 @@ def gamma_beta_figure(histories: Mapping[float, History], layer: str, units: Seq
         fig.update_xaxes(title_text="training step", row=2, col=col)
     fig.update_yaxes(title_text="γ (scale)", row=1, col=1)
     fig.update_yaxes(title_text="β (shift)", row=2, col=1)
-    fig.update_layout(title=title, width=980, height=520, margin=dict(t=95))
+    fig.update_layout(title=title, width=FIT_WIDTH, height=520, margin=dict(t=95))
     return fig
 
 
-def unit_distribution_figure(histories: Mapping[float, History], layer: int, unit: int,
-                             title: str) -> go.Figure:
-    """One unit's BN output over training (15th-85th percentile band and median over the test images),
-    with its beta and beta ± gamma, one column per learning rate (lr -> History of a run with BN).
-    The first record (step 0) is left out: BN's running averages are still placeholders there."""
-    lrs = list(histories)
-    fig = make_subplots(rows=1, cols=len(lrs), horizontal_spacing=0.06,
-                        subplot_titles=[f"η = {lr:g}" for lr in lrs])
-    for col, lr in enumerate(lrs, start=1):
-        history = histories[lr]
-        steps = history.steps[1:]
-        percentiles = history.percentile_array(f"act{layer}")[1:, :, unit]  # (R - 1, 3)
-        gamma, beta = (values[1:, unit] for values in bt.gamma_beta(history, f"norm{layer}"))
-        first = col == 1
-        add_band(fig, steps, percentiles[:, 0], percentiles[:, 2], "BN output: 15th to 85th percentile", 1,
-                 mode="lines", showlegend=first, legendgroup="band", row=1, col=col)
-        lines = [(percentiles[:, 1], "BN output: median", 1, None, first), (beta, "β", 7, "dash", first),
-                 (beta + gamma, "β ± γ", 7, "dot", first), (beta - gamma, "β ± γ", 7, "dot", False)]
-        for values, name, index, dash, legend in lines:
-            add_line(fig, steps, values, name, index, dash=dash, row=1, col=col, legendgroup=name,
-                     showlegend=legend)
-        fig.update_xaxes(title_text="training step", row=1, col=col)
-    fig.update_yaxes(title_text=f"input of sigmoid {layer}, unit {unit}", row=1, col=1)
+def output_against_gamma_beta_figure(measured: Mapping[float, Mapping[str, np.ndarray]], title: str) -> go.Figure:
+    """Every unit of one BN layer at the end of training, one colour per learning rate (lr -> the dict of
+    ``experiments.output_against_gamma_beta``): left, the median of the unit's BN output against its beta;
+    right, the width of its 15th-85th percentile band against 2 gamma. On the dotted diagonal the output's
+    distribution is exactly where gamma and beta put it."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=["where the output sits", "how widely it spreads"])
+    for col, (x_name, y_name) in enumerate([("beta", "median"), ("two gamma", "band")], start=1):
+        every = np.concatenate([np.r_[m[x_name], m[y_name]] for m in measured.values()])
+        low, high = every.min(), every.max()
+        add_line(fig, [low, high], [low, high], "output = what γ and β set", 7, dash="dot", row=1, col=col,
+                 showlegend=col == 1)
+        for k, (lr, m) in enumerate(measured.items()):
+            add_line(fig, m[x_name], m[y_name], f"η = {lr:g} (one dot per unit)", 4 * k, mode="markers",
+                     row=1, col=col, showlegend=col == 1, marker_size=5)
+    fig.update_xaxes(title_text="β of the unit", row=1, col=1)
+    fig.update_yaxes(title_text="median of the unit's BN output", row=1, col=1)
+    fig.update_xaxes(title_text="2γ of the unit", row=1, col=2)
+    fig.update_yaxes(title_text="15th-85th percentile band of its BN output", row=1, col=2)
     fig.update_layout(title=title, **WIDE, legend=dict(orientation="h", y=-0.22), margin=dict(t=95, b=110))
     return fig
 
@@ -354,27 +380,19 @@ def _log_histogram(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, n
     return 10 ** edges, np.append(share, share[-1])
 
 
-def jacobian_figure(singular_values: Mapping[str, Mapping[str, np.ndarray]], title: str) -> go.Figure:
-    """Histograms (log scale) of the Jacobian singular values of the hidden-to-hidden blocks, without
-    and with BN, at initialization and after training.
-
-    singular_values: "<net>, <when>" (net in WITH_AND_WITHOUT_BN, when "at initialization" / "after training")
-    -> block name -> (examples, k) singular values; blocks 2 and up are pooled."""
-    whens = ["at initialization", "after training"]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=whens, horizontal_spacing=0.08, shared_yaxes=True)
+def jacobian_figure(singular_values: Mapping[str, np.ndarray], title: str) -> go.Figure:
+    """Histograms (log scale) of Jacobian singular values: ``singular_values`` = label -> all the values
+    (pooled over layer pairs, examples and seeds), e.g. "with BN: x̂ → x̂", "without BN: z → z", "random
+    100×100 matrix". Each label gets its own line; a band marks the values within a factor 2 of 1."""
+    fig = new_figure(title, "singular value (log scale)", "share of the singular values")
     edges = np.linspace(-3, 1, 41)
-    hidden = {label: np.concatenate([v.ravel() for name, v in blocks.items()
-                                     if name.startswith("block") and name != "block 1"])
-              for label, blocks in singular_values.items()}
-    top = 1.1 * max(_log_histogram(values, edges)[1].max() for values in hidden.values())
-    for col, when in enumerate(whens, start=1):
-        add_band(fig, [0.5, 2.0], [0, 0], [top, top], "within a factor 2 of 1", 2, mode="lines",
-                 showlegend=col == 1, row=1, col=col)
-        for net in WITH_AND_WITHOUT_BN:
-            x, y = _log_histogram(hidden[f"{net}, {when}"], edges)
-            add_line(fig, x, y, net, NET_COLORS[net], row=1, col=col, showlegend=col == 1, line_shape="hv",
-                     legendgroup=net)
-        fig.update_xaxes(title_text="singular value (log scale)", type="log", row=1, col=col)
-    fig.update_yaxes(title_text="share of the singular values", range=[0, top], row=1, col=1)
-    fig.update_layout(title=title, **WIDE, legend=dict(orientation="h", y=-0.22), margin=dict(t=95, b=110))
+    top = 1.1 * max(_log_histogram(values, edges)[1].max() for values in singular_values.values())
+    add_band(fig, [0.5, 2.0], [0, 0], [top, top], "within a factor 2 of 1", 2, mode="lines")
+    for k, (label, values) in enumerate(singular_values.items()):
+        x, y = _log_histogram(values, edges)
+        net = next((net for net in ("without BN", "with BN") if label.startswith(net)), None)
+        add_line(fig, x, y, label, NET_COLORS[net] if net else 7, line_shape="hv", dash=None if net else "dot")
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(range=[0, top])
+    fig.update_layout(**WIDE, legend=dict(orientation="h", y=-0.22), margin=dict(t=95, b=110))
     return fig
