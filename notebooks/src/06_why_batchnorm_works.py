@@ -770,8 +770,7 @@ check_recompute_statistics(recompute_statistics)
 #   steps. Per unit of distance (the gradient change per distance, Santurkar et al.'s "effective
 #   β-smoothness"), BN's landscape was not smoother.
 # * **Scale invariance during training.** The gradient is orthogonal to every BN-normalized weight vector,
-#   so SGD grows the weights, and the effective learning rate $\eta/\lVert w
-Vert^2$ falls, the more the
+#   so SGD grows the weights, and the effective learning rate $\eta/\lVert w\rVert^2$ falls, the more the
 #   larger η.
 # * **Pitfalls.** Forgetting `eval()`, batches of 1 or 2, batches that are not i.i.d., stale running
 #   statistics (fixed by recomputing them, precise BN) and an output that depends on the batch companions:

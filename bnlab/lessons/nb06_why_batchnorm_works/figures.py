@@ -96,13 +96,11 @@ def _draw_sweep(fig: go.FigureWidget, grid: Mapping[float, Runs], labels: Sequen
                 value: float) -> None:
     n = len(labels)
     values = sorted(grid)
-    ends = []
+    ends = {label: [None if grid[v][label].diverged else wb.late_accuracy(grid[v][label]) for v in values]
+            for label in labels}  # a diverged run leaves a gap, and an X below
     for i, label in enumerate(labels):
-        fig.data[2 * n + i].x = values
-        fig.data[2 * n + i].y = [None if grid[v][label].diverged else wb.late_accuracy(grid[v][label])
-                                 for v in values]  # a diverged run leaves a gap, and an X below
-        ends += fig.data[2 * n + i].y
-    y_range = _sweep_range(ends)
+        fig.data[2 * n + i].x, fig.data[2 * n + i].y = values, ends[label]
+    y_range = _sweep_range([end for label in labels for end in ends[label]])
     diverged = [(v, label, grid[v][label].diverged_at) for v in values for label in labels
                 if grid[v][label].diverged]
     fig.data[3 * n].x, fig.data[3 * n].y = [value, value], y_range
