@@ -357,10 +357,12 @@ for label in ratios:
 
 # %%
 # Check: the claims of section 3
-for label in ratios:  # smoother along the path ...
+for label in ratios:  # smoother along the path: clearly at the worst steps ...
     for what in ("loss range", "gradient change"):
-        assert ratios[label][what, "median"].median < 0.8 and ratios[label][what, "90th percentile"].median < 0.6
-    assert smoother[label, "90th percentile"].at_least(7 / 8) and smoother[label, "median"].at_least(5 / 8)
+        assert ratios[label][what, "90th percentile"].median < 0.6
+    assert smoother[label, "90th percentile"].at_least(7 / 8)
+assert ratios[DEFAULT]["loss range", "median"].median < 0.6 and smoother[DEFAULT, "median"].at_least(7 / 8)
+assert ratios[HE]["gradient change", "median"].median < 0.8 and smoother[HE, "median"].at_least(3 / 8)  # ... less so at typical ones
 assert ratios[DEFAULT]["change per distance", "median"].median > 1.2  # ... not per unit of distance
 assert ratios[HE]["change per distance", "median"].median > 0.8 and per_distance[HE].held <= 2
 for summary, key in (("median", "median"), ("90th percentile", "worst-case")):
@@ -389,10 +391,12 @@ compare_prediction(my_prediction, "no" if per_distance[HE].held <= 2 else "yes")
 # %% [markdown]
 # Read the figure: each line is the median over the 8 seeds, the shaded band their range. With BN the loss
 # barely moves along the path and the gradient changes less, most clearly at the worst steps (90th
-# percentile, in every seed or nearly every one) and at typical steps in most seeds, against either
-# network without BN: by these two measures BN's landscape is smoother, as Santurkar et al. report. He
-# initialization narrows the gap at typical steps (the claim lines give both ratios), but BN's advantage
-# at the worst steps stays.
+# percentile, in every seed or nearly every one), against either network without BN: by these two
+# measures BN's landscape is smoother, as Santurkar et al. report. At typical steps the picture depends on
+# the initialization: against the default-initialized network BN is smoother in every seed or nearly every
+# one, against the He network only in some seeds (how many varies with the course seed; the claim line
+# gives the count and both ratios). He initialization closes much of the gap at typical steps; BN's
+# advantage at the worst steps stays.
 #
 # The third measure goes the other way. Part of BN's advantage is simply that its gradients are smaller:
 # a step $s g$ along a small $g$ travels a short distance, so the loss and the gradient change less.
