@@ -56,7 +56,7 @@ def bn_model():
 @pytest.fixture(scope="module")
 def short_pair(data):
     """Short runs with snapshots of their weights, without and with BN, seeds 0 and 1, trained over seeds."""
-    pair = {"without BN": wb.Run(norm="none", steps=SHORT, snapshots=True),
+    pair = {wb.HE_INIT: wb.Run(norm="none", init="he", steps=SHORT, snapshots=True),
             "with BN": wb.Run(norm="torch_bn", steps=SHORT, snapshots=True)}
     return pair, wb.train_over_seeds(list(pair.values()), [0, 1], course_seed=0)
 
@@ -84,19 +84,36 @@ def test_run_builds_its_network_with_the_noise_level():
 
 def test_noisy_run_maps_level_zero_to_the_clean_runs():
     assert wb.noisy_run("noisy BN", 0.0) == wb.Run(norm="torch_bn", snapshots=True)
-    assert wb.noisy_run("without BN + noise", 0.0) == wb.Run(norm="none", snapshots=True)
+    assert wb.noisy_run("He init + noise", 0.0) == wb.Run(norm="none", init="he", snapshots=True)
+    assert wb.noisy_run("He init + noise", 1.0) == wb.Run(norm="noise", init="he", noise=1.0)
     assert wb.noisy_run("noisy BN", 2.0) == wb.Run(norm="noisy_bn", noise=2.0)
     assert wb.noisy_run("with BN", 4.0) == wb.Run(norm="torch_bn", snapshots=True)
+    assert wb.noisy_run(wb.DEFAULT_INIT, 4.0) == wb.clean_run(wb.DEFAULT_INIT) == wb.base_run("none")
     with pytest.raises(ValueError, match="label must be one of"):
         wb.noisy_run("noisy", 2.0)
+    with pytest.raises(ValueError, match="label must be one of"):
+        wb.clean_run("noisy BN")
     assert wb.normalization_run("LayerNorm", 2) == wb.Run(norm="layernorm", batch_size=2)
+    assert wb.normalization_run("no normalization, He init", 2) == wb.Run(norm="none", init="he", batch_size=2)
+    assert wb.normalization_run(wb.PLAIN_DEFAULT, 2) == wb.Run(norm="none", batch_size=2)
     assert wb.normalization_run("BatchNorm", wb.BATCH_SIZE) == wb.base_run("torch_bn")
+    with pytest.raises(ValueError, match="label must be one of"):
+        wb.normalization_run("none", 2)
     assert wb.learning_rate_run(wb.HIGH_LR) == wb.Run(norm="torch_bn", lr=wb.HIGH_LR)
+
+
+def test_he_initialization_keeps_the_signal_and_the_default_shrinks_it(data):
+    default, he = (wb.signal_sizes(wb.clean_run(label), 0, data.X_test) for label in (wb.DEFAULT_INIT, wb.HE_INIT))
+    assert default.shape == he.shape == (wb.DEPTH,)
+    assert np.all(default[1:] / default[:-1] < 0.6) and np.all(np.abs(he[1:] / he[:-1] - 1) < 0.3)
+    member = wb.Run(norm="none", init="he").member(0)
+    assert member.init_std == "he" and member.group == wb.Run(norm="none").member(0).group  # one batch
 
 
 def test_claim_runs_cover_every_section():
     claim_runs = wb.claim_runs()
-    assert len(claim_runs) == len(set(claim_runs)) == 11
+    assert len(claim_runs) == len(set(claim_runs)) == 13
+    assert {run.init for run in claim_runs} == {None, "he"}
     assert {run.norm for run in claim_runs} == {"none", "torch_bn", "noisy_bn", "noise", "layernorm",
                                                  "groupnorm"}
 
@@ -196,7 +213,7 @@ def test_landscape_along_the_gradient(bn_model, batch):
     result = wb.landscape_along_gradient(bn_model, *batch, [0.01, 0.1, 1.0])
     assert len(result["losses"]) == 4 and len(result["changes"]) == 3
     assert result["loss range"] == pytest.approx(max(result["losses"]) - min(result["losses"]))
-    assert result["gradient change"] == max(result["changes"]) and result["beta"] > 0
+    assert result["gradient change"] == max(result["changes"]) and result["change per distance"] > 0
     assert all(torch.equal(before[k], v) for k, v in bn_model.state_dict().items())  # on a copy
     with pytest.raises(ValueError, match="step sizes must be positive"):
         wb.landscape_along_gradient(bn_model, *batch, [0.0, 1.0])
@@ -207,7 +224,7 @@ def test_probes_at_every_record_after_the_start(probed):
     assert list(one.steps) == [40, 80] and one.ics["linear2"].shape == (2, 2)
     assert wb.probe_series(one, "loss range").shape == (2,)
     assert wb.probe_series(one, "losses").shape == (2, len(wb.STEP_MULTIPLES) + 1)
-    assert len(probed["without BN"]) == 2
+    assert len(probed[wb.HE_INIT]) == 2
 
 
 def test_probe_run_needs_the_snapshots(data):
@@ -228,12 +245,32 @@ def test_summaries_of_the_probes_over_seeds(probed):
     change = wb.gradient_change_over_seeds(probed["with BN"], seeds)
     assert change.seeds == (0, 1) and np.all(change.values > 0)
     assert np.all(wb.lowest_cosine_over_seeds(probed["with BN"], seeds).values <= 1)
-    ratios = wb.landscape_ratios(probed, seeds)
+    ratios = wb.landscape_ratios(probed, seeds, wb.HE_INIT)
     assert set(ratios) == {(what, summary) for what in wb.LANDSCAPE_MEASURES for summary in wb.SUMMARIES}
-    worst = wb.landscape_over_seeds(probed["with BN"], seeds, "beta", worst=90)
-    assert np.all(worst.values >= wb.landscape_over_seeds(probed["with BN"], seeds, "beta").values)
+    worst = wb.landscape_over_seeds(probed["with BN"], seeds, "change per distance", worst=90)
+    assert np.all(worst.values >= wb.landscape_over_seeds(probed["with BN"], seeds, "change per distance").values)
     fake = {("a", "median"): OverSeeds(seeds, [0.5, 2.0]), ("b", "median"): OverSeeds(seeds, [0.5, 0.5])}
     assert wb.smaller_with_bn(fake, [("a", "median"), ("b", "median")]) == Support(1, 2)
+
+
+def test_gradient_shift_steps_only_the_layers_below(bn_model, batch):
+    """G' of a layer: the same as recomputing it on a copy whose layers below took their SGD step."""
+    X, y = batch
+    shift = wb.gradient_shift(bn_model, X, y, lr=0.5, layers=["linear3"])
+    copy_ = copy.deepcopy(bn_model).train()
+    G = wb._layer_gradient(copy_, "linear3", X, y)
+    with torch.no_grad():
+        for p in wb._parameters_below(copy_, "linear3"):
+            p -= 0.5 * p.grad
+    G2 = wb._layer_gradient(copy_, "linear3", X, y)
+    assert shift["linear3"][0] == pytest.approx(((G - G2).norm() / G.norm()).item(), rel=1e-4)
+
+
+def test_noise_jumps_grow_with_the_level():
+    mean_jump, spread_jump = wb.noise_jumps(1.0, steps=4000)
+    assert mean_jump == pytest.approx(2 / 3, rel=0.05)  # E|m - m'| for m, m' ~ U(-1, 1)
+    assert 0.1 < spread_jump < 0.4
+    assert wb.noise_jumps(4.0)[0] > 3 * mean_jump and wb.noise_jumps(0.0) == (0.0, 0.0)
 
 
 def test_step_shift_is_large_for_noisy_bn(batch):
@@ -286,12 +323,6 @@ def test_train_mode_accuracy_leaves_the_running_statistics_alone(bn_model, data)
 def test_one_class_batches_sorts_by_label():
     order = wb.one_class_batches(torch.tensor([2, 0, 1, 0]))
     assert order.tolist() == [1, 3, 2, 0]
-
-
-def test_normalize_pair_gives_plus_minus_one():
-    assert torch.allclose(wb.normalize_pair(torch.tensor([[1.0, 5.0], [3.0, -2.0]])).abs(), torch.ones(2, 2))
-    with pytest.raises(ValueError, match="batch of two rows"):
-        wb.normalize_pair(torch.ones(3, 2))
 
 
 def test_recompute_statistics_repairs_stale_statistics(data):
@@ -367,24 +398,35 @@ def test_late_accuracy_figure_says_what_it_leaves_out():
 def test_accuracy_figures_over_seeds_draw_every_setting():
     history = History(settings={}, steps=[0, 3], test_accuracy=[0.1, 0.95])
     fake = {run: [wb.Trained(history, None)] * 2 for run in
-            [*(wb.noisy_run(label, level) for label in wb.NOISY for level in wb.NOISE_LEVELS),
-             *(wb.normalization_run(label, m) for label in wb.NORMALIZATIONS
+            [*(wb.noisy_run(label, level) for label in {**wb.CLEAN, **wb.NOISY} for level in wb.NOISE_LEVELS),
+             *(wb.normalization_run(label, m) for label in [*wb.NORMALIZATIONS, wb.PLAIN_DEFAULT]
                for m in (wb.TINY_BATCH, wb.BATCH_SIZE))]}
-    assert len(noisy_accuracy_figure(fake, "t").data) == 6
-    assert len(normalization_accuracy_figure(fake, "t").data) == 6
+    assert len(noisy_accuracy_figure(fake, "t").data) == 3 + 2 * 2
+    assert len(normalization_accuracy_figure(fake, "t").data) == 5 + 3
+    assert noisy_accuracy_figure(fake, "t").layout.yaxis.range[0] > 0.8  # zoomed to where the runs end
 
 
 def test_noise_panel_shows_the_grid_at_once_and_trains_any_level_live():
-    panel = noise_panel(wb.noisy_grid(0), seed=0)
-    assert "Noise level 2:" in panel.figure.layout.title.text and panel.status.value == ""
-    panel.set(level=4.0)  # on the grid: cached, drawn at once
-    assert "without BN + noise diverged at step" in panel.figure.layout.title.text
-    assert panel.figure.data[7].x  # the diverged marker of the noisy plain network is shown
+    grid = wb.noisy_grid(0)
+    panel = noise_panel(grid, seed=0)
+    assert "Noise level 1:" in panel.figure.layout.title.text and panel.status.value == ""
     panel.set(level=1.3)  # on no grid: trained now, in the background
     panel.wait()
     assert panel.figure.layout.title.text.startswith("Noise level 1.3: ")
     assert all(h.steps[-1] == wb.STEPS or h.diverged for h in panel.frame.histories)
-    assert list(panel.figure.data[8].x) == [0.0, 1.3, 2.0, 4.0]  # the sweep: every level trained so far
+    assert list(panel.figure.data[8].x) == [0.0, 1.0, 1.3, 4.0]  # the sweep: every level trained so far
+    ends = [y for trace in panel.figure.data[8:12] for y in trace.y if y is not None]
+    assert 0 < panel.figure.layout.yaxis2.range[0] <= min(ends)  # zoomed to where the runs end
+
+
+def test_noise_panel_marks_a_diverged_run_on_the_sweep():
+    good = History(settings={}, steps=[0, 240], test_accuracy=[0.1, 0.95])
+    broken = History(settings={}, steps=[0], test_accuracy=[0.1], diverged_at=17)
+    grid = {0.0: dict.fromkeys(wb.NOISY, good), 4.0: {**dict.fromkeys(wb.NOISY, good), "He init + noise": broken}}
+    panel = noise_panel(grid, level=4.0, seed=0)
+    assert "He init + noise diverged at step 17" in panel.figure.layout.title.text
+    assert list(panel.figure.data[13].text) == ["He init + noise diverged at step 17"]
+    assert list(panel.figure.data[13].x) == [4.0]
     with pytest.raises(ValueError, match="level must be between 0 and 6"):
         noise_panel(wb.noisy_grid(0), level=7.0)
 
@@ -395,6 +437,8 @@ def test_a_live_noisy_run_trains_as_the_notebook_trains_it():
         pass
     alone = wb.noisy_run("noisy BN", 1.3).train_alone(0, wb.digits()).history
     assert stream.result()[2].test_accuracy == alone.test_accuracy
+    he_noise = wb.noisy_run("He init + noise", 1.3).train_alone(0, wb.digits()).history
+    assert stream.result()[3].test_accuracy == he_noise.test_accuracy
 
 
 def test_normalization_panel_trains_an_off_grid_batch_size():
@@ -486,7 +530,9 @@ def test_step_noise_changes_every_training_step_and_is_its_mean_in_eval_mode():
     x = torch.randn(8, 5)
     first, second = noise(x), noise(x)
     assert not torch.equal(first, second)                              # a fresh draw at every step
-    assert torch.allclose(noise.eval()(x), 2.0 * x)                    # E[s] x + E[m] = (1 + level/2) x
+    assert torch.equal(noise.eval()(x), x)                             # E[s] x + E[m] = x: mean one
+    many = torch.stack([noise.train()(torch.ones(1, 5)) for _ in range(2000)])
+    assert abs(many.mean().item() - 1) < 0.05                          # the scale has mean 1, the shift 0
     noise.train().reseed(0)
     assert torch.equal(noise(x), first)                                # reproducible from its seed
     assert torch.equal(StepNoise(5, level=0.0)(x), x)

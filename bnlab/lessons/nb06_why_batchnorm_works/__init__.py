@@ -29,34 +29,37 @@ PANELS = {"06 noisy BN": (noise, {"level": [0.0, 1.3, 4.0]}),  # 1.3 and 23: on 
 
 CLAIMS = (
     Claim("noisy-bn-still-helps",
-          "BN still helps when noise after every BN layer makes the layer inputs less stable than without "
-          "BN: noisy BN trains better than the same noise without BN, and than the plain network.",
+          "BN still helps when noise after every BN layer makes the layer inputs far less stable than "
+          "without BN: noisy BN (mean-one noise, level 1) ends above the fairly (He) initialized network "
+          "without BN.",
           f"{SANTURKAR}, section 2.1", "06_why_batchnorm_works",
           "1. Noisy BN: make the inputs unstable on purpose"),
     Claim("ics-gradient-change-reduced",
           "BN reduces internal covariate shift, measured as the change of a layer's gradient when the layers "
-          "below it are updated on the same batch.",
+          "below it are updated on the same batch (against the network without BN, He init).",
           f"{PAPER}, abstract; tested as in {SANTURKAR}, section 2.2",
           "06_why_batchnorm_works", "2. Internal covariate shift, measured through the gradient"),
     Claim("bn-smooths-loss-landscape-median",
-          "With BN the loss and its gradient change less along the gradient direction (typical step of "
-          "training).",
+          "With BN the loss and its gradient change less along the gradient direction than without BN "
+          "(He init) (typical step of training).",
           f"{SANTURKAR}, section 3.1 and Figure 4", "06_why_batchnorm_works",
           "3. The loss landscape along the gradient"),
     Claim("bn-smooths-loss-landscape-worst-case",
-          "With BN the loss and its gradient change less along the gradient direction (worst steps of "
-          "training).",
+          "With BN the loss and its gradient change less along the gradient direction than without BN "
+          "(He init) (worst steps of training).",
           f"{SANTURKAR}, section 3.1 and Figure 4", "06_why_batchnorm_works",
           "3. The loss landscape along the gradient"),
     Claim("bn-improves-beta-smoothness",
-          "BN makes the loss smoother: a smaller effective β-smoothness (gradient change per unit of step).",
+          "BN makes the loss smoother per unit of distance: the gradient changes at least a fifth less per "
+          "unit of step than without BN (He init), at typical and at worst steps (the effective smoothness "
+          "constant, Santurkar et al.'s 'effective β-smoothness').",
           f"{SANTURKAR}, section 3.1 and Figure 4 (c)", "06_why_batchnorm_works",
           "3. The loss landscape along the gradient"),
     Claim("bn-weights-scale-invariant",
           "Under BN the loss does not depend on the scale of a unit's incoming weights: the gradient is "
           "orthogonal to them, their norm grows, and the effective learning rate η/|w|² falls.",
           f"{PAPER}, section 3.3; van Laarhoven 2017; Arora et al. 2019", "06_why_batchnorm_works",
-          "4. Scale invariance and the effective learning rate"),
+          "4. Scale invariance during training: growing weights, a falling effective learning rate"),
     Claim("bn-output-depends-on-batch",
           "In training mode, an example's output under BN depends on the other examples of its batch.",
           f"{PAPER}, section 3.4; seed 003", "06_why_batchnorm_works", "5. Pitfalls"),

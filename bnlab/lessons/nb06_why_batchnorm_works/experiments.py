@@ -13,11 +13,12 @@
 * Internal covariate shift as Santurkar et al. define it (section 2.2): ``gradient_shift`` compares a
   layer's gradient before and after the layers below it take their step on the same batch.
 * The loss landscape along the gradient (section 3.1): ``landscape_along_gradient`` (loss range,
-  gradient predictiveness, effective beta-smoothness). Both probes run on the weights the clean runs
+  gradient predictiveness, and the gradient change per unit of distance: the effective smoothness
+  constant). Both probes run on the weights the clean runs
   kept at every record (``probe_run``, ``probe_over_seeds``).
 * Scale invariance and the effective learning rate: ``row_norms``, ``gradient_weight_cosine``,
   ``norm_growth_identity``, ``scale_invariance``, ``norm_growths``, ``never_shrinks``.
-* Pitfalls: ``eval_mode_accuracy``/``train_mode_accuracy``, ``one_class_batches``, ``normalize_pair``,
+* Pitfalls: ``eval_mode_accuracy``/``train_mode_accuracy``, ``one_class_batches``,
   ``scale_layer``/``recompute_statistics`` (precise BN), all of them at once in ``pitfalls``;
   ``companion_spread`` and ``batch_dependence``.
 """
@@ -55,11 +56,11 @@ WIDTH, DEPTH, ACTIVATION = 100, 3, "relu"
 LR, BATCH_SIZE = 0.1, 60
 HIGH_LR = 1.0                           # the scale-invariance section's second run
 STEPS, RECORD_EVERY = 240, 40         # 240 steps of batches of 60: about 11 passes over the training set
-RECORDED_PERCENTILES = (50,)            # the lesson reads no pre-activation percentiles: record the fewest
-NOISE_LEVEL = 2.0                       # the level the notebook discusses
-STRONG_NOISE = 4.0                      # ... and the level where the network without BN fails
+RECORDED_PERCENTILES = ()               # the lesson reads no pre-activation percentiles: record none
+NOISE_LEVEL = 1.0                       # the level the notebook discusses
+STRONG_NOISE = 4.0                      # ... and a level where the noise costs every network accuracy
 NOISE_LEVELS = (0.0, NOISE_LEVEL, STRONG_NOISE)
-BATCH_SIZES = (2, 8, 60)
+BATCH_SIZES = (2, 60)                   # the batch-size panel's grid (the claims' runs); others train live
 TINY_BATCH = 2                          # the batch size the claims compare normalizations at
 STEP_MULTIPLES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # step sizes along the gradient, in units of the lr
 PROBE_BATCH = 60
@@ -69,20 +70,29 @@ STREAM_COMPANIONS = 62                  # ... the random companions of the batch
 STREAM_STEP_NOISE = 6                   # ... StepNoise's draws
 
 Result = TypeVar("Result")
-NOISY = {"without BN": "none", "with BN": "torch_bn", "noisy BN": "noisy_bn", "without BN + noise": "noise"}
+HE = "he"                               # make_mlp's init_std for He (Kaiming) initialization
+DEFAULT_INIT, HE_INIT = "without BN, default init", "without BN, He init"  # the two plain networks
+# label -> (norm, init): the networks of section 1's panel (at a noise level), and the plain network
+# with PyTorch's default initialization, shown beside them in the figures over seeds
+NOISY = {HE_INIT: ("none", HE), "with BN": ("torch_bn", None), "noisy BN": ("noisy_bn", None),
+         "He init + noise": ("noise", HE)}
+CLEAN = {DEFAULT_INIT: ("none", None), HE_INIT: ("none", HE), "with BN": ("torch_bn", None)}
 NOISE_NORMS = {"noisy_bn": lambda width: NoisyBatchNorm(width), "noise": lambda width: StepNoise(width)}
-NORMALIZATIONS = {"no normalization": "none", "BatchNorm": "torch_bn", "LayerNorm": "layernorm",
-                  "GroupNorm": "groupnorm"}
+# label -> (norm, init): section 6's panel; the plain network with default init beside them over seeds
+NORMALIZATIONS = {"no normalization, He init": ("none", HE), "BatchNorm": ("torch_bn", None),
+                  "LayerNorm": ("layernorm", None), "GroupNorm": ("groupnorm", None)}
+PLAIN_DEFAULT = "no normalization, default init"
 
 
 # ---- noise whose distribution changes at every step ------------------------------------------------
 
 class StepNoise(nn.Module):
-    """Noise whose distribution changes at every training step (Santurkar et al. 2018, section 2.1).
+    """Noise whose distribution changes at every training step (after Santurkar et al. 2018, section 2.1).
 
-    Training mode: each forward pass draws, for every unit j, a scale s_j ~ U(1, 1 + level) and a shift
-    m_j ~ U(-level, level), and returns y = s * x + m for x (N, width): the unit's mean and spread jump
-    at every step. Eval mode returns the expected value E[s] x + E[m] = (1 + level / 2) x.
+    Training mode: each forward pass draws, for every unit j, a scale s_j ~ U(1, 1 + level) / (1 + level/2)
+    (mean 1: it neither amplifies nor damps the signal on average) and a shift m_j ~ U(-level, level), and
+    returns y = s * x + m for x (N, width), the same s and m for every example of the batch: the unit's
+    mean and spread jump at every step. Eval mode returns the noise's mean, x itself.
     The draws come from the layer's own generator (``reseed``), so runs are reproducible.
     """
 
@@ -103,10 +113,30 @@ class StepNoise(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
-            return (1 + self.level / 2) * x
-        scale = 1 + self.level * torch.rand(self.width, generator=self.generator)
+            return x  # the noise's mean: scale 1, shift 0
+        scale = (1 + self.level * torch.rand(self.width, generator=self.generator)) / (1 + self.level / 2)
         shift = self.level * (2 * torch.rand(self.width, generator=self.generator) - 1)
         return scale * x + shift
+
+
+def noise_jumps(level: float, steps: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """How far StepNoise at ``level`` moves a BN unit's output from one training step to the next, on
+    average over ``steps`` steps: (|change of the batch mean|, |relative change of the batch standard
+    deviation|), for a standardized unit (mean 0, standard deviation 1, as BN's x_hat)."""
+    noise = StepNoise(1, level, seed=seed).train()
+    x_hat = torch.linspace(-1.0, 1.0, 61)[:, None]
+    x_hat = (x_hat - x_hat.mean()) / x_hat.std(unbiased=False)  # (61, 1), mean 0 and std 1
+    outputs = torch.stack([noise(x_hat) for _ in range(steps + 1)])  # (steps + 1, 61, 1)
+    means, spreads = outputs.mean(1).ravel(), outputs.std(1, unbiased=False).ravel()
+    return (means.diff().abs().mean().item(), (spreads.diff().abs() / spreads[:-1]).mean().item())
+
+
+def signal_sizes(run: Run, seed: int, X: torch.Tensor) -> np.ndarray:
+    """The root mean square of each hidden layer's pre-activations (the input of act1, act2, act3) of the
+    freshly initialized network of ``run`` under ``seed``, on the examples X (n, d): (DEPTH,)."""
+    with torch.no_grad():
+        inputs = preactivations(run.build(seed).eval(), X)
+    return np.array([inputs[f"act{k}"].pow(2).mean().sqrt().item() for k in range(1, DEPTH + 1)])
 
 
 def check_noise_level(level: float) -> float:
@@ -151,12 +181,15 @@ class Run:
     """One training configuration of the notebook (a DEPTH x WIDTH ACTIVATION network), without its seed.
 
     norm: make_mlp's norm= ("none", "torch_bn", "noisy_bn", "noise", "layernorm", "groupnorm");
+    init: make_mlp's init_std: None for PyTorch's default (std 1/sqrt(3 fan_in)), "he" for He
+        initialization (std sqrt(2 / fan_in), the principled choice for ReLU networks);
     noise: StepNoise's level (only for "noisy_bn" and "noise");
     snapshots: keep the weights at every record (history.probes["weights"]), for the probes of
         sections 2 and 3 (``probe_run``).
     """
 
     norm: str = "torch_bn"
+    init: str | None = None
     noise: float = 0.0
     batch_size: int = BATCH_SIZE
     steps: int = STEPS
@@ -178,12 +211,13 @@ class Run:
         if not self.fits_ensemble:
             raise ValueError(f"the ensemble trains norm = {', '.join(ENSEMBLE_NORMS)}, not {self.norm!r}")
         return Member(seed=seed, lr=self.lr, batch_size=self.batch_size, hidden=(WIDTH,) * DEPTH,
-                      activation=ACTIVATION, norm=self.norm)
+                      activation=ACTIVATION, norm=self.norm, init_std=self.init)
 
     def build(self, seed: int) -> MLP:
-        """The freshly initialized network (PyTorch's default initialization), noise seeded by ``seed``."""
+        """The freshly initialized network (``init``), its noise seeded by ``seed``."""
         norm = NOISE_NORMS.get(self.norm, self.norm)  # the noisy layers are this lesson's own
-        model = make_mlp(hidden=(WIDTH,) * DEPTH, activation=ACTIVATION, norm=norm, seed=seed)
+        model = make_mlp(hidden=(WIDTH,) * DEPTH, activation=ACTIVATION, norm=norm, init_std=self.init,
+                         seed=seed)
         return set_noise(model, self.noise, seed)
 
     def train_alone(self, seed: int, data: Split) -> Trained:
@@ -272,32 +306,45 @@ def history(run: Run, seed: int, course_seed: int | None = None) -> History:
     return trained(run, seed, course_seed).history
 
 
-def base_run(norm: str) -> Run:
-    """The Run of ``norm`` at the base setting (LR, BATCH_SIZE, no noise). The two clean networks
-    ("none", "torch_bn") keep their weights at every record, for the probes of sections 2 and 3."""
-    return Run(norm=norm, snapshots=norm in ("none", "torch_bn"))
+def base_run(norm: str, init: str | None = None) -> Run:
+    """The Run of ``norm`` (and ``init``) at the base setting (LR, BATCH_SIZE, no noise). The clean
+    networks ("none", "torch_bn") keep their weights at every record, for the probes of sections 2, 3."""
+    return Run(norm=norm, init=init, snapshots=norm in ("none", "torch_bn"))
+
+
+def clean_run(label: str) -> Run:
+    """The base Run of one network of ``CLEAN`` (without BN under either init, or with BN)."""
+    if label not in CLEAN:
+        raise ValueError(f"label must be one of {list(CLEAN)}, got {label!r}")
+    return base_run(*CLEAN[label])
 
 
 def noisy_run(label: str, level: float) -> Run:
-    """The Run of one network of ``NOISY`` at one noise level. The clean networks, and the noisy ones at
-    level 0, are the base runs."""
+    """The Run of one network of ``NOISY`` (or ``CLEAN``) at one noise level. The clean networks, and the
+    noisy ones at level 0, are the base runs."""
+    if label in CLEAN:
+        return clean_run(label)
     if label not in NOISY:
         raise ValueError(f"label must be one of {list(NOISY)}, got {label!r}")
-    norm = NOISY[label]
-    if norm in ("none", "torch_bn") or level == 0:
-        return base_run(CLEAN_NORM[norm])
-    return Run(norm=norm, noise=level)
+    norm, init = NOISY[label]
+    if level == 0:
+        return base_run(CLEAN_NORM[norm], init)
+    return Run(norm=norm, init=init, noise=level)
 
 
-CLEAN_NORM = {"noisy_bn": "torch_bn", "noise": "none", "torch_bn": "torch_bn", "none": "none"}
+CLEAN_NORM = {"noisy_bn": "torch_bn", "noise": "none"}
 
 
 def normalization_run(label: str, batch_size: int) -> Run:
-    """The Run of one network of ``NORMALIZATIONS`` at one batch size (the base runs at BATCH_SIZE)."""
-    if label not in NORMALIZATIONS:
-        raise ValueError(f"label must be one of {list(NORMALIZATIONS)}, got {label!r}")
-    norm = NORMALIZATIONS[label]
-    return base_run(norm) if batch_size == BATCH_SIZE else Run(norm=norm, batch_size=batch_size)
+    """The Run of one network of ``NORMALIZATIONS`` (or the plain network with default init,
+    ``PLAIN_DEFAULT``) at one batch size (the base runs at BATCH_SIZE)."""
+    if label == PLAIN_DEFAULT:
+        norm, init = "none", None
+    elif label in NORMALIZATIONS:
+        norm, init = NORMALIZATIONS[label]
+    else:
+        raise ValueError(f"label must be one of {[*NORMALIZATIONS, PLAIN_DEFAULT]}, got {label!r}")
+    return base_run(norm, init) if batch_size == BATCH_SIZE else Run(norm=norm, init=init, batch_size=batch_size)
 
 
 def learning_rate_run(lr: float) -> Run:
@@ -353,10 +400,9 @@ def normalization_stream(batch_size: int, seed: int | None = None, course_seed: 
 
 def claim_runs() -> list[Run]:
     """Every run the notebook's claims rest on (each trained under every claim seed)."""
-    return [base_run("none"), base_run("torch_bn"), learning_rate_run(HIGH_LR),
-            *(noisy_run(label, level) for level in NOISE_LEVELS[1:]
-              for label in ("noisy BN", "without BN + noise")),
-            *(normalization_run(label, TINY_BATCH) for label in NORMALIZATIONS)]
+    return [*(clean_run(label) for label in CLEAN), learning_rate_run(HIGH_LR),
+            *(noisy_run(label, level) for level in NOISE_LEVELS[1:] for label in ("noisy BN", "He init + noise")),
+            *(normalization_run(label, TINY_BATCH) for label in [*NORMALIZATIONS, PLAIN_DEFAULT])]
 
 
 def late_accuracy(history: History, last: float = 1 / 3) -> float:
@@ -410,10 +456,10 @@ def difference(a: OverSeeds, b: OverSeeds) -> OverSeeds:
 
 def noisy_accuracies(trained_: Mapping[Run, Sequence[Trained]], seeds: Sequence[int],
                      levels: Sequence[float] = NOISE_LEVELS) -> dict[float, dict[str, OverSeeds]]:
-    """noise level -> label of ``NOISY`` -> ``late_accuracies`` over seeds (trained_: as
+    """noise level -> label of ``CLEAN`` and ``NOISY`` -> ``late_accuracies`` over seeds (trained_: as
     ``train_over_seeds`` returns it)."""
-    return {level: {label: late_accuracies(trained_[noisy_run(label, level)], seeds) for label in NOISY}
-            for level in levels}
+    return {level: {label: late_accuracies(trained_[noisy_run(label, level)], seeds)
+                    for label in {**CLEAN, **NOISY}} for level in levels}
 
 
 def step_shift(model: nn.Module, X: torch.Tensor, y: torch.Tensor, lr: float, layer: str = "act3") -> float:
@@ -482,16 +528,23 @@ def gradient_shift(model: nn.Sequential, X: torch.Tensor, y: torch.Tensor, lr: f
     if missing:
         raise ValueError(f"the network has no layer {missing[0]!r}; its Linear layers: "
                          + ", ".join(n for n, m in model.named_children() if isinstance(m, nn.Linear)))
+    copy_ = copy.deepcopy(model).train()
+    state = copy.deepcopy(copy_.state_dict())  # the weights (and running statistics) to go back to
+    copy_.zero_grad(set_to_none=True)
+    _loss(copy_, X, y).backward()              # one backward pass gives G of every layer, and the step
+    before = {layer: getattr(copy_, layer).weight.grad.detach().clone() for layer in layers}
+    steps = {name: lr * p.grad.detach().clone() for name, p in copy_.named_parameters()}
+    below = {layer: {id(p) for p in _parameters_below(copy_, layer)} for layer in layers}
     result = {}
     for layer in layers:
-        copy_ = copy.deepcopy(model).train()
-        before = _layer_gradient(copy_, layer, X, y)
+        copy_.load_state_dict(state)
         with torch.no_grad():
-            for p in _parameters_below(copy_, layer):
-                p -= lr * p.grad
+            for name, p in copy_.named_parameters():
+                if id(p) in below[layer]:
+                    p -= steps[name]
         after = _layer_gradient(copy_, layer, X, y)
-        cosine = nn.functional.cosine_similarity(before.ravel(), after.ravel(), dim=0).item()
-        result[layer] = ((before - after).norm().item() / before.norm().item(), cosine)
+        cosine = nn.functional.cosine_similarity(before[layer].ravel(), after.ravel(), dim=0).item()
+        result[layer] = ((before[layer] - after).norm().item() / before[layer].norm().item(), cosine)
     return result
 
 
@@ -503,16 +556,17 @@ def landscape_along_gradient(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
 
     With g the gradient at w, for every step size s: the loss L(w - s g) and the gradient change
     |grad L(w) - grad L(w - s g)|. Returns "loss range" (max - min of the loss over the step sizes,
-    w itself included), "gradient change" (the largest change) and "beta" (effective beta-smoothness:
-    the largest |change of gradient| / |s g|), and the values behind them: "losses" (len(step_sizes) + 1,)
-    and "changes" (len(step_sizes),). Training mode, on a copy.
+    w itself included), "gradient change" (the largest change) and "change per distance" (the largest
+    |change of gradient| / |s g|: the effective smoothness constant, Santurkar et al.'s "effective
+    beta-smoothness"), and the values behind them: "losses" (len(step_sizes) + 1,) and "changes"
+    (len(step_sizes),). Training mode, on a copy.
     """
     if not step_sizes or min(step_sizes) <= 0:
         raise ValueError(f"step sizes must be positive, got {list(step_sizes)}")
     model = copy.deepcopy(model).train()
     loss, gradient = flat_gradient(model, X, y)
     start = [p.detach().clone() for p in model.parameters()]
-    losses, changes, betas = [loss], [], []
+    losses, changes, per_distance = [loss], [], []
     for s in step_sizes:
         with torch.no_grad():
             offset = 0
@@ -523,10 +577,11 @@ def landscape_along_gradient(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
         change = (moved_gradient - gradient).norm().item()
         losses.append(moved_loss)
         changes.append(change)
-        betas.append(change / (s * gradient.norm().item()))
+        per_distance.append(change / (s * gradient.norm().item()))
     finite = [value for value in losses if np.isfinite(value)]
     return {"loss range": max(finite) - min(finite) if len(finite) == len(losses) else np.inf,
-            "gradient change": max(changes), "beta": max(betas), "losses": losses, "changes": changes}
+            "gradient change": max(changes), "change per distance": max(per_distance), "losses": losses,
+            "changes": changes}
 
 
 def _probe_batch(generator: torch.Generator, n: int) -> torch.Tensor:
@@ -587,7 +642,8 @@ def probe_over_seeds(runs: Mapping[str, Run], trained_: Mapping[Run, Sequence[Tr
 
 
 def probe_series(probed: Probed, what: str) -> np.ndarray:
-    """A probe measurement over the records: what = "loss range", "gradient change", "beta" -> (R,);
+    """A probe measurement over the records: what = "loss range", "gradient change",
+    "change per distance" -> (R,);
     "losses" -> (R, len(STEP_MULTIPLES) + 1), "changes" -> (R, len(STEP_MULTIPLES));
     "ics <layer>" -> (R, 2) columns (relative difference, cosine)."""
     if what.startswith("ics "):
@@ -611,22 +667,22 @@ def lowest_cosine_over_seeds(probed: Sequence[Probed], seeds: Sequence[int],
 def landscape_over_seeds(probed: Sequence[Probed], seeds: Sequence[int], what: str,
                          worst: float | None = None) -> OverSeeds:
     """Each seed's median (or ``worst``-th percentile) over records of a landscape measure ("loss range",
-    "gradient change", "beta")."""
+    "gradient change", "change per distance")."""
     values = [probe_series(one, what) for one in probed]
     return OverSeeds(seeds, [np.median(v) if worst is None else np.percentile(v, worst) for v in values])
 
 
-LANDSCAPE_MEASURES = ("loss range", "gradient change", "beta")
+LANDSCAPE_MEASURES = ("loss range", "gradient change", "change per distance")
 SUMMARIES = {"median": None, "90th percentile": 90}  # a typical step of training, and the worst steps
 
 
-def landscape_ratios(probed: Mapping[str, Sequence[Probed]], seeds: Sequence[int]
+def landscape_ratios(probed: Mapping[str, Sequence[Probed]], seeds: Sequence[int], baseline: str
                      ) -> dict[tuple[str, str], OverSeeds]:
-    """(measure, summary) -> with BN / without BN, seed by seed: each seed's median ("median") or 90th
+    """(measure, summary) -> with BN / ``baseline``, seed by seed: each seed's median ("median") or 90th
     percentile ("90th percentile") over training of a landscape measure (probed: ``probe_over_seeds``
-    of "with BN" and "without BN")."""
+    of "with BN" and the ``baseline`` network without BN)."""
     return {(what, summary): ratio(landscape_over_seeds(probed["with BN"], seeds, what, worst),
-                                   landscape_over_seeds(probed["without BN"], seeds, what, worst))
+                                   landscape_over_seeds(probed[baseline], seeds, what, worst))
             for what in LANDSCAPE_MEASURES for summary, worst in SUMMARIES.items()}
 
 
@@ -724,15 +780,6 @@ def one_class_batches(y: torch.Tensor) -> torch.Tensor:
     return torch.argsort(y, stable=True)
 
 
-def normalize_pair(x: torch.Tensor) -> torch.Tensor:
-    """What training-mode BN (no gamma, beta, eps 0) makes of a batch of two: (2, C) -> (2, C) of +-1
-    wherever the two values differ. (x - mean) / std with the biased variance of two values."""
-    if x.dim() != 2 or x.shape[0] != 2:
-        raise ValueError(f"expected a batch of two rows, shape (2, C), got {tuple(x.shape)}")
-    mean, var = x.mean(0), x.var(0, unbiased=False)
-    return (x - mean) / var.sqrt()
-
-
 @torch.no_grad()
 def recompute_statistics(model: nn.Module, X: torch.Tensor, batch_size: int = 100) -> nn.Module:
     """Precise BN: a copy of ``model`` whose BN running statistics are replaced by the plain average of
@@ -790,8 +837,11 @@ class Dependence(NamedTuple):
     reclassified: int   # how many images were given more than one class
 
 
+COMPANION_BATCHES = 10  # the batch-dependence pitfall: batches of random companions per image
+
+
 def batch_dependence(model: nn.Module, X: torch.Tensor, seed: int, images: int = 10, batch_size: int = 8,
-                     n_batches: int = 20) -> Dependence:
+                     n_batches: int = COMPANION_BATCHES) -> Dependence:
     """Each of the first ``images`` rows of X (n, d) in ``n_batches`` training-mode batches of
     ``batch_size`` with random companions from the rows after 2 * images (``companion_spread``)."""
     spreads = [companion_spread(model, X[i], X[2 * images:], batch_size, n_batches, seed=seed)

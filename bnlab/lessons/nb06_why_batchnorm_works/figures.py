@@ -21,7 +21,6 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ...figures import (
-    NET_COLORS,
     WIDE,
     add_line,
     add_seed_band,
@@ -37,8 +36,11 @@ from ...live import Frame, LivePanel
 from ...widgets import batch_size_slider, float_slider
 from . import experiments as wb
 
-NOISY_COLORS = {"without BN": 0, "with BN": 1, "noisy BN": 5, "without BN + noise": 4}
-NORM_COLORS = {"no normalization": 0, "BatchNorm": 1, "LayerNorm": 2, "GroupNorm": 3}
+# palette index of each network: PyTorch's default init blue, He init green, BN orange, in every figure
+NET_COLORS = {wb.DEFAULT_INIT: 0, wb.HE_INIT: 2, "with BN": 1}
+NOISY_COLORS = {wb.HE_INIT: 2, "with BN": 1, "noisy BN": 5, "He init + noise": 4}
+NORM_COLORS = {"no normalization, He init": 2, "BatchNorm": 1, "LayerNorm": 3, "GroupNorm": 4,
+               wb.PLAIN_DEFAULT: 0}
 Runs = Mapping[str, History]  # label -> History
 MAX_NOISE = 6.0  # the noise slider's range: 0 to 6
 
@@ -51,8 +53,9 @@ def _legend_below(fig: go.Figure, **layout) -> go.Figure:
 
 def _curves_figure(labels: Mapping[str, int], right_title: str, x_title: str, right_y: str) -> go.Figure:
     """Left: one test-accuracy curve (and a diverged marker) per label; right: the late accuracy of each
-    label against the values trained so far, and a dotted line at the current value.
-    Trace order: curves, markers, sweep lines, the current value."""
+    label against the values trained so far, a dotted line at the current value, and an X with "diverged
+    at step k" for every run that diverged (its curve leaves a gap there).
+    Trace order: curves, markers, sweep lines, the current value, the sweep's diverged runs."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=["test accuracy during training", right_title],
                         horizontal_spacing=0.1)
     for label, index in labels.items():
@@ -62,11 +65,20 @@ def _curves_figure(labels: Mapping[str, int], right_title: str, x_title: str, ri
     for label, index in labels.items():
         add_line(fig, [], [], label, index, row=1, col=2, mode="lines+markers", showlegend=False)
     add_line(fig, [], [], "this setting", 7, row=1, col=2, dash="dot", showlegend=False)
+    mark_diverged(fig, None, None, 0, "", row=1, col=2)
+    fig.data[-1].x, fig.data[-1].y, fig.data[-1].text = [], [], []
     fig.update_xaxes(title_text="training step (SGD updates)", row=1, col=1)
     fig.update_yaxes(title_text="test accuracy (fraction correct)", range=[0, 1.02], row=1, col=1)
     fig.update_xaxes(title_text=x_title, row=1, col=2)
     fig.update_yaxes(title_text=right_y, range=[0, 1.02], row=1, col=2)
     return _legend_below(fig)
+
+
+def _sweep_range(values: Sequence[float | None]) -> list[float]:
+    """The right plot's y range: from a little below the lowest value shown (in steps of 0.05) to 1."""
+    shown = [value for value in values if value is not None]
+    low = min(shown, default=0.0)
+    return [max(0.0, np.floor((low - 0.03) * 20) / 20), 1.01]
 
 
 def _draw_runs(fig: go.FigureWidget, runs: Runs) -> None:
@@ -84,11 +96,19 @@ def _draw_sweep(fig: go.FigureWidget, grid: Mapping[float, Runs], labels: Sequen
                 value: float) -> None:
     n = len(labels)
     values = sorted(grid)
+    ends = {label: [None if grid[v][label].diverged else wb.late_accuracy(grid[v][label]) for v in values]
+            for label in labels}  # a diverged run leaves a gap, and an X below
     for i, label in enumerate(labels):
-        fig.data[2 * n + i].x = values
-        fig.data[2 * n + i].y = [None if grid[v][label].diverged else wb.late_accuracy(grid[v][label])
-                                 for v in values]  # a diverged run leaves a gap (its X is on the left)
-    fig.data[3 * n].x, fig.data[3 * n].y = [value, value], [0, 1.02]
+        fig.data[2 * n + i].x, fig.data[2 * n + i].y = values, ends[label]
+    y_range = _sweep_range([end for label in labels for end in ends[label]])
+    diverged = [(v, label, grid[v][label].diverged_at) for v in values for label in labels
+                if grid[v][label].diverged]
+    fig.data[3 * n].x, fig.data[3 * n].y = [value, value], y_range
+    marker = fig.data[3 * n + 1]
+    marker.x = [v for v, _, _ in diverged]
+    marker.y = [y_range[0] + 0.02 * (y_range[1] - y_range[0])] * len(diverged)
+    marker.text = [f"{label} diverged at step {step}" for _, label, step in diverged]
+    fig.layout.yaxis2.range = y_range
 
 
 def _outcome(history: History) -> str:
@@ -128,16 +148,17 @@ def noise_panel(grid: Mapping[float, Runs], level: float = wb.NOISE_LEVEL, seed:
     if not 0 <= level <= MAX_NOISE:
         raise ValueError(f"level must be between 0 and {MAX_NOISE:g}, got {level}")
     fig = _curves_figure(NOISY_COLORS, "accuracy at the end (mean over the last third)", "noise level",
-                         "test accuracy at the end")
+                         "test accuracy at the end (zoomed)")
     labels = list(wb.NOISY)
     return LivePanel(fig, {"level": float_slider("noise level", level, 0.0, MAX_NOISE, 0.1)},
                      stream_for=lambda level: wb.noisy_stream(level, seed),
                      draw=functools.partial(_draw_live, labels=labels, headline="Noise level {value:g}: "),
                      trained_by=["level"], known=_known(grid, labels),
-                     caption="Noise after every BN layer (and after every linear layer of the plain network): "
-                             "each unit is scaled by U(1, 1 + level) and shifted by U(-level, level), redrawn at "
-                             "every step. Let go of the slider: the four networks train at that level (one "
-                             "seed). An X marks a run that diverged.")
+                     caption="Noise after every BN layer (and after every linear layer of the He-initialized "
+                             "network without BN): each unit is scaled by a factor of mean 1 drawn from "
+                             "U(1, 1 + level) / (1 + level/2) and shifted by U(-level, level), redrawn at every "
+                             "step. Let go of the slider: the four networks train at that level (one seed). "
+                             "An X marks a run that diverged.")
 
 
 # ---- LayerNorm, GroupNorm and the batch size ---------------------------------------------------------
@@ -148,8 +169,9 @@ def normalization_panel(grid: Mapping[int, Runs], batch_size: int = wb.BATCH_SIZ
     from 2 to 512 (left), and the accuracy at the end against every batch size trained so far (right).
     grid: ``experiments.batch_size_grid`` (runs already trained under ``seed``, shown at once)."""
     slider = batch_size_slider("batch size m", batch_size)  # raises for a batch size out of range
-    fig = _curves_figure(NORM_COLORS, "accuracy at the end against the batch size", "batch size m (log scale)",
-                         "test accuracy at the end")
+    fig = _curves_figure({label: NORM_COLORS[label] for label in wb.NORMALIZATIONS},
+                         "accuracy at the end against the batch size", "batch size m (log scale)",
+                         "test accuracy at the end (zoomed)")
     fig.update_xaxes(type="log", row=1, col=2)
     labels = list(wb.NORMALIZATIONS)
     return LivePanel(fig, {"batch_size": slider},
@@ -172,18 +194,25 @@ class Boxes(NamedTuple):
     histories: Sequence[History]
 
 
-def late_accuracy_figure(boxes: Sequence[Boxes], title: str, y_range: tuple[float, float] = (0.0, 1.0)
+def late_accuracy_figure(boxes: Sequence[Boxes], title: str, y_range: tuple[float, float] | None = None
                          ) -> go.Figure:
     """One box per setting: every seed's test accuracy at the end of training (``late_accuracy``) as a
-    dot, its median as the box's line. Runs that diverged or ended below the axis are not drawn; the box's
-    label says how many (and a box with none left says so on the axis)."""
+    dot, its median as the box's line. y_range: the axis (default: zoomed to the runs that did not
+    diverge). Runs that diverged or ended below the axis are not drawn; the box's label says how many (and
+    a box with none left says so on the axis)."""
+    if y_range is None:
+        ends = [wb.late_accuracy(h) for box in boxes for h in box.histories if not h.diverged]
+        y_range = (float(_sweep_range(ends)[0]), 1.0)
     fig = new_figure(title, "", "test accuracy at the end (fraction correct)")
     for box in boxes:
         values = [wb.late_accuracy(h) for h in box.histories if not h.diverged]
         shown = [value for value in values if value >= y_range[0]]
         failed = len(box.histories) - len(shown)
+        diverged_at = sorted(h.diverged_at for h in box.histories if h.diverged)
         name = box.name if not failed else (f"{box.name}<br>({failed} of {len(box.histories)}: diverged or "
                                             f"below {y_range[0]:.0%})")
+        if diverged_at:
+            name += f"<br>diverged at step {', '.join(map(str, diverged_at))}"
         fig.add_trace(go.Box(x=[name] * len(shown), y=shown, name=name, boxpoints="all", jitter=0.4,
                              pointpos=0, marker_color=color(box.color), line_color=color(box.color),
                              showlegend=False))
@@ -212,24 +241,24 @@ def _histories(trained: Sequence[wb.Trained]) -> list[History]:
 def noisy_accuracy_figure(trained: Mapping[wb.Run, Sequence[wb.Trained]], title: str) -> go.Figure:
     """Section 1 over seeds (trained: ``experiments.train_over_seeds``): the clean networks, then noisy BN
     and the same noise without BN at every noise level."""
-    boxes = [Boxes(label, NOISY_COLORS[label], _histories(trained[wb.noisy_run(label, 0.0)]))
-             for label in ("without BN", "with BN")]
-    boxes += [Boxes(f"{label}, level {level:g}", NOISY_COLORS[label],
+    boxes = [Boxes(label.replace(", ", ",<br>"), NET_COLORS[label], _histories(trained[wb.clean_run(label)]))
+             for label in wb.CLEAN]
+    boxes += [Boxes(f"{label},<br>level {level:g}", NOISY_COLORS[label],
                     _histories(trained[wb.noisy_run(label, level)]))
-              for level in wb.NOISE_LEVELS[1:] for label in ("noisy BN", "without BN + noise")]
-    return late_accuracy_figure(boxes, title, y_range=(0.85, 1.0))
+              for level in wb.NOISE_LEVELS[1:] for label in ("noisy BN", "He init + noise")]
+    return late_accuracy_figure(boxes, title)
 
 
 def normalization_accuracy_figure(trained: Mapping[wb.Run, Sequence[wb.Trained]], title: str) -> go.Figure:
-    """Section 6 over seeds (trained: ``experiments.train_over_seeds``): every normalization with batches
-    of TINY_BATCH, then no normalization and BatchNorm with batches of BATCH_SIZE."""
-    boxes = [Boxes(f"{label}, m = {wb.TINY_BATCH}", NORM_COLORS[label],
-                   _histories(trained[wb.normalization_run(label, wb.TINY_BATCH)]))
-             for label in wb.NORMALIZATIONS]
-    boxes += [Boxes(f"{label}, m = {wb.BATCH_SIZE}", NORM_COLORS[label],
-                    _histories(trained[wb.normalization_run(label, wb.BATCH_SIZE)]))
-              for label in ("no normalization", "BatchNorm")]
-    return late_accuracy_figure(boxes, title)
+    """Section 6 over seeds (trained: ``experiments.train_over_seeds``): every normalization (and no
+    normalization under both inits) with batches of TINY_BATCH, then no normalization and BatchNorm with
+    batches of BATCH_SIZE."""
+    short = {wb.PLAIN_DEFAULT: "none, default init", "no normalization, He init": "none, He init"}
+    labels = [wb.PLAIN_DEFAULT, *wb.NORMALIZATIONS]
+    boxes = [Boxes(f"{short.get(label, label)},<br>m = {m}", NORM_COLORS[label],
+                   _histories(trained[wb.normalization_run(label, m)]))
+             for m, chosen in ((wb.TINY_BATCH, labels), (wb.BATCH_SIZE, labels[:3])) for label in chosen]
+    return late_accuracy_figure(boxes, title, y_range=(0.0, 1.0))
 
 
 def ics_figure(probed: Mapping[str, Sequence[wb.Probed]], title: str,
@@ -255,23 +284,27 @@ def ics_figure(probed: Mapping[str, Sequence[wb.Probed]], title: str,
 
 
 def landscape_figure(probed: Mapping[str, Sequence[wb.Probed]], title: str) -> go.Figure:
-    """Along the gradient, at every probed record, without and with BN (probed: label -> one
-    ``experiments.Probed`` per seed): the loss range over the step sizes (left), the largest gradient
-    change (middle) and the effective beta-smoothness (right); median over seeds and their range."""
+    """Along the gradient, at every probed record, without BN (both inits) and with BN (probed: label ->
+    one ``experiments.Probed`` per seed): the loss range over the step sizes (left), the largest gradient
+    change (middle) and the gradient change per unit of distance, the effective smoothness constant
+    (right); median over seeds and their range. The y titles sit on each panel's top (no overlap)."""
     measures = {"loss range": "max − min of L(w − s g)",
                 "gradient change": "max |∇L(w) − ∇L(w − s g)|",
-                "beta": "max |Δ∇L| / |s g|"}
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07,
-                        subplot_titles=["loss range along the gradient", "gradient change along the gradient",
-                                        "effective β-smoothness"])
+                "change per distance": "max |Δ∇L| / |s g|"}
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.09,
+                        subplot_titles=[f"loss range<br>{measures['loss range']}",
+                                        f"gradient change<br>{measures['gradient change']}",
+                                        f"change per distance<br>{measures['change per distance']}"])
     for label, per_seed in probed.items():
         for col, what in enumerate(measures, start=1):
             values = np.array([wb.probe_series(one, what) for one in per_seed])
             _seed_band(fig, per_seed[0].steps, values, label, NET_COLORS[label], row=1, col=col,
                        showlegend=col == 1)
-    for col, y_title in enumerate(measures.values(), start=1):
+    for col in range(1, len(measures) + 1):
         fig.update_xaxes(title_text="training step", row=1, col=col)
-        fig.update_yaxes(title_text=y_title, type="log", row=1, col=col)
+        fig.update_yaxes(type="log", row=1, col=col)
+    fig.update_yaxes(title_text="along the gradient (log scale)", row=1, col=1)
+    fig.update_annotations(font_size=12)
     return _legend_below(fig, title=title)
 
 
