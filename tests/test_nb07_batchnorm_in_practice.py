@@ -9,7 +9,7 @@ from torch import nn
 from bnlab.lessons import nb07_batchnorm_in_practice as lesson
 from bnlab.lessons.nb07_batchnorm_in_practice import checks
 from bnlab.lessons.nb07_batchnorm_in_practice import experiments as ex
-from bnlab.lessons.nb07_batchnorm_in_practice.layers import PartialBatchNorm, fold_into_conv
+from bnlab.lessons.nb07_batchnorm_in_practice.layers import PartialBatchNorm, fold_into_conv, ghost_sizes
 from bnlab.lessons.nb07_batchnorm_in_practice.stacked import (
     GroupedLinear,
     Net,
@@ -75,10 +75,20 @@ def test_ghost_batches_normalize_each_sub_batch_and_average_the_running_statisti
         assert torch.allclose(y[rows], normalize(x[rows], *batch_statistics(x[rows]), None, None, 1e-5), atol=1e-10)
     means = torch.stack([batch_statistics(x[4 * i:4 * i + 4])[0] for i in range(3)])
     assert torch.allclose(layer.running_mean, means.mean(dim=0))
-    with pytest.raises(ValueError, match="multiple of 5"):
-        PartialBatchNorm(5, ghost_size=5)(x)
     with pytest.raises(ValueError, match="ghost_size"):
         PartialBatchNorm(5, ghost_size=1)
+
+
+def test_a_batch_that_is_no_multiple_of_the_ghost_size_ends_with_a_smaller_sub_batch():
+    assert ghost_sizes(60, 16) == [16, 16, 16, 12] and ghost_sizes(60, 59) == [60] == ghost_sizes(60, None)
+    assert ghost_sizes(12, 5) == [5, 5, 2] and ghost_sizes(11, 5) == [5, 6] and ghost_sizes(60, 60) == [60]
+    layer = PartialBatchNorm(5, ghost_size=5, momentum=1.0).double()
+    x = _maps()                                                # 12 examples: sub-batches of 5, 5 and 2
+    y = layer(x)
+    for rows in (slice(0, 5), slice(5, 10), slice(10, 12)):
+        assert torch.allclose(y[rows], normalize(x[rows], *batch_statistics(x[rows]), None, None, 1e-5), atol=1e-10)
+    means = torch.stack([batch_statistics(x[rows])[0] for rows in (slice(0, 5), slice(5, 10), slice(10, 12))])
+    assert torch.allclose(layer.running_mean, (5 * means[0] + 5 * means[1] + 2 * means[2]) / 12)
 
 
 def test_folding_bn_into_a_convolution_changes_nothing_but_the_layers():
@@ -108,8 +118,8 @@ def test_bad_architectures_and_settings_are_refused_in_words():
                             (dict(weight_decay=-1.0), "weight_decay"), (dict(final_lr_fraction=0.0), "final_lr")):
         with pytest.raises(ValueError, match=message):
             Setting(**fields)
-    with pytest.raises(ValueError, match="multiple of ghost_size"):
-        Setting(net=Net(ghost_size=7))
+    with pytest.raises(ValueError, match="larger than batch_size"):
+        Setting(net=Net(ghost_size=61))
 
 
 def test_grouped_linear_is_one_linear_layer_per_member():
