@@ -252,7 +252,8 @@ class Setting:
     """A Net and how it is trained: SGD with ``momentum`` at learning rate ``lr``, decayed exponentially to
     ``lr * final_lr_fraction`` over the ``steps`` steps, on mini-batches of ``batch_size``, with L2 weight
     decay ``weight_decay`` on the weights of the convolutions and the output layer (not on biases, gamma or
-    beta); a record every ``record_every`` steps. ``members``: how many seeds of ``claim_seeds`` to train."""
+    beta); a record every ``record_every`` steps. ``members``: how many of the 8 seeds of ``claim_seeds`` to
+    train (the first ones)."""
 
     net: Net = Net()
     lr: float = 0.05
@@ -293,8 +294,8 @@ class Setting:
         return self.lr * self.final_lr_fraction ** ((step - 1) / self.steps)
 
     def train(self, seed: int) -> "Trained":
-        """Train the members ``claim_seeds(members, seed)`` on the digits split by course seed ``seed``."""
-        seeds = claim_seeds(self.members, seed=seed)
+        """Train the first ``members`` of ``claim_seeds(seed=seed)`` on the digits split by course seed ``seed``."""
+        seeds = claim_seeds(seed=seed)[:self.members]
         return train_stack(self, digit_images(resolve_seed(seed)), seeds)
 
 
