@@ -149,6 +149,13 @@ def recipe() -> dict[str, Setting]:
             f"without BN, {ALL_FOUR}": NO_BN_SETTINGS.replace(norm="none", **together)}
 
 
+def describe_training(setting: Setting) -> str:
+    """One line: the network and how a Setting trains it (section 7's runs)."""
+    s = setting
+    return (f"{'BN' if s.net.norm != 'none' else 'no BN'}, learning rate {s.lr:g} (momentum {s.momentum:g}) "
+            f"falling to {s.lr_at(s.steps + 1):.2g}, dropout {s.net.dropout:g}, L2 {s.weight_decay:g}")
+
+
 def recipe_table(runs: Mapping[str, Trained]) -> list[dict]:
     """One row per run of ``recipe``: its label, its final test accuracy over the seeds, and its test
     accuracy minus that of the BN network with the no-BN settings, seed by seed ("change", an OverSeeds;
@@ -205,7 +212,7 @@ def live_dropout(dropout: float) -> dict[str, Setting]:
 def live_weight_decay(weight_decay: float) -> dict[str, Setting]:
     """The live weight-decay panel: the BN net with L2 ``weight_decay`` (0 is the reference run)."""
     decay = 0.0 if weight_decay == 0 else float(_in_range("weight_decay", weight_decay))
-    return {"with BN": LIVE.replace(weight_decay=decay, record_every=LIVE_STEPS // 10)}
+    return {"with BN": LIVE.replace(weight_decay=decay)}
 
 
 LIVE_DEFAULTS = {"batch_size": BASE.batch_size, "ghost_size": BASE.batch_size, "dropout": 0.0,
@@ -376,7 +383,7 @@ def fold_network(model: StackedNet) -> nn.Sequential:
 
 
 @torch.no_grad()
-def seconds_per_pass(model: nn.Module, X: torch.Tensor, repeats: int = 5, passes: int = 4) -> float:
+def seconds_per_pass(model: nn.Module, X: torch.Tensor, repeats: int = 3, passes: int = 4) -> float:
     """The fastest of ``repeats`` timings of ``passes`` eval forward passes over X, per pass, on one thread
     (the minimum: the least disturbed by whatever else the machine is doing)."""
     model.eval()

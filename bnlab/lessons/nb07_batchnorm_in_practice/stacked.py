@@ -437,12 +437,48 @@ def weight_norms(model: StackedNet) -> dict[str, np.ndarray]:
                 for i, conv in enumerate(model.convs)}
 
 
-def sgd(model: StackedNet, setting: Setting) -> torch.optim.SGD:
+class SGD:
+    """SGD with momentum and L2 weight decay, computed as torch.optim.SGD computes it (the same operations
+    in the same order, so the same numbers): for each parameter p with gradient g, d = g + weight_decay * p,
+    v <- momentum * v + d (v = d at the first step), p <- p - lr * v.
+
+    groups: (parameters, weight_decay) pairs; ``lr`` may change between steps. Written out, as
+    ``bnlab.training.SGD`` (which has no weight decay) is, because torch.optim's first use imports torch's
+    compiler: seconds on a 2-core machine.
+    """
+
+    def __init__(self, groups: Sequence[tuple[Sequence[nn.Parameter], float]], lr: float, momentum: float) -> None:
+        self.groups = [([p for p in params if p.requires_grad], decay) for params, decay in groups]
+        self.lr, self.momentum = lr, momentum
+        self.velocity: dict[int, torch.Tensor] = {}
+
+    def zero_grad(self) -> None:
+        for params, _ in self.groups:
+            for p in params:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for params, decay in self.groups:
+            for p in params:
+                if p.grad is None:
+                    continue
+                d = p.grad if decay == 0 else p.grad.add(p, alpha=decay)
+                if self.momentum != 0:
+                    v = self.velocity.get(id(p))
+                    if v is None:
+                        v = self.velocity[id(p)] = torch.clone(d).detach()
+                    else:
+                        v.mul_(self.momentum).add_(d)
+                    d = v
+                p.add_(d, alpha=-self.lr)
+
+
+def sgd(model: StackedNet, setting: Setting) -> SGD:
     """SGD with momentum; weight decay on the convolutions' and the output's weights only."""
     weights = [layer.weight for layer in [*model.convs, model.output]]
     others = [p for p in model.parameters() if all(p is not w for w in weights)]
-    return torch.optim.SGD([{"params": weights, "weight_decay": setting.weight_decay},
-                            {"params": others, "weight_decay": 0.0}], lr=setting.lr, momentum=setting.momentum)
+    return SGD([(weights, setting.weight_decay), (others, 0.0)], lr=setting.lr, momentum=setting.momentum)
 
 
 def train_stack(setting: Setting, images: Images, seeds: Sequence[int], *,
@@ -495,8 +531,7 @@ class StackRun:
             started = time.thread_time()
         for step in range(1, setting.steps + 1):
             self.step = step
-            for group in optimizer.param_groups:
-                group["lr"] = setting.lr_at(step)
+            optimizer.lr = setting.lr_at(step)
             x, y = next(batches)
             losses = member_losses(model(x), y)
             finite = torch.isfinite(losses).numpy()
