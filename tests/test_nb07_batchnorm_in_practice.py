@@ -15,10 +15,14 @@ from bnlab.lessons.nb07_batchnorm_in_practice.stacked import (
     Net,
     Setting,
     digit_images,
+    SGD,
+    StackRun,
+    StackStream,
     member_state,
     train_stack,
 )
 from bnlab.batchnorm import batch_statistics, normalize
+from bnlab.figures import FIT_WIDTH
 
 TINY = Setting(steps=6, record_every=3, members=2)
 
@@ -171,9 +175,72 @@ def test_a_diverging_run_is_marked_not_raised(images):
     assert np.isnan(trained.final().values).all()
 
 
+def test_a_run_streams_its_records_and_trains_as_train_stack(images):
+    setting = TINY.replace(dropout=0.2, weight_decay=1e-3, final_lr_fraction=0.5)
+    run = StackRun(setting, images, (0, 1))
+    partial = []
+    for step in run:
+        partial.append(run.result())
+    assert [trained.steps[-1] for trained in partial] == [0, 3, 6] and run.finished
+    alone = train_stack(setting, images, (0, 1))
+    assert np.array_equal(partial[-1].test_accuracy, alone.test_accuracy)
+    for name, value in alone.state.items():
+        assert torch.equal(partial[-1].state[name], value), name
+
+
+def test_the_hand_written_sgd_computes_what_torch_optim_computes():
+    torch.manual_seed(0)
+    ours_p, theirs_p = [nn.Parameter(torch.randn(4, 3)) for _ in range(2)], [nn.Parameter(torch.randn(4))]
+    copies = [[nn.Parameter(p.detach().clone()) for p in group] for group in (ours_p, theirs_p)]
+    ours = SGD([(ours_p, 0.01), (theirs_p, 0.0)], lr=0.1, momentum=0.9)
+    reference = torch.optim.SGD([{"params": copies[0], "weight_decay": 0.01},
+                                 {"params": copies[1], "weight_decay": 0.0}], lr=0.1, momentum=0.9)
+    for step in range(3):
+        for params in (ours_p + theirs_p, copies[0] + copies[1]):
+            for p in params:
+                p.grad = torch.full_like(p, float(step + 1)) * p.detach().sin()
+        ours.step(), reference.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours_p + theirs_p, copies[0] + copies[1]))
+
+
+def test_a_stream_of_several_runs_yields_when_every_run_has_recorded(images):
+    stream = StackStream([StackRun(TINY, images, (0, 1)), StackRun(TINY.replace(norm="none"), images, (0, 1))])
+    assert list(stream) == [0, 3, 6] and stream.finished
+    assert [trained.setting.net.norm for trained in stream.result()] == ["bn", "none"]
+    with pytest.raises(ValueError, match="record_every"):
+        StackStream([StackRun(TINY.replace(record_every=6), images, (0,))])
+
+
+def test_the_recipe_changes_one_thing_at_a_time():
+    runs = ex.recipe()
+    base = runs["no-BN settings"]
+    assert base.net.kind == "mlp" and base.net.dropout > 0 and base.weight_decay > 0 and base.final_lr_fraction < 1
+    assert runs["learning rate ×5"] == base.replace(lr=5 * base.lr)
+    assert runs["L2 ÷5"] == base.replace(weight_decay=base.weight_decay / 5)
+    assert runs["decay 6× faster"].lr_at(base.steps + 1) == pytest.approx(base.lr * base.final_lr_fraction ** 6)
+    together = runs[ex.ALL_FOUR]
+    assert (together.lr, together.net.dropout, together.net.norm) == (5 * base.lr, 0.0, "bn")
+    assert runs[f"without BN, {ex.ALL_FOUR}"] == together.replace(norm="none")
+    assert "learning rate 0.02" in ex.describe_training(base)
+
+
+def test_the_live_settings_are_at_exactly_the_value_and_in_range():
+    assert ex.live_dropout(0.37)["without BN"].net.dropout == 0.37
+    assert ex.live_ghost_size(16)["with BN"].net.ghost_size == 16 and ex.live_ghost_size(60)["with BN"] == ex.LIVE
+    small, large = ex.live_batch_size(23)["with BN"], ex.live_batch_size(512)["with BN"]
+    assert small.batch_size == 23 and small.steps == 261 and large.steps == 12
+    assert ex.live_batch_size(2)["with BN"].steps == ex.LIVE_MAX_STEPS
+    assert ex.live_weight_decay(0.0137)["with BN"].weight_decay == 0.0137
+    for make, value in ((ex.live_dropout, 0.9), (ex.live_batch_size, 1), (ex.live_ghost_size, 61),
+                        (ex.live_weight_decay, 0.5)):
+        with pytest.raises(ValueError, match="must be between"):
+            make(value)
+    assert len(set(ex.live_defaults().values())) == 3    # the panels share their starting runs
+
+
 def test_the_notebook_s_settings_are_distinct_runs():
     settings = ex.every_setting()
-    assert len(set(settings.values())) == 29
+    assert len(set(settings.values())) == 39
     assert ex.ghost_batches()[60] == ex.with_and_without_bn()["with BN"]
     assert all(s.steps * s.batch_size == ex.EXAMPLES_SEEN for s in ex.batch_sizes().values())
 
@@ -236,15 +303,49 @@ def test_summary_table_marks_the_best_of_each_row(tiny_pair):
 
 # ---- panels and exercises -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", list(lesson.PANELS))
-def test_every_panel_builds_and_moves(name):
-    build, sweeps = lesson.PANELS[name]
-    panel = build()
-    for control, values in sweeps.items():
-        for value in values:
-            panel.set(**{control: value})
-            assert panel.status.value == "", panel.status.value
-    assert panel.figure.layout.title.text
+@pytest.fixture(scope="module")
+def panels():
+    """Every panel of the lesson, built once (their starting runs are trained once, through bnlab.runs)."""
+    return {name: build() for name, (build, _) in lesson.PANELS.items()}
+
+
+def test_every_panel_starts_complete_at_its_default(panels):
+    for name, panel in panels.items():
+        assert panel.status.value == "" and "training" not in panel.figure.layout.title.text, name
+        assert panel.frame.done and panel.figure.layout.width <= FIT_WIDTH, name
+
+
+@pytest.mark.parametrize("name, control, value, field", [
+    ("07 batch size", "batch_size", 23, lambda t: t.setting.batch_size),
+    ("07 ghost batch size", "ghost_size", 16, lambda t: t.setting.net.ghost_size),
+    ("07 dropout", "dropout", 0.37, lambda t: t.setting.net.dropout),
+    ("07 weight decay", "weight_decay", 0.0137, lambda t: t.setting.weight_decay)])
+def test_a_panel_trains_live_at_a_value_on_no_grid(panels, name, control, value, field):
+    panel = panels[name]
+    panel.set(**{control: value})
+    panel.wait(timeout=120)
+    assert panel.status.value == "", panel.status.value
+    assert panel.frame.done and panel.frame.key == (value,)
+    assert all(field(trained) == value for trained in panel.frame.histories)
+    assert all(trained.steps[-1] == trained.setting.steps for trained in panel.frame.histories)
+    assert f"{value:.3g}" in panel.figure.layout.title.text
+    if control != "weight_decay":                      # the sweep on the right gains the value
+        assert value in panel.figure.data[2].x and len(panel.figure.data[2].x) >= 2
+
+
+def test_a_live_panel_shows_training_state_while_a_run_streams(panels):
+    panel = panels["07 dropout"]
+    titles = []
+    draw = panel.trainer.on_frame
+    panel.trainer.on_frame = lambda frame: (draw(frame), titles.append(panel.figure.layout.title.text))
+    try:
+        panel.trainer.frame_interval = 0.0
+        panel.set(dropout=0.61)
+        panel.wait(timeout=120)
+    finally:
+        panel.trainer.on_frame, panel.trainer.frame_interval = draw, 0.05
+    assert any("training… step" in title for title in titles[:-1])
+    assert titles[-1].startswith("Dropout 0.61: with BN: test") and "gap" in titles[-1]
 
 
 def test_layer_check_passes_the_solution_and_names_mistakes():

@@ -383,7 +383,7 @@ def fold_network(model: StackedNet) -> nn.Sequential:
 
 
 @torch.no_grad()
-def seconds_per_pass(model: nn.Module, X: torch.Tensor, repeats: int = 3, passes: int = 4) -> float:
+def seconds_per_pass(model: nn.Module, X: torch.Tensor, repeats: int = 5, passes: int = 4) -> float:
     """The fastest of ``repeats`` timings of ``passes`` eval forward passes over X, per pass, on one thread
     (the minimum: the least disturbed by whatever else the machine is doing)."""
     model.eval()
