@@ -127,7 +127,7 @@ def recipe_table_figure(rows: Sequence[Mapping], title: str) -> go.Figure:
     fig = go.Figure(go.Table(header=dict(values=header, align="left", font=dict(size=13)),
                              cells=dict(values=cells, align="left", height=26, font=dict(size=13)),
                              columnwidth=[2.2, 1.3, 2.6, 1.0]))
-    fig.update_layout(title=title, width=FIT_WIDTH, height=120 + 26 * len(rows), margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_layout(title=title, width=FIT_WIDTH, height=140 + 26 * len(rows), margin=dict(l=10, r=10, t=60, b=10))
     return fig
 
 
