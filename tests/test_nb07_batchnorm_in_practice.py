@@ -9,16 +9,20 @@ from torch import nn
 from bnlab.lessons import nb07_batchnorm_in_practice as lesson
 from bnlab.lessons.nb07_batchnorm_in_practice import checks
 from bnlab.lessons.nb07_batchnorm_in_practice import experiments as ex
-from bnlab.lessons.nb07_batchnorm_in_practice.layers import PartialBatchNorm, fold_into_conv
+from bnlab.lessons.nb07_batchnorm_in_practice.layers import PartialBatchNorm, fold_into_conv, ghost_sizes
 from bnlab.lessons.nb07_batchnorm_in_practice.stacked import (
     GroupedLinear,
     Net,
     Setting,
     digit_images,
+    SGD,
+    StackRun,
+    StackStream,
     member_state,
     train_stack,
 )
 from bnlab.batchnorm import batch_statistics, normalize
+from bnlab.figures import FIT_WIDTH
 
 TINY = Setting(steps=6, record_every=3, members=2)
 
@@ -75,10 +79,20 @@ def test_ghost_batches_normalize_each_sub_batch_and_average_the_running_statisti
         assert torch.allclose(y[rows], normalize(x[rows], *batch_statistics(x[rows]), None, None, 1e-5), atol=1e-10)
     means = torch.stack([batch_statistics(x[4 * i:4 * i + 4])[0] for i in range(3)])
     assert torch.allclose(layer.running_mean, means.mean(dim=0))
-    with pytest.raises(ValueError, match="multiple of 5"):
-        PartialBatchNorm(5, ghost_size=5)(x)
     with pytest.raises(ValueError, match="ghost_size"):
         PartialBatchNorm(5, ghost_size=1)
+
+
+def test_a_batch_that_is_no_multiple_of_the_ghost_size_ends_with_a_smaller_sub_batch():
+    assert ghost_sizes(60, 16) == [16, 16, 16, 12] and ghost_sizes(60, 59) == [60] == ghost_sizes(60, None)
+    assert ghost_sizes(12, 5) == [5, 5, 2] and ghost_sizes(11, 5) == [5, 6] and ghost_sizes(60, 60) == [60]
+    layer = PartialBatchNorm(5, ghost_size=5, momentum=1.0).double()
+    x = _maps()                                                # 12 examples: sub-batches of 5, 5 and 2
+    y = layer(x)
+    for rows in (slice(0, 5), slice(5, 10), slice(10, 12)):
+        assert torch.allclose(y[rows], normalize(x[rows], *batch_statistics(x[rows]), None, None, 1e-5), atol=1e-10)
+    means = torch.stack([batch_statistics(x[rows])[0] for rows in (slice(0, 5), slice(5, 10), slice(10, 12))])
+    assert torch.allclose(layer.running_mean, (5 * means[0] + 5 * means[1] + 2 * means[2]) / 12)
 
 
 def test_folding_bn_into_a_convolution_changes_nothing_but_the_layers():
@@ -108,8 +122,8 @@ def test_bad_architectures_and_settings_are_refused_in_words():
                             (dict(weight_decay=-1.0), "weight_decay"), (dict(final_lr_fraction=0.0), "final_lr")):
         with pytest.raises(ValueError, match=message):
             Setting(**fields)
-    with pytest.raises(ValueError, match="multiple of ghost_size"):
-        Setting(net=Net(ghost_size=7))
+    with pytest.raises(ValueError, match="larger than batch_size"):
+        Setting(net=Net(ghost_size=61))
 
 
 def test_grouped_linear_is_one_linear_layer_per_member():
@@ -161,9 +175,72 @@ def test_a_diverging_run_is_marked_not_raised(images):
     assert np.isnan(trained.final().values).all()
 
 
+def test_a_run_streams_its_records_and_trains_as_train_stack(images):
+    setting = TINY.replace(dropout=0.2, weight_decay=1e-3, final_lr_fraction=0.5)
+    run = StackRun(setting, images, (0, 1))
+    partial = []
+    for step in run:
+        partial.append(run.result())
+    assert [trained.steps[-1] for trained in partial] == [0, 3, 6] and run.finished
+    alone = train_stack(setting, images, (0, 1))
+    assert np.array_equal(partial[-1].test_accuracy, alone.test_accuracy)
+    for name, value in alone.state.items():
+        assert torch.equal(partial[-1].state[name], value), name
+
+
+def test_the_hand_written_sgd_computes_what_torch_optim_computes():
+    torch.manual_seed(0)
+    ours_p, theirs_p = [nn.Parameter(torch.randn(4, 3)) for _ in range(2)], [nn.Parameter(torch.randn(4))]
+    copies = [[nn.Parameter(p.detach().clone()) for p in group] for group in (ours_p, theirs_p)]
+    ours = SGD([(ours_p, 0.01), (theirs_p, 0.0)], lr=0.1, momentum=0.9)
+    reference = torch.optim.SGD([{"params": copies[0], "weight_decay": 0.01},
+                                 {"params": copies[1], "weight_decay": 0.0}], lr=0.1, momentum=0.9)
+    for step in range(3):
+        for params in (ours_p + theirs_p, copies[0] + copies[1]):
+            for p in params:
+                p.grad = torch.full_like(p, float(step + 1)) * p.detach().sin()
+        ours.step(), reference.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours_p + theirs_p, copies[0] + copies[1]))
+
+
+def test_a_stream_of_several_runs_yields_when_every_run_has_recorded(images):
+    stream = StackStream([StackRun(TINY, images, (0, 1)), StackRun(TINY.replace(norm="none"), images, (0, 1))])
+    assert list(stream) == [0, 3, 6] and stream.finished
+    assert [trained.setting.net.norm for trained in stream.result()] == ["bn", "none"]
+    with pytest.raises(ValueError, match="record_every"):
+        StackStream([StackRun(TINY.replace(record_every=6), images, (0,))])
+
+
+def test_the_recipe_changes_one_thing_at_a_time():
+    runs = ex.recipe()
+    base = runs["no-BN settings"]
+    assert base.net.kind == "mlp" and base.net.dropout > 0 and base.weight_decay > 0 and base.final_lr_fraction < 1
+    assert runs["learning rate ×5"] == base.replace(lr=5 * base.lr)
+    assert runs["L2 ÷5"] == base.replace(weight_decay=base.weight_decay / 5)
+    assert runs["decay 6× faster"].lr_at(base.steps + 1) == pytest.approx(base.lr * base.final_lr_fraction ** 6)
+    together = runs[ex.ALL_FOUR]
+    assert (together.lr, together.net.dropout, together.net.norm) == (5 * base.lr, 0.0, "bn")
+    assert runs[f"without BN, {ex.ALL_FOUR}"] == together.replace(norm="none")
+    assert "learning rate 0.02" in ex.describe_training(base)
+
+
+def test_the_live_settings_are_at_exactly_the_value_and_in_range():
+    assert ex.live_dropout(0.37)["without BN"].net.dropout == 0.37
+    assert ex.live_ghost_size(16)["with BN"].net.ghost_size == 16 and ex.live_ghost_size(60)["with BN"] == ex.LIVE
+    small, large = ex.live_batch_size(23)["with BN"], ex.live_batch_size(512)["with BN"]
+    assert small.batch_size == 23 and small.steps == 261 and large.steps == 12
+    assert ex.live_batch_size(2)["with BN"].steps == ex.LIVE_MAX_STEPS
+    assert ex.live_weight_decay(0.0137)["with BN"].weight_decay == 0.0137
+    for make, value in ((ex.live_dropout, 0.9), (ex.live_batch_size, 1), (ex.live_ghost_size, 61),
+                        (ex.live_weight_decay, 0.5)):
+        with pytest.raises(ValueError, match="must be between"):
+            make(value)
+    assert len(set(ex.live_defaults().values())) == 3    # the panels share their starting runs
+
+
 def test_the_notebook_s_settings_are_distinct_runs():
     settings = ex.every_setting()
-    assert len(set(settings.values())) == 29
+    assert len(set(settings.values())) == 39
     assert ex.ghost_batches()[60] == ex.with_and_without_bn()["with BN"]
     assert all(s.steps * s.batch_size == ex.EXAMPLES_SEEN for s in ex.batch_sizes().values())
 
@@ -226,15 +303,49 @@ def test_summary_table_marks_the_best_of_each_row(tiny_pair):
 
 # ---- panels and exercises -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", list(lesson.PANELS))
-def test_every_panel_builds_and_moves(name):
-    build, sweeps = lesson.PANELS[name]
-    panel = build()
-    for control, values in sweeps.items():
-        for value in values:
-            panel.set(**{control: value})
-            assert panel.status.value == "", panel.status.value
-    assert panel.figure.layout.title.text
+@pytest.fixture(scope="module")
+def panels():
+    """Every panel of the lesson, built once (their starting runs are trained once, through bnlab.runs)."""
+    return {name: build() for name, (build, _) in lesson.PANELS.items()}
+
+
+def test_every_panel_starts_complete_at_its_default(panels):
+    for name, panel in panels.items():
+        assert panel.status.value == "" and "training" not in panel.figure.layout.title.text, name
+        assert panel.frame.done and panel.figure.layout.width <= FIT_WIDTH, name
+
+
+@pytest.mark.parametrize("name, control, value, field", [
+    ("07 batch size", "batch_size", 23, lambda t: t.setting.batch_size),
+    ("07 ghost batch size", "ghost_size", 16, lambda t: t.setting.net.ghost_size),
+    ("07 dropout", "dropout", 0.37, lambda t: t.setting.net.dropout),
+    ("07 weight decay", "weight_decay", 0.0137, lambda t: t.setting.weight_decay)])
+def test_a_panel_trains_live_at_a_value_on_no_grid(panels, name, control, value, field):
+    panel = panels[name]
+    panel.set(**{control: value})
+    panel.wait(timeout=120)
+    assert panel.status.value == "", panel.status.value
+    assert panel.frame.done and panel.frame.key == (value,)
+    assert all(field(trained) == value for trained in panel.frame.histories)
+    assert all(trained.steps[-1] == trained.setting.steps for trained in panel.frame.histories)
+    assert f"{value:.3g}" in panel.figure.layout.title.text
+    if control != "weight_decay":                      # the sweep on the right gains the value
+        assert value in panel.figure.data[2].x and len(panel.figure.data[2].x) >= 2
+
+
+def test_a_live_panel_shows_training_state_while_a_run_streams(panels):
+    panel = panels["07 dropout"]
+    titles = []
+    draw = panel.trainer.on_frame
+    panel.trainer.on_frame = lambda frame: (draw(frame), titles.append(panel.figure.layout.title.text))
+    try:
+        panel.trainer.frame_interval = 0.0
+        panel.set(dropout=0.61)
+        panel.wait(timeout=120)
+    finally:
+        panel.trainer.on_frame, panel.trainer.frame_interval = draw, 0.05
+    assert any("training… step" in title for title in titles[:-1])
+    assert titles[-1].startswith("Dropout 0.61: with BN: test") and "gap" in titles[-1]
 
 
 def test_layer_check_passes_the_solution_and_names_mistakes():
@@ -273,10 +384,3 @@ def test_fold_check_passes_the_solution_and_names_mistakes():
     no_eps = lambda w, b, g, beta, m, v, eps: (w * (g / torch.sqrt(v)).reshape(-1, 1, 1, 1), b)  # noqa: E731
     assert "running mean" in checks.check_fold_batch_norm(no_mean).message
     assert "eps" in checks.check_fold_batch_norm(no_eps).message
-
-
-def test_compare_guess():
-    assert "No guess" in checks.compare_guess(None, "u", ("u", "Wu + b"))
-    assert "✅" in checks.compare_guess("u", "u", ("u", "Wu + b"))
-    assert "❌" in checks.compare_guess("Wu + b", "u", ("u", "Wu + b"))
-    assert "not one of" in checks.compare_guess("x", "u", ("u", "Wu + b"))

@@ -1,11 +1,11 @@
 """Notebook 07, BN in practice: a small conv net built on bnlab's own BN layer, and the practitioner's
-questions put to runs (sections 1-9, 9 being the exercises).
+questions put to runs (sections 1-10, 10 being the exercises).
 
-stacked      eight networks trained as one (grouped convolutions): Net, Setting, Trained
+stacked      eight networks trained as one (grouped convolutions): Net, Setting, StackRun, Trained
 layers       the BN variants (PartialBatchNorm: centering or scaling only, ghost batches) and fold_into_conv
 experiments  each section's settings, the layer match, gamma/beta, distribution shape, folding, weight
-             decay, fine-tuning, the normalization table
-figures      the figures and the slider panels (batch size, ghost batch size, dropout, weight decay)
+             decay, the paper's recipe, fine-tuning, the normalization table; the live panels' runs
+figures      the figures and the live slider panels (batch size, ghost batch size, dropout, weight decay)
 checks       the exercises: a complete BN layer, folding BN into a convolution
 """
 
@@ -15,48 +15,39 @@ from ...claims import PAPER, Claim, register
 from ...widgets import SliderPanel
 from . import checks, experiments, figures  # noqa: F401  (checks: read by bnlab.course)
 
-PANEL_STEPS = 30  # the registry's panels (tests, benchmarks) train short runs of 2 seeds; the notebook its own
+
+def _live_known(name: str, value: float, seed: int | None = None) -> dict:
+    """label -> Trained: the live panel ``name``'s runs at ``value`` (trained once, through bnlab.runs)."""
+    return experiments.train_all(experiments.LIVE_PANELS[name](value), seed=seed)
 
 
-def _short(setting):
-    return setting.replace(steps=PANEL_STEPS, record_every=PANEL_STEPS, members=2)
+def batch_size(seed: int | None = None) -> SliderPanel:
+    """Section 3's live batch-size panel, as the notebook builds it."""
+    return figures.batch_size_panel(_live_known("batch_size", experiments.BASE.batch_size, seed), seed=seed)
 
 
-def _short_runs(settings):
-    return experiments.train_all({key: _short(setting) for key, setting in settings.items()}, seed=0)
+def ghost_size(seed: int | None = None) -> SliderPanel:
+    """Section 3's live ghost-batch panel."""
+    return figures.ghost_size_panel(_live_known("ghost_size", experiments.BASE.batch_size, seed), seed=seed)
 
 
-def batch_size() -> SliderPanel:
-    """Section 3's batch-size panel over short runs."""
-    runs = _short_runs(experiments.batch_sizes())
-    grid = {size: {net: runs[net, size] for net in ("with BN", "without BN")} for size in (20, 60)}
-    return figures.gap_panel(grid, "batch_size", 60)
+def dropout(seed: int | None = None) -> SliderPanel:
+    """Section 3's live dropout panel."""
+    return figures.dropout_panel(_live_known("dropout", 0.0, seed), seed=seed)
 
 
-def ghost_size() -> SliderPanel:
-    """Section 3's ghost-batch panel over short runs."""
-    runs = _short_runs(experiments.ghost_batches())
-    return figures.gap_panel({size: {"with BN": trained} for size, trained in runs.items()}, "ghost_size", 60)
+def weight_decay(seed: int | None = None) -> SliderPanel:
+    """Section 6's live weight-decay panel."""
+    known = {decay: _live_known("weight_decay", decay, seed)["with BN"]
+             for decay in (experiments.WEIGHT_DECAY, 0.0)}
+    return figures.weight_decay_panel(known, experiments.WEIGHT_DECAY, seed=seed)
 
 
-def dropout() -> SliderPanel:
-    """Section 3's dropout panel over short runs."""
-    runs = _short_runs(experiments.dropout_grid())
-    grid = {0.0: {"with BN": runs["BN"], "without BN": runs["neither"]},
-            experiments.DROPOUT: {"with BN": runs["BN and dropout"], "without BN": runs["dropout"]}}
-    return figures.gap_panel(grid, "dropout", 0.0)
-
-
-def weight_decay() -> SliderPanel:
-    """Section 6's panel over short runs."""
-    runs = _short_runs(experiments.weight_decays())
-    return figures.weight_decay_panel(runs, experiments.WEIGHT_DECAY)
-
-
-PANELS = {"07 batch size": (batch_size, {"batch_size": [20, 60]}),
-          "07 ghost batch size": (ghost_size, {"ghost_size": list(experiments.GHOST_SIZES)}),
-          "07 dropout": (dropout, {"dropout": [0.0, experiments.DROPOUT]}),
-          "07 weight decay": (weight_decay, {"weight_decay": [0.0, experiments.WEIGHT_DECAY]})}
+# values on no grid (23, 16, 0.37, 0.0137): trained live at exactly that value
+PANELS = {"07 batch size": (batch_size, {"batch_size": [23, 181]}),
+          "07 ghost batch size": (ghost_size, {"ghost_size": [16, 7]}),
+          "07 dropout": (dropout, {"dropout": [0.37, 0.6]}),
+          "07 weight decay": (weight_decay, {"weight_decay": [0.0137, 0.0011]})}
 
 NOTEBOOK = "07_batchnorm_in_practice"
 CLAIMS = (
@@ -90,12 +81,16 @@ CLAIMS = (
           "With BN, L2 weight decay does not limit what the network computes; it shrinks the weights to an "
           "equilibrium and so raises the effective learning rate.", "van Laarhoven 2017; Zhang et al. 2019",
           NOTEBOOK, "6. BN and weight decay"),
+    Claim("bn-recipe-improves-training",
+          "A BN network trains better with the paper's changes to the training (a higher learning rate, no "
+          "dropout, L2 reduced 5x, a learning-rate decay 6x faster) than with the settings of a network without "
+          "BN, and each change helps.", f"{PAPER}, section 4.2.1", NOTEBOOK, "7. The paper's recipe for BN networks"),
     Claim("freeze-bn-when-fine-tuning-small-batches",
           "When fine-tuning with tiny batches, freeze BN's statistics (eval-mode BN while training).",
           "common practice (e.g. Wu & Johnson 2021, section 5)", NOTEBOOK,
-          "7. Fine-tuning with tiny batches"),
+          "8. Fine-tuning with tiny batches"),
     Claim("groupnorm-for-small-batches",
           "With small batches, GroupNorm works where BN fails.", "Wu & He 2018", NOTEBOOK,
-          "8. Which normalization should I use?"),
+          "9. Which normalization should I use?"),
 )
 register(*CLAIMS)

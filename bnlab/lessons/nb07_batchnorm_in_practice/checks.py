@@ -289,17 +289,6 @@ def check_fold_batch_norm(fold: Callable) -> Verdict:
                    f"(largest difference {shown}).")
 
 
-# ---- predictions ------------------------------------------------------------------------------------
-
-def compare_guess(guess: str | None, answer: str, options: tuple[str, ...]) -> str:
-    """One line comparing a learner's recorded guess (one of ``options``, or None) with what the runs say."""
-    if guess is None:
-        return f"No guess recorded (set it to one of {', '.join(map(repr, options))} and rerun). The runs: {answer!r}."
-    if guess not in options:
-        return f"Your guess {guess!r} is not one of {', '.join(map(repr, options))}. The runs: {answer!r}."
-    return f"{'✅' if guess == answer else '❌'} You guessed {guess!r}; the runs: {answer!r}."
-
-
 EXERCISES = (Exercise("batch_norm_layer", check_batch_norm_layer, batch_norm_layer),
              Exercise("fold_batch_norm", check_fold_batch_norm, fold_batch_norm))
 show_solution = solution_printer(EXERCISES)

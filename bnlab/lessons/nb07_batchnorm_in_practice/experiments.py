@@ -1,15 +1,18 @@
-"""Notebook 07, sections 1-8: the runs and the measurements of BN in practice.
+"""Notebook 07, sections 1-9: the runs and the measurements of BN in practice.
 
 * The runs: each section names its ``Setting``s (``bnlab.lessons.nb07_*.stacked``) in a dict label ->
   Setting, and ``train_all`` trains the missing ones through ``bnlab.runs`` (once per course seed, side by
-  side, shared by every section and panel); each Setting trains 8 seeds at once.
+  side, shared by every section and panel); each Setting trains 8 seeds at once (a live panel's, 4).
 * Section 1: ``match_layers`` (bnlab's BatchNorm against nn.BatchNorm2d inside the conv net, train and eval
   mode, after SGD steps); ``active_share`` (what gamma and beta set: the share of active ReLUs per channel).
 * Section 2: ``distribution_shape`` (skewness and excess kurtosis of Wu + b and of the layer input u).
 * Section 4: ``fold_network`` and ``folding`` (BN folded into the convolutions: error and inference time).
 * Section 6: ``effective_learning_rate``.
-* Section 7: ``shifted_digits``, ``fine_tune`` and ``recalibrated`` (tiny batches, statistics live or frozen).
-* Section 8: ``normalization_grid`` and ``summary_table``.
+* Section 7: ``recipe`` and ``recipe_table`` (the paper's section 4.2.1 changes, one at a time and together).
+* Section 8: ``shifted_digits``, ``fine_tune`` and ``recalibrated`` (tiny batches, statistics live or frozen).
+* Section 9: ``normalization_grid`` and ``summary_table``.
+* The live panels of sections 3 and 6: ``live_batch_size``, ``live_ghost_size``, ``live_dropout``,
+  ``live_weight_decay`` (label -> Setting at any value, at the smaller live budget) and ``live_stream``.
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ from ...runs import trained_all
 from ...seeding import claim_seeds, resolve_seed, torch_generator
 from ...statistics import OverSeeds
 from .layers import fold_into_conv
-from .stacked import Images, Net, Setting, StackedNet, Trained, digit_images, member_batches, member_losses, \
-    sgd, train_stack
+from .stacked import Images, Net, Setting, StackedNet, StackRun, StackStream, Trained, digit_images, \
+    member_batches, member_losses, sgd, train_stack
 
 BASE = Setting(net=Net(), lr=0.1, batch_size=60, steps=150, momentum=0.9, record_every=150)
 CURVE_EVERY = 25                      # the runs whose curves are drawn are recorded every 25 steps
 EXAMPLES_SEEN = BASE.steps * BASE.batch_size   # 9,000: the budget of every batch size
-GHOST_SIZES = (4, 15, 60)
+GHOST_SIZES = (4, 60)                 # the claim's; the live panel trains any size from 2 to 60
 DROPOUT = 0.3
 WEIGHT_DECAY = 5e-3
 SMALL_BATCH = 4
@@ -59,9 +62,11 @@ def relative_cost(setting: Setting) -> float:
 
 
 def every_setting() -> dict[str, Setting]:
-    """Every run of the notebook, by a label that names its section."""
+    """Every run of the notebook, by a label that names its section (the live panels' starting runs
+    included)."""
     sections = {"1": with_and_without_bn(), "2": placements(), "3 batch": batch_sizes(), "3 ghost": ghost_batches(),
-                "3 dropout": dropout_grid(), "5": ablations(), "6": weight_decays(), "8": normalization_grid()}
+                "3 dropout": dropout_grid(), "5": ablations(), "6": weight_decays(), "7": recipe(),
+                "9": normalization_grid(), "live": live_defaults()}
     return {f"{section}: {label}": setting for section, settings in sections.items()
             for label, setting in settings.items()}
 
@@ -120,11 +125,124 @@ def weight_decays(decays: Sequence[float] = (0.0, WEIGHT_DECAY)) -> dict[float, 
     return {decay: with_and_without_bn()["with BN"].replace(weight_decay=decay) for decay in decays}
 
 
+# ---- section 7: the paper's recipe for BN networks (section 4.2.1), on the MLP ----------------------------
+
+RECIPE_DECAY = 0.5          # the no-BN settings' learning rate falls to half over the run (exponentially)
+NO_BN_SETTINGS = BASE.replace(kind="mlp", lr=0.02, dropout=DROPOUT, weight_decay=WEIGHT_DECAY,
+                              final_lr_fraction=RECIPE_DECAY)
+RECIPE = {"learning rate ×5": dict(lr=5 * NO_BN_SETTINGS.lr),        # the paper's BN-x5
+          "no dropout": dict(dropout=0.0),
+          "L2 ÷5": dict(weight_decay=WEIGHT_DECAY / 5),
+          "decay 6× faster": dict(final_lr_fraction=RECIPE_DECAY ** 6)}  # lr(t) = lr * f^(6t/T): 6x the rate
+ALL_FOUR = "all four"
+
+
+def recipe() -> dict[str, Setting]:
+    """Section 7: the MLP with BN trained with the settings of a network without BN (NO_BN_SETTINGS: a
+    lower learning rate, dropout 0.3, L2, a slow decay), with each change of the paper's recipe alone,
+    and with all four; and the MLP without BN (He init) with the no-BN settings and with all four."""
+    together = {key: value for change in RECIPE.values() for key, value in change.items()}
+    return {"no-BN settings": NO_BN_SETTINGS,
+            **{label: NO_BN_SETTINGS.replace(**change) for label, change in RECIPE.items()},
+            ALL_FOUR: NO_BN_SETTINGS.replace(**together),
+            "without BN, no-BN settings": NO_BN_SETTINGS.replace(norm="none"),
+            f"without BN, {ALL_FOUR}": NO_BN_SETTINGS.replace(norm="none", **together)}
+
+
+def describe_training(setting: Setting) -> str:
+    """One line: the network and how a Setting trains it (section 7's runs)."""
+    s = setting
+    return (f"{'BN' if s.net.norm != 'none' else 'no BN'}, learning rate {s.lr:g} (momentum {s.momentum:g}) "
+            f"falling to {s.lr_at(s.steps + 1):.2g}, dropout {s.net.dropout:g}, L2 {s.weight_decay:g}")
+
+
+def recipe_table(runs: Mapping[str, Trained]) -> list[dict]:
+    """One row per run of ``recipe``: its label, its final test accuracy over the seeds, and its test
+    accuracy minus that of the BN network with the no-BN settings, seed by seed ("change", an OverSeeds;
+    None for that run itself)."""
+    reference = runs["no-BN settings"]
+    return [{"label": label, "accuracy": trained.final(),
+             "change": None if label == "no-BN settings" else paired(trained, reference)}
+            for label, trained in runs.items()]
+
+
+# ---- the live panels (sections 3 and 6): any value, a smaller budget -----------------------------------
+
+LIVE_SEEDS = 4                  # the first 4 claim seeds
+LIVE_STEPS, LIVE_RECORDS = 100, 5
+LIVE_EXAMPLES = LIVE_STEPS * BASE.batch_size     # 6,000: the batch-size panel's budget in examples...
+LIVE_MAX_STEPS = 300            # ...but at most 300 steps (batches below 20 see fewer examples)
+LIVE = BASE.replace(members=LIVE_SEEDS, steps=LIVE_STEPS, record_every=LIVE_STEPS // LIVE_RECORDS)
+LIVE_RANGES = {"batch_size": (2, 512), "ghost_size": (2, BASE.batch_size), "dropout": (0.0, 0.8),
+               "weight_decay": (1e-4, 0.05)}
+
+
+def _in_range(name: str, value: float) -> float:
+    low, high = LIVE_RANGES[name]
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+    return value
+
+
+def live_pair(setting: Setting = LIVE) -> dict[str, Setting]:
+    """The conv net with BN and without (He init), trained as ``setting`` says."""
+    return {"with BN": setting, "without BN": setting.replace(norm="none")}
+
+
+def live_batch_size(batch_size: int) -> dict[str, Setting]:
+    """The live batch-size panel at ``batch_size``: LIVE_EXAMPLES examples (at most LIVE_MAX_STEPS steps),
+    with and without BN, LIVE_RECORDS records."""
+    steps = min(math.ceil(LIVE_EXAMPLES / int(_in_range("batch_size", batch_size))), LIVE_MAX_STEPS)
+    return live_pair(LIVE.replace(batch_size=int(batch_size), steps=steps,
+                                  record_every=max(1, steps // LIVE_RECORDS)))
+
+
+def live_ghost_size(ghost_size: int) -> dict[str, Setting]:
+    """The live ghost-batch panel: the BN net normalizing sub-batches of ``ghost_size`` of every batch of 60
+    (60: ordinary BN, the same run as the other panels' "with BN")."""
+    ghost = int(_in_range("ghost_size", ghost_size))
+    return {"with BN": LIVE.replace(ghost_size=None if ghost >= LIVE.batch_size else ghost)}
+
+
+def live_dropout(dropout: float) -> dict[str, Setting]:
+    """The live dropout panel: with and without BN, dropout ``dropout`` on the pooled features."""
+    return live_pair(LIVE.replace(dropout=float(_in_range("dropout", dropout))))
+
+
+def live_weight_decay(weight_decay: float) -> dict[str, Setting]:
+    """The live weight-decay panel: the BN net with L2 ``weight_decay`` (0 is the reference run)."""
+    decay = 0.0 if weight_decay == 0 else float(_in_range("weight_decay", weight_decay))
+    return {"with BN": LIVE.replace(weight_decay=decay)}
+
+
+LIVE_DEFAULTS = {"batch_size": BASE.batch_size, "ghost_size": BASE.batch_size, "dropout": 0.0,
+                 "weight_decay": WEIGHT_DECAY}
+LIVE_PANELS = {"batch_size": live_batch_size, "ghost_size": live_ghost_size, "dropout": live_dropout,
+               "weight_decay": live_weight_decay}
+
+
+def live_defaults() -> dict[str, Setting]:
+    """The runs the live panels start from (their default values, and the weight-decay panel's reference
+    without weight decay), trained with the notebook's other runs."""
+    values = {**{name: [value] for name, value in LIVE_DEFAULTS.items()}, "weight_decay": [WEIGHT_DECAY, 0.0]}
+    return {f"{name} {value:g}: {label}": setting for name, settings_at in LIVE_PANELS.items()
+            for value in values[name] for label, setting in settings_at(value).items()}
+
+
+def live_stream(settings: Mapping[str, Setting], seed: int | None = None) -> StackStream:
+    """The runs ``settings`` (label -> Setting) as one stream for a live panel, under course seed ``seed``:
+    they take turns, one record at a time; the stream's histories are their Trained, in order."""
+    course = resolve_seed(seed)
+    images = digit_images(course)
+    return StackStream([StackRun(setting, images, claim_seeds(seed=course)[:setting.members])
+                        for setting in settings.values()])
+
+
 NORMALIZATIONS = {"none": "none", "BN": "bn", "LayerNorm": "layernorm", "GroupNorm": "groupnorm"}
 
 
 def normalization_grid(batch_sizes: Sequence[int] = (60, SMALL_BATCH)) -> dict[tuple[str, int, str], Setting]:
-    """Section 8: (architecture, batch size, normalization) -> Setting, at BASE's number of steps."""
+    """Section 9: (architecture, batch size, normalization) -> Setting, at BASE's number of steps."""
     grid = {}
     for kind in ("conv", "mlp"):
         for size in batch_sizes:
@@ -312,7 +430,7 @@ def effective_learning_rate(trained: Trained, layer: str = "conv2") -> np.ndarra
     return effective / effective[:, :1]
 
 
-# ---- section 7: fine-tuning with tiny batches ---------------------------------------------------------
+# ---- section 8: fine-tuning with tiny batches ---------------------------------------------------------
 
 def shifted_digits(images: Images, per_class: int, seed: int | None = None, shift: int = 1,
                    contrast: float = 0.6) -> Images:
@@ -379,7 +497,7 @@ def accuracy(model: StackedNet, X: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     return (logits.argmax(dim=2) == y[:, None]).float().mean(dim=0).numpy()
 
 
-# ---- section 8: which normalization? ---------------------------------------------------------------------
+# ---- section 9: which normalization? ---------------------------------------------------------------------
 
 def summary_table(results: Mapping[tuple[str, int, str], Trained], margin: float = 0.02) -> dict[tuple[str, int], dict]:
     """For each (architecture, batch size): the median test accuracy of each normalization and the

@@ -7,7 +7,8 @@ running statistics with PyTorch's momentum convention, Algorithm 2 in eval mode)
 
 * ``center`` / ``scale``: subtract the mean, divide by the standard deviation, or both (section 5);
 * ``ghost_size``: normalize each sub-batch of that many examples with its own statistics ("ghost
-  batches", Hoffer et al. 2017), while the running statistics average over the sub-batches (section 3).
+  batches", Hoffer et al. 2017), while the running statistics average over the sub-batches (section 3);
+  a batch that is not a multiple of it ends with a smaller sub-batch (``ghost_sizes``).
 
 ``fold_into_conv`` turns a convolution followed by an eval-mode BN layer into one convolution
 (section 4).
@@ -27,7 +28,7 @@ class PartialBatchNorm(BatchNorm):
     center:     subtract the per-channel mean (batch mean in training, running mean in eval)
     scale:      divide by sqrt(var + eps) (batch variance in training, running variance in eval)
     ghost_size: None for the whole batch; k to normalize every k consecutive examples on their own
-                (the batch size must be a multiple of k)
+                (the last sub-batch holds what is left: ``ghost_sizes``)
     affine:     learn gamma and beta (as BatchNorm)
     With center=scale=True and no ghost batches it computes exactly what BatchNorm computes.
     """
@@ -51,12 +52,25 @@ class PartialBatchNorm(BatchNorm):
         self._check_input(x)
         if not self.training:
             return self._scaled(x, per_channel(self.running_mean, x), per_channel(self.running_var, x), x)
-        groups = self._ghost_groups(x)                       # (G, N/G, C, ...): G sub-batches
-        mean, var = self._ghost_statistics(x, groups.shape[0])
-        m = x.numel() // x.shape[1] // groups.shape[0]       # values per channel in one sub-batch
-        self._update_running(mean.detach().mean(dim=0).flatten(), var.detach().mean(dim=0).flatten(),
-                             values_per_channel=m)
-        return self._scaled(groups, mean, var, x).reshape(x.shape)
+        outputs, means, variances, weights = [], [], [], []
+        for block, count in self._ghost_blocks(x):          # blocks of ``count`` equal sub-batches
+            mean, var = self._ghost_statistics(block, count)  # (count, 1, C, ...) each
+            groups = block.reshape(count, block.shape[0] // count, *block.shape[1:])
+            outputs.append(self._scaled(groups, mean, var, x).reshape(block.shape))
+            m = block.numel() // x.shape[1] // count         # values per channel in one sub-batch
+            means.append(mean.detach().reshape(count, -1))
+            variances.append(var.detach().reshape(count, -1) * m / (m - 1))  # unbiased, as Algorithm 2
+            weights.append(torch.full((count, 1), float(m)))
+        self._update_running_over(torch.cat(means), torch.cat(variances), torch.cat(weights))
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+    @torch.no_grad()
+    def _update_running_over(self, means: torch.Tensor, unbiased_vars: torch.Tensor, weights: torch.Tensor) -> None:
+        """The running statistics follow the sub-batches' average (weighted by their sizes): means and
+        unbiased_vars (G, C), weights (G, 1)."""
+        weights = weights / weights.sum()
+        self.running_mean.lerp_((weights * means).sum(dim=0).to(self.running_mean.dtype), self.momentum)
+        self.running_var.lerp_((weights * unbiased_vars).sum(dim=0).to(self.running_var.dtype), self.momentum)
 
     def _ghost_statistics(self, x: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per sub-batch and channel: mean and biased variance, each (G, 1, C, 1, 1) for feature maps or
@@ -81,13 +95,15 @@ class PartialBatchNorm(BatchNorm):
             raise ValueError(f"BN in training mode needs more than one value per channel, got shape "
                              f"{tuple(x.shape)}")
 
-    def _ghost_groups(self, x: torch.Tensor) -> torch.Tensor:
-        """x (N, C, ...) as (G, N/G, C, ...): G sub-batches of ghost_size examples (G = 1 without)."""
-        size = self.ghost_size or x.shape[0]
-        if x.shape[0] % size:
-            raise ValueError(f"a batch of {x.shape[0]} examples does not split into ghost batches of "
-                             f"{size}: use a batch size that is a multiple of {size}")
-        return x.reshape(x.shape[0] // size, size, *x.shape[1:])
+    def _ghost_blocks(self, x: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
+        """x (N, C, ...) cut into blocks of equal sub-batches, as (block, number of sub-batches in it):
+        ``ghost_sizes(N, ghost_size)`` in order (one block when the sizes are all equal)."""
+        sizes = ghost_sizes(x.shape[0], self.ghost_size)
+        full = sizes.count(sizes[0])
+        if full == len(sizes):
+            return [(x, full)]
+        cut = full * sizes[0]
+        return [(x[:cut], full), (x[cut:], 1)]
 
     def _scaled(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
                 layout: torch.Tensor) -> torch.Tensor:
@@ -102,6 +118,18 @@ class PartialBatchNorm(BatchNorm):
         if self.beta is not None:
             c = c + per_channel(self.beta, layout)
         return x * a + c
+
+
+def ghost_sizes(batch_size: int, ghost_size: int | None) -> list[int]:
+    """The sizes of the sub-batches a batch is normalized in: ghost_size each, the last one holding what is
+    left (a rest of a single example joins the sub-batch before it: BN needs two); the whole batch for
+    None or a ghost size of at least the batch. ghost_sizes(60, 16) = [16, 16, 16, 12]."""
+    if ghost_size is None or ghost_size >= batch_size:
+        return [batch_size]
+    count, rest = divmod(batch_size, ghost_size)
+    if rest == 1:
+        return [ghost_size] * (count - 1) + [ghost_size + 1]
+    return [ghost_size] * count + ([rest] if rest else [])
 
 
 def fold_into_conv(conv: nn.Conv2d, norm: nn.Module) -> nn.Conv2d:

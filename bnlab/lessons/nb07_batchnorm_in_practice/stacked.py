@@ -63,7 +63,8 @@ class Net:
                 "layernorm", "groupnorm" (GROUP_SIZE channels per group), "none"
     position:   "before" the ReLU (the paper's place: normalize Wu + b) or "after" it
     norm_layers: the hidden layers (0-based) that get the normalization; None for all of them
-    ghost_size: BN over sub-batches of this many examples (norm "bn" only); None for the whole batch
+    ghost_size: BN over sub-batches of this many examples (norm "bn" only; the last sub-batch holds what is
+                left, ``layers.ghost_sizes``); None for the whole batch
     dropout:    drop probability on the pooled features, before the output layer
     """
 
@@ -251,7 +252,8 @@ class Setting:
     """A Net and how it is trained: SGD with ``momentum`` at learning rate ``lr``, decayed exponentially to
     ``lr * final_lr_fraction`` over the ``steps`` steps, on mini-batches of ``batch_size``, with L2 weight
     decay ``weight_decay`` on the weights of the convolutions and the output layer (not on biases, gamma or
-    beta); a record every ``record_every`` steps. ``members``: how many seeds of ``claim_seeds`` to train."""
+    beta); a record every ``record_every`` steps. ``members``: how many of the 8 seeds of ``claim_seeds`` to
+    train (the first ones)."""
 
     net: Net = Net()
     lr: float = 0.05
@@ -272,8 +274,8 @@ class Setting:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.net.normalized(0) and self.net.norm not in ("layernorm", "groupnorm") and self.batch_size < 2:
             raise ValueError(f"BN in training mode needs a batch of at least 2, got batch_size={self.batch_size}")
-        if self.net.ghost_size is not None and self.batch_size % self.net.ghost_size:
-            raise ValueError(f"batch_size {self.batch_size} is not a multiple of ghost_size {self.net.ghost_size}")
+        if self.net.ghost_size is not None and self.net.ghost_size > self.batch_size:
+            raise ValueError(f"ghost_size {self.net.ghost_size} is larger than batch_size {self.batch_size}")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
@@ -292,8 +294,8 @@ class Setting:
         return self.lr * self.final_lr_fraction ** ((step - 1) / self.steps)
 
     def train(self, seed: int) -> "Trained":
-        """Train the members ``claim_seeds(members, seed)`` on the digits split by course seed ``seed``."""
-        seeds = claim_seeds(self.members, seed=seed)
+        """Train the first ``members`` of ``claim_seeds(seed=seed)`` on the digits split by course seed ``seed``."""
+        seeds = claim_seeds(seed=seed)[:self.members]
         return train_stack(self, digit_images(resolve_seed(seed)), seeds)
 
 
@@ -435,64 +437,182 @@ def weight_norms(model: StackedNet) -> dict[str, np.ndarray]:
                 for i, conv in enumerate(model.convs)}
 
 
-def sgd(model: StackedNet, setting: Setting) -> torch.optim.SGD:
+class SGD:
+    """SGD with momentum and L2 weight decay, computed as torch.optim.SGD computes it (the same operations
+    in the same order, so the same numbers): for each parameter p with gradient g, d = g + weight_decay * p,
+    v <- momentum * v + d (v = d at the first step), p <- p - lr * v.
+
+    groups: (parameters, weight_decay) pairs; ``lr`` may change between steps. Written out, as
+    ``bnlab.training.SGD`` (which has no weight decay) is, because torch.optim's first use imports torch's
+    compiler: seconds on a 2-core machine.
+    """
+
+    def __init__(self, groups: Sequence[tuple[Sequence[nn.Parameter], float]], lr: float, momentum: float) -> None:
+        self.groups = [([p for p in params if p.requires_grad], decay) for params, decay in groups]
+        self.lr, self.momentum = lr, momentum
+        self.velocity: dict[int, torch.Tensor] = {}
+
+    def zero_grad(self) -> None:
+        for params, _ in self.groups:
+            for p in params:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for params, decay in self.groups:
+            for p in params:
+                if p.grad is None:
+                    continue
+                d = p.grad if decay == 0 else p.grad.add(p, alpha=decay)
+                if self.momentum != 0:
+                    v = self.velocity.get(id(p))
+                    if v is None:
+                        v = self.velocity[id(p)] = torch.clone(d).detach()
+                    else:
+                        v.mul_(self.momentum).add_(d)
+                    d = v
+                p.add_(d, alpha=-self.lr)
+
+
+def sgd(model: StackedNet, setting: Setting) -> SGD:
     """SGD with momentum; weight decay on the convolutions' and the output's weights only."""
     weights = [layer.weight for layer in [*model.convs, model.output]]
     others = [p for p in model.parameters() if all(p is not w for w in weights)]
-    return torch.optim.SGD([{"params": weights, "weight_decay": setting.weight_decay},
-                            {"params": others, "weight_decay": 0.0}], lr=setting.lr, momentum=setting.momentum)
+    return SGD([(weights, setting.weight_decay), (others, 0.0)], lr=setting.lr, momentum=setting.momentum)
 
 
 def train_stack(setting: Setting, images: Images, seeds: Sequence[int], *,
                 model: StackedNet | None = None, frozen_statistics: bool = False) -> Trained:
-    """Train the members ``seeds`` of ``setting`` on ``images`` and record them.
+    """Train the members ``seeds`` of ``setting`` on ``images`` and record them (``StackRun`` iterated to
+    the end; its arguments are this function's)."""
+    run = StackRun(setting, images, seeds, model=model, frozen_statistics=frozen_statistics)
+    for _ in run:
+        pass
+    return run.result()
+
+
+class StackRun:
+    """The members ``seeds`` of ``setting`` trained one record at a time: iterating yields each recorded
+    step (0 first when a curve is recorded) and ``result()`` is the Trained so far (live panels draw it
+    while it grows, ``StackStream``); ``train_stack`` is this run iterated to the end.
 
     model: start from these networks instead of freshly initialized ones (fine-tuning; changed in place);
     frozen_statistics: keep every BN layer in eval mode while training (its running statistics neither
         used from the batch nor updated), as one does to fine-tune with tiny batches.
-    A member whose loss becomes NaN or infinite is marked diverged and stops counting in the loss.
+    A member whose loss becomes NaN or infinite is marked diverged and stops counting in the loss; the run
+    stops early once every member has diverged.
     """
-    started = time.thread_time()
-    seeds = tuple(seeds)
-    model = model if model is not None else setting.net.build(seeds)
-    optimizer = sgd(model, setting)
-    batches = member_batches(images, setting.batch_size, seeds)
-    records: dict[str, list] = {"step": [], "test_accuracy": [], "test_loss": [], "norms": []}
-    diverged_at = np.full(len(seeds), -1)
 
-    def record(step: int) -> None:
-        accuracy, loss = evaluate(model, images.X_test, images.y_test)
-        dead = diverged_at >= 0
-        records["test_accuracy"].append(np.where(dead, np.nan, accuracy))
-        records["test_loss"].append(np.where(dead, np.nan, loss))
-        records["step"].append(step)
-        records["norms"].append(weight_norms(model))
+    def __init__(self, setting: Setting, images: Images, seeds: Sequence[int], *,
+                 model: StackedNet | None = None, frozen_statistics: bool = False) -> None:
+        self.setting, self.images, self.seeds = setting, images, tuple(seeds)
+        self.model = model if model is not None else setting.net.build(self.seeds)
+        self.frozen_statistics = frozen_statistics
+        self.records: dict[str, list] = {"step": [], "test_accuracy": [], "test_loss": [], "norms": []}
+        self.diverged_at = np.full(len(self.seeds), -1)
+        self.steps, self.step, self.cpu_seconds = setting.steps, 0, 0.0
 
-    model.train()
-    set_statistics_frozen(model, frozen_statistics)
-    if setting.record_every < setting.steps:                 # a curve: start it at step 0
-        record(0)
-    for step in range(1, setting.steps + 1):
-        for group in optimizer.param_groups:
-            group["lr"] = setting.lr_at(step)
-        x, y = next(batches)
-        losses = member_losses(model(x), y)
-        finite = torch.isfinite(losses).numpy()
-        diverged_at[(~finite) & (diverged_at < 0)] = step
-        alive = torch.from_numpy(diverged_at < 0)
-        optimizer.zero_grad()
-        torch.where(alive, losses, torch.zeros_like(losses)).sum().backward()
-        optimizer.step()
-        if step % setting.record_every == 0 or step == setting.steps:
-            record(step)
-    model.eval()
-    return Trained(setting=setting, seeds=seeds, steps=np.array(records["step"]),
-                   test_accuracy=np.array(records["test_accuracy"]).T,
-                   test_loss=np.array(records["test_loss"]).T,
-                   weight_norms={name: np.array([r[name] for r in records["norms"]]).T
-                                 for name in records["norms"][0]},
-                   diverged_at=diverged_at, state={k: v.clone() for k, v in model.state_dict().items()},
-                   cpu_seconds=time.thread_time() - started, images=images)
+    @property
+    def finished(self) -> bool:
+        """Every step done, or every member diverged."""
+        return self.step >= self.steps or bool(np.all(self.diverged_at >= 0))
+
+    def __iter__(self) -> Iterator[int]:
+        setting, model = self.setting, self.model
+        started = time.thread_time()           # CPU time of this thread while this run computes
+        optimizer = sgd(model, setting)
+        batches = member_batches(self.images, setting.batch_size, self.seeds)
+        model.train()
+        set_statistics_frozen(model, self.frozen_statistics)
+        if setting.record_every < setting.steps:             # a curve: start it at step 0
+            self._record(0)
+            self.cpu_seconds += time.thread_time() - started
+            yield 0
+            started = time.thread_time()
+        for step in range(1, setting.steps + 1):
+            self.step = step
+            optimizer.lr = setting.lr_at(step)
+            x, y = next(batches)
+            losses = member_losses(model(x), y)
+            finite = torch.isfinite(losses).numpy()
+            self.diverged_at[(~finite) & (self.diverged_at < 0)] = step
+            alive = torch.from_numpy(self.diverged_at < 0)
+            optimizer.zero_grad()
+            torch.where(alive, losses, torch.zeros_like(losses)).sum().backward()
+            optimizer.step()
+            if step % setting.record_every == 0 or self.finished:
+                self._record(step)
+                self.cpu_seconds += time.thread_time() - started
+                yield step
+                started = time.thread_time()
+            if self.finished:
+                break
+        model.eval()
+        self.cpu_seconds += time.thread_time() - started
+
+    def _record(self, step: int) -> None:
+        accuracy, loss = evaluate(self.model, self.images.X_test, self.images.y_test)
+        dead = self.diverged_at >= 0
+        self.records["test_accuracy"].append(np.where(dead, np.nan, accuracy))
+        self.records["test_loss"].append(np.where(dead, np.nan, loss))
+        self.records["step"].append(step)
+        self.records["norms"].append(weight_norms(self.model))
+
+    def result(self) -> Trained:
+        """What the run has recorded so far, as a Trained (with the networks as they are now)."""
+        records = self.records
+        return Trained(setting=self.setting, seeds=self.seeds, steps=np.array(records["step"]),
+                       test_accuracy=np.array(records["test_accuracy"]).T.reshape(len(self.seeds), -1),
+                       test_loss=np.array(records["test_loss"]).T.reshape(len(self.seeds), -1),
+                       weight_norms={name: np.array([r[name] for r in records["norms"]]).T
+                                     for name in (records["norms"][0] if records["norms"] else {})},
+                       diverged_at=self.diverged_at.copy(),
+                       state={k: v.clone() for k, v in self.model.state_dict().items()},
+                       cpu_seconds=self.cpu_seconds, images=self.images)
+
+
+class StackStream:
+    """Several StackRuns trained as one stream for a live panel (``bnlab.live.LiveTrainer``): each advances
+    to its next record in turn, and iterating yields the latest recorded step once every run has recorded
+    it (0 first). ``histories``: the runs' Trained so far (drawn while they grow); ``result()``: the same
+    once every run finished. (``bnlab.live.RunsStream`` does this for ``bnlab.training.TrainingRun``s.)"""
+
+    def __init__(self, runs: Sequence[StackRun]) -> None:
+        if not runs:
+            raise ValueError("a StackStream needs at least one StackRun")
+        if any(run.setting.record_every >= run.setting.steps for run in runs):
+            raise ValueError("a StackStream draws curves: every run needs record_every < steps")
+        self.runs = list(runs)
+        self.steps, self.step = max(run.steps for run in self.runs), 0
+
+    @property
+    def finished(self) -> bool:
+        return all(run.finished for run in self.runs)
+
+    @property
+    def histories(self) -> list[Trained]:
+        return [run.result() for run in self.runs]
+
+    def __iter__(self) -> Iterator[int]:
+        records = [iter(run) for run in self.runs]
+        for run_records in records:
+            next(run_records, None)                                 # step 0
+        yield 0
+        while records:
+            advanced = False
+            for run_records in list(records):
+                step = next(run_records, None)
+                if step is None:
+                    records.remove(run_records)
+                else:
+                    self.step, advanced = max(self.step, step), True
+            if advanced:
+                yield self.step
+
+    def result(self) -> list[Trained]:
+        if not self.finished:
+            raise RuntimeError("the stream has not finished training: iterate over it to the end first")
+        return self.histories
 
 
 def set_statistics_frozen(model: nn.Module, frozen: bool) -> None:
