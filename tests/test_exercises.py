@@ -1,5 +1,7 @@
 """bnlab.exercises: verdicts are friendly, never tracebacks; every exercise of the course shows a solution."""
 
+import pytest
+
 from bnlab import course, data
 from bnlab.lessons.nb00_start_here.checks import check_mean, mean
 from bnlab.lessons.nb01_input_normalization.checks import check_standardize
@@ -34,3 +36,15 @@ def test_verdict_prints_as_its_message():
     verdict = check_mean(mean)
     assert repr(verdict) == verdict.message and verdict.message.startswith("✅")
     assert data.standardize  # the solution of notebook 01's first exercise lives in the core
+
+
+def test_a_recorded_prediction_is_compared_with_the_runs():
+    from bnlab.exercises import compare_prediction
+
+    assert compare_prediction("bn", "BN") and not compare_prediction("plain", "BN")
+    assert compare_prediction(0.9, 0.93, tolerance=0.05) and not compare_prediction(0.5, 0.93, tolerance=0.05)
+    missing = compare_prediction(None, "BN")
+    assert not missing and "no prediction" in missing.message and "BN" in missing.message
+    assert "not a number" in compare_prediction("lots", 0.93, tolerance=0.05).message
+    with pytest.raises(ValueError, match="tolerance"):
+        compare_prediction(0.5, 0.93)

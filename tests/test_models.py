@@ -82,3 +82,21 @@ def test_blocks_name_their_layers_explicitly_and_slices_are_plain_sequentials():
     assert type(head) is nn.Sequential and len(head) == 3
     plain = make_mlp(hidden=(5,))
     assert plain.blocks[0].norm is None
+
+
+@pytest.mark.parametrize("scheme, expected", [("lecun", lambda i, o: i ** -0.5),
+                                              ("xavier", lambda i, o: (2 / (i + o)) ** 0.5),
+                                              ("he", lambda i, o: (2 / i) ** 0.5)])
+def test_a_principled_init_sets_each_layers_std_from_its_shape(scheme, expected):
+    model = make_mlp(64, (400, 400), 10, init_std=scheme, init_gain=1.5, seed=0)
+    for layer in [block.linear for block in model.blocks] + [model.output]:
+        want = 1.5 * expected(layer.in_features, layer.out_features)
+        assert abs(layer.weight.std().item() / want - 1) < 0.05, (scheme, layer)
+        assert torch.count_nonzero(layer.bias) == 0
+
+
+@pytest.mark.parametrize("init_std, init_gain, words", [("kaiming", 1.0, "choose one of"), (-0.1, 1.0, "positive"),
+                                                        ("he", 0.0, "init_gain"), (0.1, 2.0, "scheme")])
+def test_a_bad_init_is_refused_in_words(init_std, init_gain, words):
+    with pytest.raises(ValueError, match=words):
+        make_mlp(init_std=init_std, init_gain=init_gain)

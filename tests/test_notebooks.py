@@ -98,3 +98,14 @@ def test_nbval_kernels_cannot_reach_the_network(tmp_path):
     finally:
         kernel.stop()
     assert reply["content"]["status"] == "ok", reply["content"].get("evalue")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_every_figure_fits_a_laptops_jupyterlab_column(path):
+    from bnlab.figures import FIT_WIDTH
+
+    notebook = nbformat.read(path, as_version=4)
+    widths = [out["data"][PLOT_MIME].get("layout", {}).get("width") for cell in notebook.cells
+              if cell.cell_type == "code" for out in cell.outputs if PLOT_MIME in out.get("data", {})]
+    too_wide = [width for width in widths if width and width > FIT_WIDTH]
+    assert not too_wide, f"{path.name}: figures {too_wide} px wide; at most {FIT_WIDTH} fits JupyterLab at 1280 px"

@@ -33,7 +33,7 @@ NOT_MEASUREMENTS = [
     r"\d+(?:\.\d+)*(?:(?:,|\s+and|\s+or)\s+\d+(?:\.\d+)*)*",     # "sections 3.3, 3.4 and 4.1"
     r"\d{4}\.\d{4,5}",                                     # arXiv ids
 ]
-NUMBER = re.compile(r"(?<![\w.])(\d+\.\d+|\d+\s?%)")
+NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?\s?%|\d+\.\d+)")
 
 
 def prose_numbers(markdown: str) -> list[str]:
