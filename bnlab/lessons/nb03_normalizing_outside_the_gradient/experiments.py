@@ -34,7 +34,7 @@ from torch import nn
 from ...batchnorm import batch_statistics, normalize
 from ...data import Split, whiten
 from ...ensemble import Member, train_ensemble
-from ...models import MLP, blocks_of, make_mlp
+from ...models import MLP, blocks_of
 from ...probes import training_mode_accuracy
 from ...runs import trained
 from ...seeding import numpy_rng

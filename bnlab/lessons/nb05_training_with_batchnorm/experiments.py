@@ -38,7 +38,6 @@ from torch import nn
 from ...data import Split, load_digits
 from ...ensemble import EnsembleStream, Member, train_ensemble
 from ...models import MLP, WITH_AND_WITHOUT_BN, blocks_of, make_mlp
-from ...parallel import side_by_side
 from ...probes import (  # noqa: F401  (typical_unit: read by the notebook as bt.typical_unit)
     captured_inputs,
     flat_gradient,

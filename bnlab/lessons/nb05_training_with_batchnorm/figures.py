@@ -36,7 +36,7 @@ from ...training import History
 from ...live import Frame, LivePanel
 from ...widgets import batch_size_slider, choice, log_slider
 from . import experiments as bt
-from .experiments import Grid, SeedRuns
+from .experiments import SeedRuns
 
 DIVERGED_Y = 0.03  # where an X marks runs that diverged, on a plot of the accuracy at the end
 
