@@ -229,12 +229,14 @@ confirm({
         np.median(np.nan_to_num(final(relu_grid, 1.0, "without BN").values)) < 0.75,
     "6×100 ReLU without BN: 85% or more at η = 0.1 and 0.3 in most seeds":
         all(relu_grid[lr]["without BN"].trained(0.85).at_least(0.75) for lr in (0.1, 0.3)),
-    "6×100 ReLU without BN, He init: 85% or more at η = 0.1 and 0.3 in most seeds, 90% within 100 steps "
-    "in most seeds, like with BN; diverges at η = 1, 3 and 10 in every seed":
-        all(relu_grid[lr][bt.HE].trained(0.85).at_least(0.75)
-            and Support.of(relu_grid[lr][net].steps_to(0.9).values <= 100).at_least(0.75)
+    "6×100 ReLU without BN, He init: 85% or more at η = 0.1 and 0.3 in more than half of the seeds, 90% "
+    "within 100 steps in more than half, like with BN; diverges at η = 1 in most seeds, at 3 and 10 in every "
+    "seed":
+        all(relu_grid[lr][bt.HE].trained(0.85).at_least(0.6)
+            and Support.of(relu_grid[lr][net].steps_to(0.9).values <= 100).at_least(0.6)
             for lr in (0.1, 0.3) for net in (bt.HE, "with BN"))
-        and all(relu_grid[lr][bt.HE].diverged.everywhere for lr in (1.0, 3.0, 10.0)),
+        and relu_grid[1.0][bt.HE].diverged.at_least(0.75)
+        and all(relu_grid[lr][bt.HE].diverged.everywhere for lr in (3.0, 10.0)),
     "6×100 ReLU with BN, from η = 3 to 10: the output layer's weights grow over twice as much (median over "
     "the seeds), and γ, β, whose size hardly changes at η = 3 (under 1.2-fold in every seed), grow over "
     "1.5-fold in every seed":
@@ -277,10 +279,11 @@ lr_panel
 #   from 0.1 to 10, in every seed.
 # * **The ReLU network without BN, from He's initialization, is as fast as with BN where it trains**: at
 #   η = 0.1 and 0.3 it reaches 90% within 100 steps in most seeds, like the BN network, and ends about as
-#   high (in a rare seed it already diverges at η = 0.3). From $N(0, 0.1^2)$ it is slower there: that gap is the initialization's, not BN's. But with either
-#   initialization it trains only up to η = 0.3: from He's initialization it diverges at η = 1 in every
-#   seed (in the first few steps: a larger start means larger activations), from $N(0, 0.1^2)$ at η = 3 in
-#   most seeds. With BN it reaches 85% at every learning rate from 0.1 to 3 in most seeds: a window
+#   high (in some seeds, depending on the block of seeds, it already fails at η = 0.3). From
+#   $N(0, 0.1^2)$ it is slower there: that gap is the initialization's, not BN's. But with either
+#   initialization it trains only up to about η = 0.3: from He's initialization it diverges at η = 1 in
+#   most seeds (in the first few steps: a larger start means larger activations), from $N(0, 0.1^2)$ at
+#   η = 3 in most seeds. With BN it reaches 85% at every learning rate from 0.1 to 3 in most seeds: a window
 #   ten times wider than the best initialization gives.
 # * **BN has a limit too.** At η = 10 the ReLU network with BN does not diverge, but it fails in every
 #   seed. What BN leaves unnormalized takes the blow: in 200 steps the output layer's weights grow more

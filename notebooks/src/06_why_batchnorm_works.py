@@ -365,8 +365,12 @@ assert ratios[DEFAULT]["loss range", "median"].median < 0.6 and smoother[DEFAULT
 assert ratios[HE]["gradient change", "median"].median < 0.8 and smoother[HE, "median"].at_least(3 / 8)  # ... less so at typical ones
 assert ratios[DEFAULT]["change per distance", "median"].median > 1.2  # ... not per unit of distance
 assert ratios[HE]["change per distance", "median"].median > 0.8 and per_distance[HE].held <= 2
+# At typical steps the count against He init moves with the block of seeds (7 of 8 in one, 3 of 8 in
+# another): the claim there is "in every seed", and anything between none and all is "partly".
+outcome = {"median": wb.every_seed_outcome(smoother[HE, "median"]),
+           "90th percentile": outcome_of(smoother[HE, "90th percentile"])}
 for summary, key in (("median", "median"), ("90th percentile", "worst-case")):
-    record(f"bn-smooths-loss-landscape-{key}", holds=outcome_of(smoother[HE, summary]),
+    record(f"bn-smooths-loss-landscape-{key}", holds=outcome[summary],
            support=smoother[HE, summary],
            measured=f"each seed's {summary} over training, BN / no BN with He init: loss range "
                     f"{ratios[HE]['loss range', summary].describe('{:.2f}')}, gradient change "

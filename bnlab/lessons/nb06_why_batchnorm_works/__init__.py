@@ -41,7 +41,7 @@ CLAIMS = (
           "06_why_batchnorm_works", "2. Internal covariate shift, measured through the gradient"),
     Claim("bn-smooths-loss-landscape-median",
           "With BN the loss and its gradient change less along the gradient direction than without BN "
-          "(He init) (typical step of training).",
+          "(He init) at a typical step of training, in every seed (partly: in some seeds only).",
           f"{SANTURKAR}, section 3.1 and Figure 4", "06_why_batchnorm_works",
           "3. The loss landscape along the gradient"),
     Claim("bn-smooths-loss-landscape-worst-case",
