@@ -81,6 +81,12 @@ def _wait_for_change(page, index: int, before: str, timeout_s: float = 30) -> bo
     return False
 
 
+PANELS_DRAWN = """() => {
+  const notebook = window.jupyterapp.shell.currentWidget.content.node;
+  return [...notebook.querySelectorAll('.widget-vbox')]
+    .filter(box => box.querySelector('.js-plotly-plot') && box.querySelector('.widget-hbox'))
+    .every(box => (box.querySelector('.js-plotly-plot').data || []).length > 0);
+}"""
 LATENCIES: list[dict] = []  # one entry per slider moved with the keyboard: ms to the first and final frame
 FINAL_TIMEOUT_S = 20
 
@@ -159,6 +165,8 @@ def _check_in_the_browser(lab, browser, path) -> None:
         assert not state["errors"], state["errors"]
         assert_claims_hold_as_in_the_ledger(page.evaluate(PRINTED_TEXT), path.stem)
         page.screenshot(path=str(SCREENSHOTS / f"{path.stem}.png"))
+        # a live panel draws its default run from a background thread: wait for every panel's first frame
+        page.wait_for_function(PANELS_DRAWN, timeout=60_000, polling=500)
         LATENCIES.clear()
         failures = _move_every_control(page, path.stem)
         (SCREENSHOTS / f"slider-latency-{path.stem}.json").write_text(json.dumps(LATENCIES, indent=1))
