@@ -1,5 +1,5 @@
 """A real JupyterLab in a real (headless) Chromium: start the server, open a notebook, run it,
-move its sliders. Used by tests/test_browser.py."""
+move its sliders. Used by tests/test_browser.py and tests/test_site.py."""
 
 from __future__ import annotations
 
@@ -221,7 +221,7 @@ def static_server(root: Path):
         thread.join(timeout=10)
 
 
-# The web edition's page, once its figures are drawn: what tests/test_browser.py checks.
+# The web edition's page, once its figures are drawn: what tests/test_site.py checks.
 SITE_PAGE_STATE = """() => ({
   plotly: typeof window.Plotly !== 'undefined',
   plots: document.querySelectorAll('.js-plotly-plot').length,

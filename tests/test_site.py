@@ -3,7 +3,7 @@ Python started with the network guard, tools/offline/sitecustomize.py): every no
 every figure of a notebook is on its page with plotly.js loaded once and served by the site, every
 slider panel shows its picture, every internal link resolves to a built file (and its #anchor to an
 id there), the launch links are tools/links.py's, and nothing is loaded from another host.
-tests/test_browser.py loads the same pages in headless Chromium."""
+The last test loads every page in headless Chromium."""
 
 from __future__ import annotations
 
@@ -161,3 +161,51 @@ def test_nothing_is_loaded_from_another_host(site):
         text = path.read_text()
         assert "@import" not in text and "url(http" not in text and "url(//" not in text, path.name
     assert not remote, remote
+
+
+# ---- the same pages in headless Chromium (the `browser` fixture: tests/conftest.py) -------------------
+
+SITE_PAGES = ["index.html", "claims_ledger.html", *(f"{entry.stem}.html" for entry in COURSE)]
+
+
+@pytest.fixture(scope="module")
+def site_server(site):
+    """The built site, served on 127.0.0.1 only (a file server in a thread of this process)."""
+    from browser_tools import static_server
+
+    with static_server(site) as base:
+        yield base
+
+
+@pytest.mark.parametrize("name", SITE_PAGES)
+def test_web_edition_page_draws_its_figures_and_asks_nothing_of_another_host(site, site_server, browser, name):
+    """In a real browser, every figure of the page is drawn by the site's plotly.js, every picture
+    loads, no script fails, and no request leaves 127.0.0.1."""
+    from browser_tools import SITE_PAGE_STATE
+
+    expected = _parse(site / name).figure_divs
+    off_machine, errors = [], []
+
+    def route(request_route):
+        if urlsplit(request_route.request.url).hostname == "127.0.0.1":
+            request_route.continue_()
+        else:
+            off_machine.append(request_route.request.url)
+            request_route.abort()
+
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    try:
+        page.route("**/*", route)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{site_server}/{name}", wait_until="load", timeout=60_000)
+        if expected:
+            page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= "
+                                   f"{expected}", timeout=30_000, polling=200)
+        state = page.evaluate(SITE_PAGE_STATE)
+    finally:
+        page.close()
+    assert not errors, errors
+    assert not off_machine, off_machine
+    assert state["plots"] == state["drawn"] == expected, state
+    assert state["plotly"] == (expected > 0), state
+    assert state["images"] == 0, f"{state['images']} pictures did not load"
