@@ -54,11 +54,11 @@ def _run_all_cells(page) -> dict:
     deadline, settled = time.monotonic() + RUN_TIMEOUT_S, 0
     state = page.evaluate(RUN_STATE)
     while time.monotonic() < deadline:
-        time.sleep(1)
+        time.sleep(0.25)
         state = page.evaluate(RUN_STATE)
         done = state["status"] == "idle" and state["pending"] == 0
         settled = settled + 1 if done else 0
-        if settled >= 3 or state["errors"]:
+        if settled >= 4 or state["errors"]:  # idle with nothing pending for a second
             return state
     raise AssertionError(f"the notebook did not finish within {RUN_TIMEOUT_S} s: {state}")
 
