@@ -74,12 +74,16 @@ environment_ok = check_environment()
 # <!-- course-map:end -->
 #
 # The [claims ledger](claims_ledger.md) closes the series: every claim about BN the course tests,
-# with the outcome each of five seeds measured and a verdict (holds here, holds with caveats, does not
-# hold here).
+# with a verdict (holds here, holds with caveats, does not hold here) and the number of seeds it held
+# for. No claim rests on one training run: each is measured over 8 networks trained from 8 **claim
+# seeds** (8 draws of the initial weights and of the order of the mini-batches) and stated as a
+# statistic over them, a median with its range or a count such as "in 7 of 8 seeds".
 #
-# Every number a notebook states is computed in a cell, and the cell **asserts** it: if a future
-# library version changed the result, the notebook would stop with an error instead of telling
-# you something that is no longer true.
+# Every number a notebook states is computed in a cell, and what the text relies on is **asserted**,
+# mostly in a collapsed cell whose first line is `# Check: ...` (click it to read the asserts): if a
+# future library version changed the result, the notebook would stop with an error instead of telling
+# you something that is no longer true. A check cell that tests a claim about BN also prints a line
+# such as `Claim ... [holds] 8 of 8 seeds`, which the ledger collects.
 
 # %% [markdown]
 # ## 3. Slider panels
@@ -112,9 +116,10 @@ for lr, converges in [(0.5, True), (1.5, True), (2.5, False)]:
 demo_panel.set(lr=0.3)
 
 # %% [markdown]
-# A panel that trains networks would take seconds per setting, which is too slow for a drag. So the
-# course's panels precompute the settings on a grid, or cache them, and a drag only looks up results.
-# When a setting diverges, the figure says **diverged at step k**, as you saw above, instead of
+# A panel that trains networks would take seconds per setting, which is too slow for a drag. So some
+# of the course's panels precompute their settings, and a drag only looks up results; others train
+# when you let go of the slider, in the background, and their curves grow as the networks learn (about
+# a second). When a setting diverges, the figure says **diverged at step k**, as you saw above, instead of
 # showing an error.
 #
 # ## 4. Exercises
@@ -142,7 +147,10 @@ check_mean(mean)
 # %% [markdown]
 # ## Summary
 # * `bnlab.setup()` in the first cell of each notebook seeds every random number from `BNLAB_SEED`,
-#   so everybody who runs a notebook sees the same numbers.
+#   so everybody who runs a notebook sees the same verdicts and counts (another kind of CPU can change
+#   the last digits of a single run's numbers).
+# * A "Predict first" prompt comes with a cell `my_prediction = None`: write your guess there before you
+#   run on, and a later cell compares it with what the runs show.
 # * Slider panels redraw one figure in place; a diverging setting is labelled as diverged.
 # * Exercises come with a `check_...` function and a `show_solution(...)` for when you are stuck.
 # * Each notebook runs in a kernel of its own, of about 0.45 GB. When you finish a notebook, shut its

@@ -108,8 +108,8 @@ print(f"Course seed: {SEED}; network seeds: {seed_range(SEEDS)}")
 # * **with BN**: the same initial weights, with BN before every sigmoid;
 # * **Xavier init, no BN**: the fair baseline. Without BN, a network needs initial weights that keep the
 #   signal's size from layer to layer, and Xavier (Glorot & Bengio 2010) chose
-#   $\mathrm{std} = \mathrm{gain}\cdot\sqrt{2/(n_\text{in} + n_\text{out})}$ for that, for a unit whose
-#   slope near 0 is 1 (tanh). A sigmoid's slope there is 1/4: each layer would pass back only a quarter
+#   $\mathrm{std} = \mathrm{gain}\cdot\sqrt{2/(n_\text{in} + n_\text{out})}$ for that
+#   ([notebook 01](01_input_normalization.ipynb), section 4), for a unit whose slope near 0 is 1 (tanh). A sigmoid's slope there is 1/4: each layer would pass back only a quarter
 #   of the gradient. The gain that makes up for it is 4, just as He's $\sqrt 2$ makes up for a ReLU
 #   zeroing half the signal. With gain 1, Xavier's std for the 100-wide layers is the paper's (printed
 #   below): the paper's network is initialized for tanh, not for the sigmoid.
@@ -342,7 +342,7 @@ assert np.all(np.diff(jitter[1:]) < 0)
 # |---|---|---|---|
 # | training → test | the data changed (another scanner, greyer paper); systematic, more data does not remove it | nothing: in eval mode BN applies fixed running averages, so a shifted input stays shifted | section 1: every network, BN's included, loses most of its accuracy |
 # | one mini-batch → the next | sampling: each batch is a small random sample; random, ∝ $1/\sqrt m$ | removes the batch-to-batch change of each unit's mean and variance, and turns it into a jitter of each example's normalized value, of the same size | this section |
-# | a layer's input over training (*internal*) | the weights of the layers below change at every step | pins each unit's mean and standard deviation to $\beta$ and $\gamma$, which move only as gradient descent moves them | section 3 |
+# | a layer's input over training (*internal*) | the weights of the layers below change at every step | pins each unit's mean and standard deviation to $\beta$ and $|\gamma|$, which move only as gradient descent moves them | section 3 |
 #
 # In all three, BN acts on each unit's mean and variance and on nothing else: a bimodal batch stays
 # bimodal (notebook 04 shows it). A batch whose *shape* differs from the next is not made alike by
@@ -511,7 +511,8 @@ assert gamma_growth.low > 1.3 and largest_beta.high < 0.3
 # not freeze a layer's input distribution, it changes *who* moves it. Measured in eval mode from step 0,
 # BN's drift more than doubles, purely because of the placeholder running statistics; and even later,
 # running statistics add some drift of their own: their average is dominated by the last ten or so
-# batches (PyTorch's momentum 0.1), so it carries those batches' noise.
+# batches (each batch enters the average with weight 0.1, PyTorch's `momentum`;
+# [notebook 04](04_batchnorm_from_scratch.ipynb), section 4), so it carries those batches' noise.
 
 # %% [markdown]
 # ## 4. Saturation and vanishing gradients
@@ -665,7 +666,7 @@ for statement, holds in checks.items():
 assert all(checks.values())
 
 # %% [markdown]
-# What the runs say about the question in seed 001 ("does BN let sigmoid networks train?"), separating
+# What the runs say about a question learners often ask ("does BN let sigmoid networks train?"), separating
 # what is BN's doing from what is the initialization's:
 # * **Small learning rates: mostly initialization.** At η = 0.05 nothing saturates in the paper's
 #   network, and yet it learns slowly (far behind after 1,000 steps, in every seed): its problem is the
@@ -673,9 +674,10 @@ assert all(checks.values())
 #   the start it saturates about a quarter of the first layer's sigmoids, since z-scored pixels times its
 #   larger weights land far from 0. BN gets there too, and further, with nothing saturated.
 # * **Large learning rates: BN.** At η = 8 both networks without BN saturate: more than half of their
-#   sigmoid inputs by the end, and the mean slope, the share of the gradient that gets through a sigmoid,
-#   falls well below its value with BN. Larger initial weights make it worse, not better: the Xavier
-#   network saturates almost completely and stays at chance in every seed. The BN network trains in every
+#   sigmoid inputs by the end, and the mean slope (the share of the gradient that gets through a sigmoid;
+#   the table gives it as a fraction of its largest value, 1/4) falls well below its value with BN. Larger
+#   initial weights make it worse, not better: the Xavier network saturates its upper two layers almost
+#   completely and stays at chance in every seed. The BN network trains in every
 #   seed. Tolerating a large learning rate is what BN adds that initialization does not.
 # * BN keeps layers 1 and 2 out of saturation at every learning rate, but not layer 3: β and γ are
 #   learned, and at η = 8 layer 3's β moves far below zero, which switches most of its units off for
@@ -726,7 +728,7 @@ record("bn-trains-faster", holds=outcome_of(support), support=support,
 # them): a real gain, but smaller than the comparison with the paper's network suggested.
 #
 # > **Hypothesis (Ioffe & Szegedy 2015): reducing internal covariate shift is what speeds training up.**
-# > Each layer would no longer chase a moving input distribution (the "moving goal" of seed 001), so it
+# > Each layer would no longer chase a moving input distribution (a "moving goal"), so it
 # > could learn faster and with larger steps.
 #
 # This notebook does **not** prove it. We saw several things happen together with BN: smaller drift,

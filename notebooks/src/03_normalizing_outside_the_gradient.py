@@ -386,9 +386,9 @@ compare_prediction(my_prediction, "inside" if aligned_out is None else "outside"
 # with its statistics **inside** autograd (`norm="bnlab_bn"`, true Batch Normalization). The Linear
 # layers keep their biases. Same initialization (PyTorch's default), same mini-batches of 60, plain SGD for
 # 500 steps, at an ordinary learning rate (0.5) and a high one (2). Both networks normalize, so this is
-# not a comparison with a network without BN: the question of a fairly initialized plain baseline does not
-# arise, and since a normalized unit ignores the scale of its incoming weights (section 3), the
-# initialization's scale only sets where the norms start. Every setting trains under each of the 8 claim
+# not a comparison with a network without BN, and no fairly initialized network without BN is needed;
+# since a normalized unit ignores the scale of its incoming weights (section 3), the initialization's
+# scale only sets where the norms start. Every setting trains under each of the 8 claim
 # seeds (its initial weights and its order of mini-batches): 32 networks, trained together in batched
 # computations (`bnlab.ensemble`, one group per kind of normalization, side by side on the CPU cores).
 # Every 50 steps we also measure the test accuracy when each normalization uses the test set's own
@@ -458,7 +458,7 @@ compare_prediction(my_prediction, {(True, True): "both", (True, False): "biases"
 # Outside the gradient both kinds of parameters grow, in every seed, while with BN the biases never move.
 # But look at *when* they grow. At $\eta = 2$ the norms jump in the first 50 steps and then, in most
 # seeds, stay about where the jump left them; at $\eta = 0.5$ they grow all through training, less and
-# less quickly. With BN the weights grow too, a little, at every step: notebook 06 (section 4) shows why
+# less quickly. With BN the weights grow too, a little, at every step: [notebook 06](06_why_batchnorm_works.ipynb) (section 4) shows why
 # (the gradient of a normalized unit's weights is orthogonal to them, so every step adds to their norm).
 # What drives the detached network's growth, and what stops it?
 #
@@ -529,8 +529,8 @@ assert still_growing.everywhere and gradual.everywhere
 #   and weights with it. The weights' growth raises every unit's $\sigma_j$, so $\gamma_j/\sigma_j$ falls
 #   more than tenfold (median): the same request then moves $b_j$ far less, and the weights' steps shrink
 #   relative to their size (the effective learning rate $\eta/\lVert w_j\rVert^2$ of section 3). After the
-#   jump $\beta$ itself hardly moves, and neither do $b$ and $W$. Nothing runs to infinity in most seeds;
-#   the network is stuck, with a high training loss.
+#   jump $\beta$ itself hardly moves, and neither do $b$ and $W$. Nothing runs to infinity; in most seeds
+#   (the claim line counts them) the network is stuck, with a high training loss.
 # * **At $\eta = 0.5$: slow and steady.** The network learns, $\beta$ keeps travelling as it fits the data,
 #   and the biases and weights keep growing with it, every seed still a few percent per 100 steps at the
 #   end, ever more slowly as $\gamma_j/\sigma_j$ falls.
@@ -543,7 +543,7 @@ assert still_growing.everywhere and gradual.everywhere
 #
 # On digits, "the model blows up" shows as norms that jump and then freeze the network (or, at a moderate
 # rate, creep up for as long as it trains), a collapsing effective learning rate and degraded accuracy,
-# not as NaN: no run here produced an infinite or NaN value (the ledger's verdict is therefore "holds with
+# not as NaN: no run here produced an infinite or NaN value (the [ledger](claims_ledger.md)'s verdict is therefore "holds with
 # caveats"). The toy of section 1 drifts forever because nothing in it can grant the request; in the
 # network, $\beta$ grants it, and the drift lasts as long as $\beta$ is still moving.
 

@@ -167,7 +167,7 @@ compare_prediction(my_prediction, "yes" if np.all(y.var(axis=0) == 1) else "no")
 #   input with a clear message.
 #
 # Here they are on the same batch, with random $\gamma$ and $\beta$, against the numpy version and
-# against PyTorch's `nn.BatchNorm1d`. `compare_all` (from `bnlab.gradcheck`) prints one line per
+# against PyTorch's `nn.BatchNorm1d`. `compare_all` (from `bnlab.compare`) prints one line per
 # comparison: bit-for-bit equal?, equal up to rounding (`allclose`)?, and the largest difference,
 # rounded up to a power of ten (with `floor=1e-12`, anything smaller, which is float64 rounding, prints
 # as `< 1e-12`: the exact size of rounding errors differs from machine to machine).
@@ -343,7 +343,7 @@ assert logit_gap < 0.01 and labels_alike >= 0.99 and bias_moved < 1e-6
 #
 # ### Why a layer after BN learns as if its inputs were centered
 #
-# A learner asks (seed 000): *why does limiting the variation of the hidden distributions speed up
+# A learner asks: *why does limiting the variation of the hidden distributions speed up
 # training?* The zero sum above gives one mechanism. Take the Linear layer $x_i = W h_i + b$ that feeds a
 # BN layer, with inputs $h_i$ (the sigmoid outputs of the layer below) and $g_i = \partial L/\partial x_i$.
 # Its weight gradient is $\sum_i g_i h_i^\top$, and since $\sum_i g_i = 0$,
@@ -372,8 +372,8 @@ assert top_is_mean.all() and (ratio > 30).all()
 # The raw problem's steepest direction is the mean direction, in every seed, and removing it divides
 # the condition number by over thirty. The BN layer's gradient removes it without anyone centering
 # the inputs: the layer below may shift its outputs' mean as it likes, and the layer above does not
-# need a smaller step for it. (BN does more than this for the layers *below* it: notebook 06 looks at
-# the other explanations.)
+# need a smaller step for it. (This is one mechanism among several: [notebook 06](06_why_batchnorm_works.ipynb)
+# tests the others.)
 #
 # ## 3. $\gamma$ and $\beta$: BN takes no expressive power away
 #
@@ -720,9 +720,10 @@ record("eval-needs-population-statistics", holds=outcome_of(Support.of(costs)), 
 
 # %% [markdown]
 # In a batch of $m$, $|\hat x| \le \sqrt{m - 1}$; at $m = 2$ every value becomes $\pm 1$, whatever the
-# image (notebook 05, section 5, follows what that does to training). The networks were trained on batches
-# of 60, whose statistics are close to the population's; batches of 2 to 8 give them inputs they never saw,
-# and the accuracy collapses, in every seed, while eval mode gives the same answer for every $m$ (it does
+# image ([notebook 05](05_training_with_batchnorm.ipynb), section 5, follows what that does to training).
+# The networks were trained on batches of 60, whose statistics are close to the population's; batches of
+# 2 to 8 give them inputs they never saw, and the accuracy falls, the more the smaller the batch, in every
+# seed, while eval mode gives the same answer for every $m$ (it does
 # not look at the batch).
 #
 # ## 5. What BN does not fix: the shape of a distribution
@@ -870,7 +871,7 @@ check_batch_norm_forward(batch_norm_forward)
 # %% [markdown]
 # **Exercise 2: the backward.** Write `batch_norm_backward(grad_out, x, gamma, eps)` for `x` of shape
 # (N, C): given $\partial L/\partial y$ (`grad_out`, shaped like `x`), return the three gradients
-# `(grad_x, grad_gamma, grad_beta)`, shaped like `x`, `gamma` and `gamma`. Recompute $\mu_B$,
+# `(grad_x, grad_gamma, grad_beta)`, shaped like `x`, `gamma` and `beta`. Recompute $\mu_B$,
 # $\sigma_B^2$ and $\hat x$ from `x`, then follow the chain of section 2 (or use its compact form). The
 # check compares with autograd and names what is missing. It calls your function with autograd switched
 # off (inside `torch.no_grad()`, on inputs that do not require a gradient) and watches it: a function that
@@ -891,7 +892,7 @@ check_batch_norm_backward(batch_norm_backward)
 # **training mode** (`self.training` is True) normalize with the batch's mean and biased variance and update
 # `running_mean` and `running_var` with PyTorch's convention, `running = (1 - momentum) · running +
 # momentum · batch statistic` (momentum weights the *new* batch; the variance stored is the unbiased one,
-# times $m/(m-1)$), inside `with torch.no_grad():`; in **eval mode** normalize with the running statistics
+# the batch's biased variance times $m/(m-1)$), inside `with torch.no_grad():`; in **eval mode** normalize with the running statistics
 # and change nothing. The check compares your layer with `nn.BatchNorm1d` over three training batches
 # (outputs, gradients, running statistics), at two momentums, and in eval mode (a whole batch, and a single
 # example). Notebook 07 extends the same layer to feature maps.
@@ -974,7 +975,7 @@ check_repaired_model(repaired_model)
 #   \sum_i \partial L/\partial y_i\,\hat x_i$, and $\partial L/\partial x_i$ has three paths (direct, through
 #   $\mu_B$, through $\sigma_B^2$). The hand-written gradients match autograd and `nn.BatchNorm1d`. The
 #   input gradients sum to zero over the batch, so a bias before BN never learns and changes nothing
-#   (a network trains exactly as without it): drop it in your networks, $\beta$ replaces it. The same zero
+#   (a network trains as without it, up to rounding): drop it in your networks, $\beta$ replaces it. The same zero
 #   sum makes the layer before BN learn as if its inputs were centered, which removes the steep mean
 #   direction of notebook 01 from its problem (its condition number fell over thirtyfold, every seed).
 # * **$\gamma$ and $\beta$** set the output's mean and spread; $\gamma = \sqrt{\sigma_B^2 + \varepsilon}$,

@@ -10,15 +10,15 @@
 #
 # **Learning goals.** After this notebook you can
 # 1. compare training with and without BN over learning rates spanning two decades, against a network
-#    without BN that is initialized as well as it can be (LeCun, Xavier or He), and tell a run that
-#    stalls from one that dies or diverges;
+#    without BN that is initialized by a principled rule (LeCun, Xavier or He), and tell a run that
+#    stalls (fails) from one that diverges;
 # 2. derive BN's scale invariance, $\mathrm{BN}(aWu) = \mathrm{BN}(Wu)$, and its consequence for the
 #    gradient ($\propto 1/a$); say which part of a good start BN provides and which part a principled
 #    initialization provides without it;
 # 3. predict, from the weights' scale and the activation's slope, whether the gradient vanishes or
 #    explodes on its way down a network without BN, and what BN changes;
 # 4. separate the two noises of a mini-batch, the gradient's and BN's own, and show why BN passes back
-#    no gradient at all with batches of two;
+#    almost no gradient with batches of two;
 # 5. describe how $\gamma$ and $\beta$ move during training, and what the learning rate does to them;
 # 6. measure the singular values of the paper's layer-to-layer Jacobian, and explain which part of
 #    "close to 1" BN guarantees (their mean square) and which it does not (their spread).
@@ -91,16 +91,17 @@ print(f"Course seed: {SEED}")
 # short: **200 SGD steps** (about 9 passes over the training set), with the test accuracy recorded
 # every 50 steps.
 #
-# **Is that a fair start for the network without BN?** A layer with $n$ inputs of unit variance and
-# weights of standard deviation $s$ produces outputs of variance $n s^2$. LeCun's initialization picks
-# $s = 1/\sqrt{n}$ so the signal keeps its size from layer to layer; Glorot and Bengio's (Xavier's)
-# $s = \sqrt{2/(n_\text{in} + n_\text{out})}$ balances the forward and the backward pass; He's
-# $s = \sqrt{2/n}$ makes up for a ReLU zeroing half of its inputs
+# **Is that a fair start for the network without BN?** [Notebook 01](01_input_normalization.ipynb)
+# (section 4) derived the principled initializations: LeCun's $s = 1/\sqrt{n}$ for a layer of $n$ inputs,
+# Xavier's $s = \sqrt{2/(n_\text{in} + n_\text{out})}$, both with gain 1, and He's $s = \sqrt{2/n}$ for ReLU
 # (`make_mlp(init_std="lecun" | "xavier" | "he")`). For layers of 100 units,
 # $1/\sqrt{100} = \sqrt{2/200} = 0.1$: the paper's $N(0, 0.1^2)$ *is* LeCun's and Xavier's initialization
 # for the sigmoid network's hidden layers (the first layer, with 64 inputs, would get
-# $1/\sqrt{64} = 0.125$ and $\sqrt{2/164} \approx 0.11$). So in sections 1 and 3 the network without BN
-# starts as well as the usual recipes start it. Where a network is *not* well started by $N(0, 0.1^2)$
+# $1/\sqrt{64} = 0.125$ and $\sqrt{2/164} \approx 0.11$). Gain 1 assumes a slope of 1 at 0, as tanh has;
+# [notebook 02](02_covariate_shift.ipynb) (section 1) gave the sigmoid, whose slope there is 1/4, a gain
+# of 4, and found that most of BN's lead over the paper's network was the initialization's. So in
+# sections 1 and 3 the network without BN starts as the usual recipes with gain 1 start it, not as well
+# as it could; section 3.2 shows what a larger scale does. Where a network is *not* well started by $N(0, 0.1^2)$
 # (the ReLU network of section 2), we also train it without BN from He's initialization, next to the
 # paper's.
 #
@@ -273,7 +274,7 @@ lr_panel
 #   many seeds, but not all: see the table). That is a statement about *speed at a fixed budget*, not
 #   about which learning rates it tolerates: at η = 0.1 and 0.3 it stays under 50% after 200 steps in
 #   (almost) every seed because it learns slowly (its first layers get a tiny gradient: each sigmoid
-#   passes back at most 1/4, notebook 02 §4), not because it breaks; notebook 02 §3 trains it at η = 0.5
+#   passes back at most 1/4, notebook 02 §4), not because it breaks; notebook 02 §1 trains it at η = 0.5
 #   for longer, to well over 90%. At η = 10 it stalls: the first large steps push the sigmoids into
 #   saturation (notebook 02 §4 measured it at η = 8). With BN it reaches 85% or more at every learning rate
 #   from 0.1 to 10, in every seed.
@@ -405,7 +406,8 @@ outcome_table({net: {a: init_grid[a][net] for a in bt.INIT_SCALES} for net in WI
 # chance. At $a = 100$ most sigmoids start saturated (slope below a tenth of its maximum) and it ends far
 # behind in every seed. Only the neighbourhood of the principled scale trains without BN: $a = 1$
 # (LeCun/Xavier) and $a = 10$, which suits a sigmoid network even better (a sigmoid passes back at most
-# 1/4, so a larger gain than LeCun's keeps the backward signal's size; section 4 makes this precise).
+# 1/4, so a larger gain than LeCun's keeps the backward signal's size, which is why notebook 02 gave it a
+# gain of 4; section 4 makes this precise).
 # With BN, the forward pass is the same at every scale, and the gradient follows $1/a$ within 2%, until
 # $\epsilon$ interferes at $a = 0.01$. Every scale trains, in every seed.
 #
@@ -455,13 +457,13 @@ confirm({
 # %% [markdown]
 # ## 4. Saturating nonlinearities: sigmoid and tanh
 #
-# A learner asks (seed 001): does BN really let sigmoid and tanh networks train, by keeping them out of
-# saturation? Notebook 02 (§4) watched saturation in the 3-layer network; there both networks still
-# trained well. Depth makes the question sharper, so we use **6 hidden layers of 100 units**, sigmoid or
+# A learner asks: does BN really let sigmoid and tanh networks train, by keeping them out of
+# saturation? Notebook 02 (§4) watched saturation in the 3-layer network; there every network trained
+# well at moderate learning rates, and saturation stalled the networks without BN only at η = 8. Depth makes the question sharper, so we use **6 hidden layers of 100 units**, sigmoid or
 # tanh, initial weights of standard deviation 0.1 or 1 ($a = 1$ or 10), trained at η = 0.3 (a rate at
 # which the ReLU network without BN trains, section 2) for 200 steps. A standard deviation of 0.1 is
-# LeCun's and Xavier's initialization for these layers: the principled start, the fair baseline; 1 is ten
-# times too large. Two numbers at initialization summarize the outcomes: the share of the hidden units'
+# LeCun's and Xavier's initialization (gain 1) for these layers: the principled start for tanh, and the
+# one these recipes give a sigmoid too (below we see why a sigmoid needs more); 1 is ten times larger. Two numbers at initialization summarize the outcomes: the share of the hidden units'
 # inputs at which the activation's slope is below a tenth of its maximum (**saturated**), and the size of
 # the first hidden layer's weight gradient relative to the last's (**reach**).
 #
@@ -581,7 +583,7 @@ confirm({
 # * **With BN**, the input of every nonlinearity has mean $\beta$ and standard deviation $\gamma$ over the
 #   batch, 0 and 1 at the start: few inputs are saturated (the tails of a standard normal, about 6% for
 #   tanh), and BN divides each layer's gradient by the spread it removed, which undoes the $s\sqrt n$:
-#   every layer gets a gradient of similar size (reach about 1), whatever the weights. Seed 001's summary,
+#   every layer gets a gradient of similar size (reach about 1), whatever the weights. A common summary,
 #   "BN prevents the vanishing gradient, so sigmoid and tanh can be used", holds here, and against the
 #   fair baseline it is precise: BN rescues the principled-but-mismatched sigmoid start and the too-large
 #   starts; at the principled tanh start it adds nothing within 200 steps. It does not make saturation
@@ -719,12 +721,12 @@ confirm({
 #   running statistics that BN uses at
 #   test time are averaged over pairs (notebook 04).
 # * When only tiny batches fit in memory, alternatives that do not normalize over the batch (LayerNorm,
-#   GroupNorm, notebook 06) or batch renormalization (Ioffe 2017) are the usual answer.
+#   GroupNorm, [notebook 06](06_why_batchnorm_works.ipynb)) or batch renormalization (Ioffe 2017) are the usual answer.
 
 # %% [markdown]
 # ## 6. γ and β during training
 #
-# A learner asks (seed 004): if γ and β change at every step, how is a layer's input distribution any
+# A learner asks: if γ and β change at every step, how is a layer's input distribution any
 # more stable than without BN? Do γ and β settle early? What does the learning rate do to them?
 #
 # The runs of section 2 recorded γ and β of every BN layer every 50 steps. We take the sigmoid network
@@ -797,7 +799,7 @@ gamma_beta_figure(first_runs, "norm3", units,
                         f"{gamma_growth:.0f}-fold from η = 0.1 to η = 10")
 
 # %% [markdown]
-# So, for seed 004's questions:
+# So, to these questions:
 # * **Do they settle early?** Not at small learning rates: at η = 0.1, γ and β drift at a steady pace for
 #   the whole run (less than half of their change is made in the first quarter). The larger the learning
 #   rate, the more of the change happens at the start. The network itself settles much earlier than its
@@ -844,7 +846,7 @@ output_against_gamma_beta_figure(layer_3, title=f"Layer 3 with BN after 200 step
 # %% [markdown]
 # ## 7. Do the layer Jacobians have singular values near 1?
 #
-# Section 3.3 of the paper closes with a remark (quoted in seed 003): "Batch Normalization may lead the
+# Section 3.3 of the paper closes with a remark: "Batch Normalization may lead the
 # layer Jacobians to have singular values close to 1, which is known to be beneficial for training"
 # (Saxe et al. 2013). When all singular values of each layer's Jacobian are 1, a gradient passes back
 # through the layers with its size unchanged, neither vanishing nor exploding. The paper's argument is
@@ -1003,8 +1005,9 @@ check_jacobian_singular_values(jacobian_singular_values)
 # Every finding below held in each of the 8 seeds, or in most of them where it says so (statistics in the
 # tables and figures above; the claims ledger lists each claim's count).
 # * **Speed.** On the paper's 3×100 sigmoid network, started from $N(0, 0.1^2)$ (LeCun's and Xavier's
-#   scale for these layers), BN reached 90% test accuracy by step 50 in more than half of the seeds and by
-#   step 100 in all; without it the same network had not reached it after 200 steps in most seeds.
+#   scale for these layers, with gain 1), BN reached 90% test accuracy by step 50 in more than half of the
+#   seeds and by step 100 in all; without it the same network had not reached it after 200 steps in most
+#   seeds. Against notebook 02's sigmoid-aware initialization (gain 4) BN's lead was much smaller.
 # * **Learning rates** (200 steps of 60). Within that budget the sigmoid network without BN got far only
 #   around η = 1 (a matter of speed: smaller rates are slow, not broken). The 6×100 ReLU network without
 #   BN, from He's initialization, was as fast as with BN at η = 0.1 and 0.3, but diverged from η = 1 on;

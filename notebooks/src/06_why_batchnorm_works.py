@@ -27,8 +27,8 @@
 # comes in two versions**. With PyTorch's default initialization (weights of standard deviation
 # $1/\sqrt{3\,n_{\text{in}}}$ for a layer of $n_{\text{in}}$ inputs), each ReLU layer passes on a smaller
 # signal than it receives, so at the start the signal fades from layer to layer. With **He
-# initialization** (standard deviation $\sqrt{2/n_{\text{in}}}$, the principled choice for ReLU: the
-# factor 2 makes up for the half of the signal a ReLU sets to zero) it keeps its size. BN does not care:
+# initialization** (standard deviation $\sqrt{2/n_{\text{in}}}$, the principled choice for ReLU that
+# [notebook 01](01_input_normalization.ipynb) derived in section 4) it keeps its size. BN does not care:
 # it rescales every layer's output anyway, so the BN network keeps PyTorch's default. A comparison with
 # the default-initialized network alone would credit BN with what is partly the work of a good
 # initialization, so every comparison below shows both networks without BN and says which effect is BN's
@@ -236,7 +236,8 @@ noisy_panel
 #   steady layer inputs are not what BN's advantage needs.
 # * Stronger noise does cost it. At level 4, noisy BN ends below the clean He network in every seed or
 #   nearly every one: unstable inputs are not free. But the same noise without BN costs the He network far
-#   more, tens of points where noisy BN loses a few (the claim line gives the medians): BN makes a network
+#   more points than it costs noisy BN, in every seed or nearly every one (printed above; the claim line
+#   gives the medians): BN makes a network
 #   much more tolerant of unstable layer inputs, which is not the same as keeping them stable.
 # * Initialization's share: the He network beats the default-initialized one in every seed, and part of
 #   what looked like BN's advantage over "no BN" is that. BN stays ahead of the He network too.
@@ -244,8 +245,8 @@ noisy_panel
 # This is the result Santurkar et al. report on CIFAR-10 (their noisy network trained about as well as
 # clean BN), and at a moderate level it reproduces here, against a fairly initialized network. So
 # whatever BN does for training, keeping the layer inputs' distributions steady is not necessary for it.
-# Seed 004 asked how the distribution can be stable if γ and β keep changing: this experiment suggests
-# that stability was never the point.
+# [Notebook 05](05_training_with_batchnorm.ipynb) (section 6) asked how the distribution can be stable if
+# γ and β keep changing: this experiment suggests that stability was never the point.
 
 # %% [markdown]
 # ## 2. Internal covariate shift, measured through the gradient
@@ -491,8 +492,8 @@ compare_prediction(my_prediction, 1 if Support.of(grew).everywhere else 0.1, tol
 # η = 0.1 the growth is small (less than 2%): the effective learning rate hardly moves. At η = 1 every
 # layer's norm grows by more than 10%, and the effective learning rate of the first layer falls with the
 # square of that growth. A learning rate that is too large inflates the weights, which shrinks the
-# effective learning rate: one reason BN tolerates large learning rates (notebook 05). No initialization
-# of a network without BN does this: the step size of a plain network stays what η makes it.
+# effective learning rate: one reason BN tolerates large learning rates ([notebook 05](05_training_with_batchnorm.ipynb),
+# section 2). No initialization of a network without BN does this: its step size stays what η makes it.
 # It also explains section 3's puzzle: the smaller gradients of the BN network come with a built-in,
 # shrinking step size, so the smoothness *along training's steps* and the smoothness *per unit of
 # distance* are different things.
@@ -534,8 +535,9 @@ assert lost["train mode, m = 8"].median > 0.05 and by_2.median < 0.7
 # %% [markdown]
 # With the whole test set as one batch, its statistics are close to the training population's and little
 # goes wrong. With small batches the test accuracy drops, and at 2 it is far below: each unit then says
-# only which of the two examples was larger. (In training mode every forward pass also overwrites the
-# running statistics, so forgetting `eval()` also damages the model you save.)
+# only which of the two examples was larger. (In training mode every forward pass also moves the
+# running statistics towards the test batches' statistics, as notebook 04 showed, so forgetting `eval()`
+# also damages the model you save.)
 #
 # ### 5.2 A batch that is not i.i.d.
 #
@@ -555,7 +557,8 @@ assert one_class.median < 0.5 < shuffled.median - 0.3
 
 # %% [markdown]
 # In a one-class batch, subtracting the batch mean subtracts what the examples have in common, which is
-# precisely their class. The answer to seed 000's first question, in one experiment: the shift *between
+# precisely their class. The answer to a question of [notebook 02](02_covariate_shift.ipynb) (section 2),
+# in one experiment: the shift *between
 # mini-batches* that BN sees is not the shift between training and test data, and BN is only as good as
 # the assumption that every batch looks like the whole.
 #
@@ -600,8 +603,8 @@ record("precise-bn-improves-accuracy", holds=outcome_of(improved), support=impro
 # Notebook 04 showed one network's prediction changing with the other examples of its batch. New here:
 # the normalizations of section 6 against it. **Predict first:** put one test image in training-mode
 # batches of 8 with random companions. Will the BN network always give it the same logits? Write "yes"
-# or "no". We ask the 8 BN networks, and the LayerNorm and GroupNorm networks of section 6 (trained with
-# batches of 2), 10 test images each.
+# or "no". We ask the 8 BN networks, and the LayerNorm and GroupNorm networks of section 6 (which normalize
+# each example over its own units; trained with batches of 2), 10 test images each.
 
 # %%
 my_prediction = None  # write "yes" or "no" here before you run the next cells
@@ -635,8 +638,9 @@ record("bn-output-depends-on-batch", holds=outcome_of(companions_matter), suppor
 compare_prediction(my_prediction, "no" if moved.at_least(7 / 8) else "yes")
 
 # %% [markdown]
-# Under BN every image's logits move with its companions (that is the regularizing noise of seed 003, and
-# at test time, a bug). LayerNorm and GroupNorm normalize each example by its *own* statistics, over its
+# Under BN every image's logits move with its companions (in training, that is the noise the paper
+# credits with a regularizing effect, which [notebook 07](07_batchnorm_in_practice.ipynb) measures; at test
+# time, a bug). LayerNorm and GroupNorm normalize each example by its *own* statistics, over its
 # units, so its companions cannot matter: the changes are zero up to rounding.
 #
 # All of it in one picture, the same trained networks evaluated seven ways (median of the 8 seeds, the
@@ -713,7 +717,8 @@ alternatives_panel
 
 # %% [markdown]
 # Slide the batch size down to 2. BatchNorm collapses: every unit of a two-example batch becomes ±1, which
-# passes essentially no gradient to the layer below (notebook 05, section 5), and the running statistics
+# passes essentially no gradient to the layer below ([notebook 05](05_training_with_batchnorm.ipynb),
+# section 5), and the running statistics
 # of two-example batches are poor estimates. New here: LayerNorm and GroupNorm lose only what every
 # network loses from tiny batches (the networks without normalization drop too, since 240 steps of 2
 # examples is less than half a pass over the data; with batches this noisy, He initialization's larger
