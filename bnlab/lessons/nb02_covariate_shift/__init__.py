@@ -40,8 +40,8 @@ CLAIMS = (
           "02_covariate_shift", "5. The hypothesis, and why it is still one"),
     Claim("bn-no-protection-from-test-shift",
           "BN does not protect a trained model against a shift of the test inputs: like the networks without "
-          "BN (the paper's and a fairly initialized one), it loses most of its accuracy.", "course (seed 000, Q1)",
-          "02_covariate_shift",
+          "BN (the paper's and a fairly initialized one), it loses most of its accuracy.",
+          "course (learners' question 000, Q1)", "02_covariate_shift",
           "1. Covariate shift: the test data are not the training data"),
 )
 register(*CLAIMS)

@@ -32,7 +32,7 @@ PANELS = {"04 gamma and beta": (gamma_beta, {"gamma": np.arange(0.0, 3.01, 0.25)
 CLAIMS = (
     Claim("bn-matches-two-moments-only",
           "BN matches the mean and variance of a batch, not its shape: a bimodal batch stays bimodal.",
-          "seed 000, Q2", "04_batchnorm_from_scratch",
+          "learners' question 000, Q2", "04_batchnorm_from_scratch",
           "5. What BN does not fix: the shape of a distribution"),
     Claim("eval-needs-population-statistics",
           "At test time BN must use population (running) statistics: batch statistics of small test "

@@ -50,19 +50,21 @@ CLAIMS = (
     Claim("bn-forgives-initialization",
           "With BN one can be less careful about initialization: the output does not depend on the weights' "
           "scale and the gradient scales as 1/a, so training is robust to the init scale that a principled "
-          "initialization (LeCun/Xavier here) otherwise has to get right.", f"{PAPER}, section 3.3; seed 003",
-          "05_training_with_batchnorm", "3. Initialization and scale invariance"),
+          "initialization (LeCun/Xavier here) otherwise has to get right.",
+          f"{PAPER}, section 3.3; learners' question 003", "05_training_with_batchnorm",
+          "3. Initialization and scale invariance"),
     Claim("bn-trains-saturating-nets",
           "BN makes it possible to train networks with saturating nonlinearities.", f"{PAPER}, section 3.3; "
-          "seed 001", "05_training_with_batchnorm", "4. Saturating nonlinearities: sigmoid and tanh"),
+          "learners' question 001", "05_training_with_batchnorm", "4. Saturating nonlinearities: sigmoid and tanh"),
     Claim("gamma-beta-settle-early",
-          "gamma and beta settle early in training.", "seed 004", "05_training_with_batchnorm",
+          "gamma and beta settle early in training.", "learners' question 004", "05_training_with_batchnorm",
           "6. γ and β during training"),
     Claim("gamma-beta-fluctuate-with-learning-rate",
-          "A higher learning rate makes gamma and beta fluctuate more.", "seed 004", "05_training_with_batchnorm",
-          "6. γ and β during training"),
+          "A higher learning rate makes gamma and beta fluctuate more.", "learners' question 004",
+          "05_training_with_batchnorm", "6. γ and β during training"),
     Claim("jacobian-singular-values-near-one",
           "BN brings the singular values of the layer Jacobians close to 1.", f"{PAPER}, section 3.3; "
-          "seed 003", "05_training_with_batchnorm", "7. Do the layer Jacobians have singular values near 1?"),
+          "learners' question 003", "05_training_with_batchnorm",
+          "7. Do the layer Jacobians have singular values near 1?"),
 )
 register(*CLAIMS)

@@ -62,7 +62,7 @@ CLAIMS = (
           "4. Scale invariance during training: growing weights, a falling effective learning rate"),
     Claim("bn-output-depends-on-batch",
           "In training mode, an example's output under BN depends on the other examples of its batch.",
-          f"{PAPER}, section 3.4; seed 003", "06_why_batchnorm_works", "5. Pitfalls"),
+          f"{PAPER}, section 3.4; learners' question 003", "06_why_batchnorm_works", "5. Pitfalls"),
     Claim("precise-bn-improves-accuracy",
           "Recomputing the population statistics at the final weights (precise BN) improves test accuracy "
           "over the running averages.", "Wu & Johnson 2021, section 3", "06_why_batchnorm_works",
