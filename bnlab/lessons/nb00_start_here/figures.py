@@ -31,7 +31,8 @@ def _draw_parabola(fig: go.FigureWidget, lr: float) -> None:
         fig.layout.title.text = f"η = {lr:.3g}: every step overshoots further: diverged at step {k}"
     else:
         hide_marker(fig.data[2])
-        how = "overshoots the minimum, but by less each time" if lr > 1 else "moves straight to the minimum"
+        how = ("overshoots the minimum, but by less each time" if lr > 1 else
+               "lands on the minimum" if lr == 1 else "moves towards the minimum from one side")
         fig.layout.title.text = f"η = {lr:.3g}: each step {how}"
 
 
