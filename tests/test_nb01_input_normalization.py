@@ -240,6 +240,18 @@ def test_layer_distributions_match_the_network_trained_alone(digits, short_runs)
     assert np.allclose(record.step_sizes, together.step_sizes, rtol=1e-3)
 
 
+def test_a_diverged_run_has_no_distributions_after_it_diverged(digits):
+    runs = init.train_inits((0,), digits, labels=("He", "PyTorch default"), steps=6, record_every=2, lr=10.0,
+                            progress=False)
+    he = runs.histories["He"][0]
+    assert he.diverged and runs.steps == [0, 2, 4, 6]  # the default network's records
+    recorded = len(he.steps)
+    for measured in (runs.preactivation_percentiles("He"), runs.gradient_percentiles("He"),
+                     runs.zero_gradient_shares("He"), runs.update_ratios("He")):
+        assert len(measured[0]) == 4
+        assert np.isfinite(measured[0, :recorded]).all() and np.isnan(measured[0, recorded:]).all()
+
+
 def test_layer_distributions_refuse_bad_input(digits, short_runs):
     X, y = digits.X_train[:10], digits.y_train[:10]
     with pytest.raises(ValueError, match="positive"):

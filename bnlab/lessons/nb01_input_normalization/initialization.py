@@ -211,7 +211,7 @@ class InitRuns:
     @property
     def steps(self) -> list[int]:
         """The recorded steps (0 first) of a run that did not diverge."""
-        return max((history.steps for runs in self.histories.values() for history in runs), key=len)
+        return list(max((history.steps for runs in self.histories.values() for history in runs), key=len))
 
     def record_index(self, step: int) -> int:
         """The position of ``step`` among the recorded steps."""
@@ -229,16 +229,14 @@ class InitRuns:
 
     def _per_record(self, label: str, measure: Callable[[History, int], np.ndarray]) -> np.ndarray:
         """(n_seeds, records, ...) ``measure(history, r)`` at every record r (NaN after a divergence)."""
-        records = len(self.steps)
-        rows = []
-        for history in self._runs(label):
-            measured = [measure(history, r) for r in range(len(history.steps))]
-            missing = np.full_like(measured[0], np.nan, dtype=float)
-            rows.append(np.stack(measured + [missing] * (records - len(measured))))
-        return np.array(rows)
+        measured = [[measure(history, r) for r in range(len(history.steps))] for history in self._runs(label)]
+        shape = np.shape(next(values[0] for values in measured if values))  # of one record's measurement
+        missing = np.full(shape, np.nan)
+        return np.array([np.stack(values + [missing] * (len(self.steps) - len(values)))
+                         for values in measured])
 
     def weight_norms(self, label: str) -> np.ndarray:
-        """(n_seeds, records, depth + 1) ||W|| of every Linear layer at every record (recorded by the loop)."""
+        """(n_seeds, records, depth + 1) ||W|| of every Linear layer at every record (the loop records it)."""
         return self._per_record(label, lambda history, r: np.array([history.param_norms[name][r]
                                                                     for name in weight_names()]))
 
