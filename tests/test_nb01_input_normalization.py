@@ -135,8 +135,12 @@ import torch  # noqa: E402
 from bnlab.data import load_digits  # noqa: E402
 from bnlab.lessons.nb01_input_normalization import initialization as init  # noqa: E402
 from bnlab.lessons.nb01_input_normalization.checks import check_he_std  # noqa: E402
-from bnlab.lessons.nb01_input_normalization.figures import gain_panel  # noqa: E402
+from bnlab.ensemble import Member  # noqa: E402
+from bnlab.figures import FIT_WIDTH  # noqa: E402
+from bnlab.lessons.nb01_input_normalization.figures import gain_panel, layer_distributions_figure  # noqa: E402
 from bnlab.models import make_mlp  # noqa: E402
+from bnlab.probes import activation_inputs, captured_inputs  # noqa: E402
+from bnlab.training import train  # noqa: E402
 
 SEEDS = (0, 1, 2)
 
@@ -173,9 +177,15 @@ def test_weight_gradients_match_backward_and_leave_the_network_alone(digits):
     assert all(torch.allclose(g, e) for g, e in zip(gradients, expected))
 
 
-def test_update_to_data_ratio_is_the_step_over_the_weights(digits):
-    runs = init.train_inits((0, 1), digits, labels=("He", "PyTorch default"), steps=4, record_every=2,
+@pytest.fixture(scope="module")
+def short_runs(digits):
+    """The section's training run in small: two seeds, two initializations, 4 steps recorded every 2."""
+    return init.train_inits((0, 1), digits, labels=("He", "PyTorch default"), steps=4, record_every=2,
                             progress=False)
+
+
+def test_update_to_data_ratio_is_the_step_over_the_weights(digits, short_runs):
+    runs = short_runs
     ratios = runs.update_ratios("He")
     assert ratios.shape == (2, 3, 7) and runs.batch_losses("He").shape == (2, 4)
     network = init.fresh_network("relu", "he", 0, data=digits)  # the first seed's network at step 0
@@ -185,6 +195,87 @@ def test_update_to_data_ratio_is_the_step_over_the_weights(digits):
                 for g, layer in zip(init.weight_gradients(network, X, y), layers)]
     assert np.allclose(ratios[0, 0], expected, rtol=1e-4)
     assert np.median(runs.update_ratios("PyTorch default")) < np.median(ratios) / 10
+
+
+def test_layer_distributions_per_layer_and_step(digits, short_runs):
+    runs, depth = short_runs, len(init.HIDDEN)
+    assert runs.steps == [0, 2, 4] and runs.record_index(4) == 2
+    preactivations, gradients = runs.preactivation_percentiles("He"), runs.gradient_percentiles("He")
+    assert preactivations.shape == gradients.shape == (2, 3, depth, len(init.DISTRIBUTION_PERCENTILES))
+    assert runs.zero_gradient_shares("He").shape == (2, 3, depth)
+    assert runs.weight_norms("He").shape == (2, 3, depth + 1)
+    assert np.all(np.diff(preactivations, axis=-1) >= 0) and np.all(np.diff(gradients, axis=-1) >= 0)
+    assert np.all(gradients > 0)  # sizes of the entries that are not 0
+    # step 0 of the first seed, measured directly: its fresh network on the probe batch
+    network = init.fresh_network("relu", "he", 0, data=digits)
+    X, y = digits.X_train[:init.TRAIN_BATCH], digits.y_train[:init.TRAIN_BATCH]
+    with captured_inputs(activation_inputs(network)) as inputs:
+        weight_gradients = init.weight_gradients(network, X, y)[:-1]
+    percentiles = [5, 25, 50, 75, 95]
+    z = [np.percentile(layer.numpy(), percentiles) for layer in init.in_layer_order(inputs)]
+    assert np.allclose(preactivations[0, 0], z, rtol=1e-5, atol=1e-6)
+    gradient_entries = [g.numpy() for g in weight_gradients]
+    nonzero = [np.percentile(np.abs(g[g != 0]), percentiles) for g in gradient_entries]
+    assert np.allclose(gradients[0, 0], nonzero, rtol=1e-4)
+    assert np.allclose(runs.zero_gradient_shares("He")[0, 0], [np.mean(g == 0) for g in gradient_entries])
+    # the default init's deep layers: narrow, and the same after 4 steps; He's: far wider
+    default_width = init.spread(runs.preactivation_percentiles("PyTorch default"))
+    he_width = init.spread(preactivations)
+    assert np.all(default_width[:, :, -1] < he_width[:, :, -1] / 5)
+    assert np.allclose(default_width[:, -1], default_width[:, 0], rtol=0.05)
+
+
+def test_layer_distributions_match_the_network_trained_alone(digits, short_runs):
+    network = Member(0, init.TRAIN_LR, "he", hidden=init.HIDDEN, activation="relu").make_mlp(digits)
+    X, y = digits.X_train[:init.TRAIN_BATCH], digits.y_train[:init.TRAIN_BATCH]
+    probe = init.layer_probe(init.TRAIN_LR, X, y)  # the probe train_inits gives every member
+    alone = train(network, digits, steps=4, lr=init.TRAIN_LR, batch_size=init.TRAIN_BATCH, record_every=2,
+                  percentiles=(), probes={init.LAYER_PROBE: probe}, seed=0, progress=False)
+    record = alone.probes[init.LAYER_PROBE][-1]  # at step 4
+    together = short_runs.histories["He"][0].probes[init.LAYER_PROBE][-1]
+    assert alone.steps == [0, 2, 4]
+    assert np.allclose(record.gradients, together.gradients, rtol=1e-3, atol=0)
+    assert np.allclose(record.preactivations, together.preactivations, rtol=1e-3, atol=1e-6)
+    assert np.allclose(record.zero_gradients, together.zero_gradients, atol=1e-3)
+    assert np.allclose(record.step_sizes, together.step_sizes, rtol=1e-3)
+
+
+def test_a_diverged_run_has_no_distributions_after_it_diverged(digits):
+    runs = init.train_inits((0,), digits, labels=("He", "PyTorch default"), steps=6, record_every=2, lr=10.0,
+                            progress=False)
+    he = runs.histories["He"][0]
+    assert he.diverged and runs.steps == [0, 2, 4, 6]  # the default network's records
+    recorded = len(he.steps)
+    for measured in (runs.preactivation_percentiles("He"), runs.gradient_percentiles("He"),
+                     runs.zero_gradient_shares("He"), runs.update_ratios("He")):
+        assert len(measured[0]) == 4
+        assert np.isfinite(measured[0, :recorded]).all() and np.isnan(measured[0, recorded:]).all()
+
+
+def test_layer_distributions_refuse_bad_input(digits, short_runs):
+    X, y = digits.X_train[:10], digits.y_train[:10]
+    with pytest.raises(ValueError, match="positive"):
+        init.layer_probe(0.0, X, y)
+    with pytest.raises(ValueError, match="probe batch"):
+        init.layer_probe(0.1, X, y[:5])
+    with pytest.raises(ValueError, match="no run under the initialization 'LeCun'"):
+        short_runs.gradient_percentiles("LeCun")
+    with pytest.raises(ValueError, match="step 3 was not recorded; the recorded steps are 0, 2, 4"):
+        short_runs.record_index(3)
+    with pytest.raises(ValueError, match="at most 3 steps"):
+        layer_distributions_figure(short_runs, "title", labels=("He",), steps=(0, 2, 4, 4))
+    assert np.isnan(init.pooled_percentiles(np.zeros(0))).all()
+
+
+def test_layer_distributions_figure_draws_the_median_over_seeds(short_runs):
+    fig = layer_distributions_figure(short_runs, "title", labels=("PyTorch default", "He"), steps=(0, 4))
+    boxes = [trace for trace in fig.data if trace.type == "box"]
+    assert len(boxes) == 2 * 2 * 2 and fig.layout.width <= FIT_WIDTH  # rows x columns x steps
+    he_gradients_at_4 = boxes[-1]  # bottom row, He, step 4
+    expected = np.median(short_runs.gradient_percentiles("He")[:, 2], axis=0)
+    assert np.allclose(he_gradients_at_4.median, expected[:, 2])
+    assert np.allclose(he_gradients_at_4.q3, expected[:, 3])
+    assert he_gradients_at_4.name == "step 4" and not he_gradients_at_4.showlegend
 
 
 def test_gain_panel_recomputes_any_gain_live(digits):

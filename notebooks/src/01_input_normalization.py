@@ -15,7 +15,7 @@
 #    and noisy, which is why Batch Normalization normalizes each unit separately;
 # 5. derive why weights drawn with std gain / √fan-in keep a layer's output at the size of its input
 #    (LeCun, Xavier/Glorot and He/Kaiming initialization), check a fresh network's loss against ln 10,
-#    and read per-layer activation, gradient and update-to-data statistics.
+#    and read each layer's activation and gradient distributions over training and its update-to-data ratio.
 
 # %%
 # bnlab set-up: use the copy of the course around this notebook; on Colab, install bnlab.
@@ -62,7 +62,7 @@ from bnlab.lessons.nb01_input_normalization.checks import (check_he_std, check_s
                                                            show_solution)
 from bnlab.lessons.nb01_input_normalization.figures import (descent_comparison_panel, gain_panel,
                                                             init_training_figure, input_variants,
-                                                            layer_statistics_figure)
+                                                            layer_distributions_figure, layer_statistics_figure)
 from bnlab.models import make_mlp
 from bnlab.seeding import claim_seeds, numpy_rng
 from bnlab.statistics import Support
@@ -496,12 +496,101 @@ assert ratio["PyTorch default"] < 1e-3 < ratio["N(0, 0.1²)"] and 1e-3 < ratio["
 # $10^{-2}$: its high starting loss is gone within a few steps and it stays ahead. Nothing here has BN: the difference is
 # the initialization alone.
 #
+# **Inside the run: each layer's distribution, step by step.** An RMS sums a layer up in one number.
+# When a deep network does not train, practitioners look at the whole distribution: a histogram of each
+# layer's activations and of its weight gradients, drawn every few hundred steps (TensorBoard's histogram
+# and distribution views draw exactly this; Karpathy's lecture draws them layer by layer). Three things
+# to look for:
+# * a layer whose histogram is a narrow spike passes almost nothing on: its units give nearly the same
+#   value for every image;
+# * gradient histograms of very different widths from layer to layer mean layers that learn at very
+#   different speeds;
+# * a histogram that does not change from one record to the next belongs to a layer that does not learn.
+#
+# The probe that measured the step sizes also kept, at steps 0, 50 and 100, five percentiles of each
+# hidden layer's pre-activations $z$ on its fixed batch of 60 images (all 100 units pooled: 6,000
+# values per layer) and of the sizes $|\partial L/\partial W|$ of the layer's weight-gradient entries.
+# The entries that are exactly 0 are left out of the second: a ReLU unit that is off for all 60 images
+# passes no gradient back at all, and a log axis has no place for 0. In the figure each box is one layer
+# at one step: the box spans the 25th to the 75th percentile, the whiskers the 5th to the 95th, the line
+# inside is the median, each of them the median over the 8 seeds. A histogram in five numbers: enough to
+# see where it sits, how wide it is and whether it moves.
+#
+# **Predict first.** Under He's initialization every layer starts with the same width. After 100 steps,
+# is layer 6's distribution of $z$ `"narrower"`, `"as wide"` or `"wider"` than layer 1's?
+
+# %%
+my_prediction = None  # write "narrower", "as wide" or "wider" here before you run the next cells
+
+# %%
+layer_distributions_figure(init_runs, "Steps 0, 50 and 100: under PyTorch's default the deep layers sit at "
+                           "the bias floor and nothing moves;<br>under He every layer starts at one width, "
+                           "then training widens the deep layers")
+
+# %%
+# each layer's width, the 5th to the 95th percentile of its z: (seeds, records, layers)
+widths = {label: init.spread(init_runs.preactivation_percentiles(label)) for label in init.TRAINED_INITS}
+he_layer6_over_layer1 = np.median(widths["He"][:, -1, -1] / widths["He"][:, -1, 0])  # at step 100
+width_change = ("wider" if he_layer6_over_layer1 > 1.25 else "narrower" if he_layer6_over_layer1 < 0.8
+                else "as wide")
+compare_prediction(my_prediction, width_change)
+
+# %%
+# Check: what the distributions show, in at least 7 of the 8 seeds
+default_width, paper_width, he_width = (widths[label] for label in init.TRAINED_INITS)
+default_gradient, he_gradient = (init_runs.gradient_percentiles(label)[..., 2]  # median |dL/dW|
+                                 for label in ("PyTorch default", "He"))
+default_moves = default_width[:, -1] / default_width[:, 0]            # step 100 / step 0, each layer
+default_gradient_moves = default_gradient[:, -1] / default_gradient[:, 0]
+he_over_default = np.median(he_gradient[:, 0] / default_gradient[:, 0], axis=1)  # at step 0
+he_norms = init_runs.weight_norms("He")[..., :-1]                    # hidden layers: (seeds, records, 6)
+he_norm_growth = (he_norms[:, -1] / he_norms[:, 0]).max(axis=1)
+he_gain = he_width[:, :, 1:] / he_width[:, :, :-1]                   # layer l's width over layer l-1's
+default_layer6_zeros = init_runs.zero_gradient_shares("PyTorch default")[:, 0, -1]
+findings = {
+    "default: layer 6 a fifth of layer 1's width": default_width[:, 0, -1] < default_width[:, 0, 0] / 5,
+    "default: no layer's width moves by 10%": np.all(np.abs(default_moves - 1) < 0.1, axis=1),
+    "default: gradients two orders below He's": (he_over_default > 50) & (he_over_default < 1000),
+    "default: gradients keep their size": np.all((0.5 < default_gradient_moves) & (default_gradient_moves < 2),
+                                                 axis=1),
+    "default: most of layer 6's gradient is 0": default_layer6_zeros > 0.5,
+    "He: one width at step 0 (within 2x)": he_width[:, 0].max(axis=1) < 2 * he_width[:, 0].min(axis=1),
+    "He: layer 6 wider than layer 1 at step 100": he_width[:, -1, -1] > 1.25 * he_width[:, -1, 0],
+    "He: layer 6 widens by a third or more": he_width[:, -1, -1] > 1.3 * he_width[:, 0, -1],
+    "He: no hidden layer's weight norm grows by a twentieth": he_norm_growth < 1.05,
+    "He: the layers amplify more than at step 0": np.median(he_gain[:, -1] / he_gain[:, 0], axis=1) > 1,
+    "He: every layer's gradients shrink": np.all(he_gradient[:, -1] < 0.7 * he_gradient[:, 0], axis=1),
+    "N(0, 0.1²): layer 6 ends wider than layer 1": paper_width[:, -1, -1] > paper_width[:, -1, 0],
+}
+for finding, held in findings.items():
+    assert Support.of(held).at_least(7 / 8), (finding, Support.of(held))
+assert 1.5 < he_layer6_over_layer1 < 2.5  # "about twice as wide"
+
+# %% [markdown]
+# What the figure shows:
+# * **PyTorch's default** (left): the histograms narrow from layer to layer until, from layer 4 on, only
+#   a thin band is left: the random biases, drawn from $U(-0.1, 0.1)$ for 100 inputs, nearly the same
+#   for every image. Every box sits where it sat at step 0: in 100 steps nothing moved. The gradients
+#   are about two orders of magnitude smaller than He's and keep their size. Most of layer 6's gradient
+#   entries (not drawn) are exactly 0: a unit whose bias is negative is off for every image, so neither
+#   its own weights nor the weights that read its output get a gradient.
+# * **He** (right): at step 0 every layer has one width, as derived. Then the distributions move: by
+#   step 100 layer 6's is about twice as wide as layer 1's. Not because the weights grew: no hidden
+#   layer's weight norm (the training loop records them) grows by even a twentieth. What changed is their
+#   direction: training turns each layer's weights towards the directions in which its inputs vary, so
+#   the derivation's assumption (weights independent of their inputs) no longer holds, the layers
+#   amplify the signal a little more than at step 0, and the gain compounds from layer to layer. The
+#   gradients start large and shrink as the loss falls.
+# * **N(0, 0.1²)** (middle) starts narrower with every layer, as at initialization. Once it learns, its
+#   deep layers widen the most, and by step 100 they are wider than its first layer.
+#
 # **What this means for the rest of the course.** When a later notebook compares a network with BN to
 # one without, the one without gets a principled initialization, He's for ReLU and LeCun's or Xavier's
 # for sigmoid and tanh, and where a badly initialized network (PyTorch's default, or the paper's
 # N(0, 0.1²) on ReLU) appears, it appears next to the well-initialized one, so you can tell which effect
 # is BN's and which is the initialization's. Initialization sets the scale once, at step 0; training then
-# moves the weights, and nothing keeps the scale where it started. Batch Normalization (notebook 04) will
+# moves the weights, and, as the He column shows, nothing keeps the scale where it started (notebook 02
+# follows this drift unit by unit: internal covariate shift). Batch Normalization (notebook 04) will
 # divide every unit by its own spread at every step.
 
 # %% [markdown]
@@ -571,6 +660,9 @@ check_he_std(he_std)
 # * PyTorch's default init shrinks a deep ReLU network's signal at every layer; its SGD steps are then
 #   so small (update-to-data ratio near $10^{-4}$) that a 6 × 100 network does not learn in 100 steps,
 #   while He's learns from its first steps. The course's networks without BN are initialized this way.
+# * Each layer's histograms over training show it at a glance: under the default the deep layers sit at
+#   the bias floor and nothing moves; under He every layer starts at one width, and training moves the
+#   distributions (the deep layers widen).
 #
 # **Next:** [02 · Covariate shift](02_covariate_shift.ipynb) asks what happens when the input
 # distribution *moves*: covariate shift, and its internal cousin, with the networks initialized as in

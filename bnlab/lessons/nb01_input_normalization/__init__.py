@@ -2,7 +2,8 @@
 how initial weights keep that scale inside a network (sections 1-5).
 
 experiments     least squares and gradient descent on inputs prepared five ways (sections 1-3)
-initialization  fresh networks' per-layer statistics, the init gain, a short training run (section 4)
+initialization  fresh networks' per-layer statistics, the init gain, a short training run and each layer's
+                distributions over it (section 4)
 figures         the descent-comparison and init-gain slider panels, the section 4 figures
 checks          the exercises: standardize, whiten, he_std
 """

@@ -209,3 +209,46 @@ def init_training_figure(runs: "initialization.InitRuns", title: str) -> go.Figu
     fig.update_yaxes(type="log", title_text="lr · ‖dL/dW‖ / ‖W‖", row=1, col=2)
     fig.update_layout(title=title, **WIDE, legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+STEP_COLORS = ("#9ECAE1", "#4292C6", "#08306B")  # the recorded steps, early (light) to late (dark)
+
+
+def _add_distribution_boxes(fig: go.Figure, layers: list[str], percentiles: np.ndarray, step: int,
+                            color_: str, row: int, col: int) -> None:
+    """One box per layer from its DISTRIBUTION_PERCENTILES (depth, 5): whiskers 5-95, box 25-75, median."""
+    p5, p25, p50, p75, p95 = percentiles.T
+    fig.add_trace(go.Box(x=layers, lowerfence=p5, q1=p25, median=p50, q3=p75, upperfence=p95,
+                         name=f"step {step}", legendgroup=f"step {step}", showlegend=row == col == 1,
+                         offsetgroup=f"step {step}", alignmentgroup=f"panel {row} {col}",  # side by side
+                         marker_color=color_, line_width=1.5, boxpoints=False), row=row, col=col)
+
+
+def layer_distributions_figure(runs: "initialization.InitRuns", title: str,
+                               labels: Sequence[str] = initialization.TRAINED_INITS,
+                               steps: Sequence[int] | None = None) -> go.Figure:
+    """Section 4's training run, layer by layer: how each hidden layer's pre-activations z (top row,
+    linear axis) and the sizes of its non-zero weight-gradient entries |dL/dW| (bottom row, log axis) are
+    distributed at each of ``steps`` (default: every record), one column per initialization of
+    ``labels``. Each box: the median over the seeds of each percentile (whiskers 5-95, box 25-75, line
+    the median), measured on the probe's fixed batch."""
+    steps = list(runs.steps if steps is None else steps)
+    if len(steps) > len(STEP_COLORS):
+        raise ValueError(f"at most {len(STEP_COLORS)} steps fit one panel, got {len(steps)}")
+    records = [runs.record_index(step) for step in steps]
+    fig = make_subplots(rows=2, cols=len(labels), shared_yaxes=True, horizontal_spacing=0.03,
+                        vertical_spacing=0.1, subplot_titles=list(labels) + [""] * len(labels))
+    layers = [str(number) for number in range(1, len(initialization.HIDDEN) + 1)]
+    for col, label in enumerate(labels, start=1):
+        rows = {1: runs.preactivation_percentiles(label), 2: runs.gradient_percentiles(label)}
+        for row, percentiles in rows.items():
+            over_seeds = np.median(percentiles, axis=0)  # (records, depth, 5): each percentile's median
+            for step, record, color_ in zip(steps, records, STEP_COLORS):
+                _add_distribution_boxes(fig, layers, over_seeds[record], step, color_, row, col)
+        fig.update_xaxes(title_text="hidden layer", row=2, col=col)
+    fig.update_yaxes(title_text="pre-activation z", row=1, col=1)
+    fig.update_yaxes(type="log", exponentformat="power", row=2)
+    fig.update_yaxes(title_text="|dL/dW|, entries ≠ 0", row=2, col=1)
+    fig.update_layout(title=title, boxmode="group", boxgroupgap=0.25, boxgap=0.05, width=FIT_WIDTH,
+                      height=640, margin=dict(t=100), legend=dict(orientation="h", y=-0.12))
+    return fig
