@@ -87,7 +87,9 @@ print(f"Course seed: {SEED}")
 # For $H = X^\top X / n$ written with the feature means $\mu$ and covariance $\Sigma$:
 # $H = \Sigma + \mu\mu^\top$. A large **offset** $\mu$ adds one very steep direction; features of
 # very different **scale** make $\Sigma$'s eigenvalues far apart; **correlation** tilts and
-# stretches the bowl. Standardizing removes the first two; whitening removes all three.
+# stretches the bowl. Standardizing (subtracting each feature's mean and dividing by its standard
+# deviation) removes the first two; whitening (a linear map that also removes the correlations, so the
+# features have identity covariance) removes all three.
 #
 # Our toy problem has two features: feature 2 has 6 times the spread of feature 1, both are shifted
 # by 1, and they are correlated (ρ = 0.5).
@@ -143,6 +145,8 @@ past_the_limit = steps_shown(panel)
 print(f"s = 2.2, {'scale 10, offset 0':>16}: {past_the_limit}")
 panel.set(lr_times_lambda_max=1.0, scale=6.0, offset=1.0)
 
+# %%
+# Check: what section 1 says about the panel
 for counts in steps.values():
     assert counts["whitened"] == 1 and counts["whitened"] < counts["standardized"] <= counts["raw"]
 assert steps["scale 10, offset 0"]["raw"] > 3 * steps["scale 1, offset 0"]["raw"]   # scale hurts raw inputs
@@ -174,6 +178,8 @@ print(f"{'inputs':>16} {'condition number κ':>20} {'η = 1/λmax':>12} {'steps 
 for name, row in table.items():
     print(f"{name:>16} {row['condition number']:>20.3g} {row['lr']:>12.3g} {row['steps']:>12,}")
 
+# %%
+# Check: what section 2 says about the table
 assert table["raw"]["condition number"] > 1e6
 assert table["centered"]["condition number"] < table["raw"]["condition number"] / 10
 assert table["min-max [0, 1]"]["condition number"] > 100 * table["standardized"]["condition number"]
@@ -203,7 +209,7 @@ curves
 # * **Centering** alone removes the steep "offset" direction (pixel intensities are all positive),
 #   dividing κ by more than 10.
 # * **Min-max scaling** to [0, 1] fixes the units but not the offset: every feature stays positive,
-#   so the steep $\mu\mu^\top$ direction remains, and it converges no faster than centering.
+#   so the steep $\mu\mu^\top$ direction remains, and it converges more slowly than centering alone.
 # * **Standardizing** (z-score: subtract the mean, divide by the standard deviation) brings κ down
 #   to about 150; what is left comes from correlated pixels, which only **whitening** removes (κ = 1,
 #   one step).
@@ -224,6 +230,9 @@ spread_min_max = conditioning.min_max_scale(feature_with_outlier[:, None])[bulk]
 spread_z_score = ((feature_with_outlier - feature_with_outlier.mean()) / feature_with_outlier.std())[bulk].std()
 print(f"spread of the 500 ordinary values after min-max scaling: {spread_min_max:.3f}")
 print(f"spread of the 500 ordinary values after z-scoring:      {spread_z_score:.3f}")
+
+# %%
+# Check: the outlier squeezes min-max scaling, not the z-score
 assert spread_min_max < 0.05 < 0.2 < spread_z_score
 
 # %% [markdown]
@@ -254,6 +263,9 @@ m = 60
 for d in widths:
     ratio = whitening_cost(m, d) / standardizing_cost(m, d)
     print(f"d = {d:>5} units, batch of {m}: whitening costs ~{ratio:,.0f} times as much as standardizing")
+
+# %%
+# Check: whitening 4096 units costs more than 100,000 times as much
 assert whitening_cost(m, 4096) / standardizing_cost(m, 4096) > 100_000
 
 # %% [markdown]
@@ -272,16 +284,16 @@ def seconds_per_eigendecomposition(d, repeats=3):
     return float(np.median(times))
 
 
-timings = {d: seconds_per_eigendecomposition(d) for d in [32, 64, 128, 256, 512, 1024]}
+timings = {d: seconds_per_eigendecomposition(d) for d in [32, 64, 128, 256, 512]}
 eigen_time = new_figure("The eigendecomposition that whitening needs grows like d³",
                         "number of features d", "time of one eigendecomposition (seconds)", log_x=True, log_y=True)
 add_line(eigen_time, list(timings), list(timings.values()), "measured", 0, mode="lines+markers")
-add_line(eigen_time, list(timings), [timings[1024] * (d / 1024) ** 3 for d in timings], "∝ d³", 7, dash="dot")
+add_line(eigen_time, list(timings), [timings[512] * (d / 512) ** 3 for d in timings], "∝ d³", 7, dash="dot")
 eigen_time
 
 # %% [markdown]
-# **Mini-batches make it singular.** A network normalizes with the statistics of the current
-# mini-batch. With a batch of $m = 60$ examples and a layer of $d = 100$ units, the batch covariance
+# **Mini-batches make it singular.** Batch Normalization (notebook 04) normalizes with the statistics
+# of the current mini-batch. With a batch of $m = 60$ examples and a layer of $d = 100$ units, the batch covariance
 # has rank at most $m - 1 = 59$ (less when the examples are alike): it has no inverse square root
 # at all. Here is the first hidden layer of a digits network:
 
@@ -298,6 +310,9 @@ try:
     conditioning.whiten(hidden_preactivations)
 except ValueError as error:
     print(f"whitening refuses: {error}")
+
+# %%
+# Check: the batch covariance is singular
 assert rank <= m - 1 < d
 
 # %% [markdown]
@@ -351,7 +366,7 @@ my_prediction = None  # write a number here before you run the next cells
 
 # %% [markdown]
 # We measure fresh 6 × 100 networks (six hidden layers of 100 units; ReLU and tanh) under four
-# initializations, each for the 8 claim seeds, on 300 training images: the loss, and for every layer
+# initializations, each for the 8 claim seeds (8 random draws of the initial weights), on 300 training images: the loss, and for every layer
 # the RMS (root mean square, $\sqrt{\mathbb E[z^2]}$, the size the derivation keeps) of its
 # pre-activations $z$ and of its weight gradient.
 
@@ -585,8 +600,8 @@ assert 1.5 < he_layer6_over_layer1 < 2.5  # "about twice as wide"
 #   deep layers widen the most, and by step 100 they are wider than its first layer.
 #
 # **What this means for the rest of the course.** When a later notebook compares a network with BN to
-# one without, the one without gets a principled initialization, He's for ReLU and LeCun's or Xavier's
-# for sigmoid and tanh, and where a badly initialized network (PyTorch's default, or the paper's
+# one without, the one without gets a principled initialization, He's for ReLU, LeCun's or Xavier's
+# for tanh, and for the sigmoid Xavier's with a larger gain (notebook 02 explains why), and where a badly initialized network (PyTorch's default, or the paper's
 # N(0, 0.1²) on ReLU) appears, it appears next to the well-initialized one, so you can tell which effect
 # is BN's and which is the initialization's. Initialization sets the scale once, at step 0; training then
 # moves the weights, and, as the He column shows, nothing keeps the scale where it started (notebook 02
