@@ -17,7 +17,6 @@ from bnlab.lessons.nb07_batchnorm_in_practice.stacked import (
     digit_images,
     SGD,
     StackRun,
-    StackStream,
     member_state,
     train_stack,
 )
@@ -180,7 +179,7 @@ def test_a_run_streams_its_records_and_trains_as_train_stack(images):
     run = StackRun(setting, images, (0, 1))
     partial = []
     for step in run:
-        partial.append(run.result())
+        partial.append(run.history)
     assert [trained.steps[-1] for trained in partial] == [0, 3, 6] and run.finished
     alone = train_stack(setting, images, (0, 1))
     assert np.array_equal(partial[-1].test_accuracy, alone.test_accuracy)
@@ -201,14 +200,6 @@ def test_the_hand_written_sgd_computes_what_torch_optim_computes():
                 p.grad = torch.full_like(p, float(step + 1)) * p.detach().sin()
         ours.step(), reference.step()
     assert all(torch.equal(a, b) for a, b in zip(ours_p + theirs_p, copies[0] + copies[1]))
-
-
-def test_a_stream_of_several_runs_yields_when_every_run_has_recorded(images):
-    stream = StackStream([StackRun(TINY, images, (0, 1)), StackRun(TINY.replace(norm="none"), images, (0, 1))])
-    assert list(stream) == [0, 3, 6] and stream.finished
-    assert [trained.setting.net.norm for trained in stream.result()] == ["bn", "none"]
-    with pytest.raises(ValueError, match="record_every"):
-        StackStream([StackRun(TINY.replace(record_every=6), images, (0,))])
 
 
 def test_the_recipe_changes_one_thing_at_a_time():

@@ -26,12 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...live import RunsStream
 from ...parallel import side_by_side
 from ...runs import trained_all
 from ...seeding import claim_seeds, resolve_seed, torch_generator
 from ...statistics import OverSeeds
 from .layers import fold_into_conv
-from .stacked import Images, Net, Setting, StackedNet, StackRun, StackStream, Trained, digit_images, \
+from .stacked import Images, Net, Setting, StackedNet, StackRun, Trained, digit_images, \
     member_batches, member_losses, sgd, train_stack
 
 BASE = Setting(net=Net(), lr=0.1, batch_size=60, steps=150, momentum=0.9, record_every=150)
@@ -229,12 +230,12 @@ def live_defaults() -> dict[str, Setting]:
             for value in values[name] for label, setting in settings_at(value).items()}
 
 
-def live_stream(settings: Mapping[str, Setting], seed: int | None = None) -> StackStream:
+def live_stream(settings: Mapping[str, Setting], seed: int | None = None) -> RunsStream[Trained]:
     """The runs ``settings`` (label -> Setting) as one stream for a live panel, under course seed ``seed``:
     they take turns, one record at a time; the stream's histories are their Trained, in order."""
     course = resolve_seed(seed)
     images = digit_images(course)
-    return StackStream([StackRun(setting, images, claim_seeds(seed=course)[:setting.members])
+    return RunsStream([StackRun(setting, images, claim_seeds(seed=course)[:setting.members])
                         for setting in settings.values()])
 
 
