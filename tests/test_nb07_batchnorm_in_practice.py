@@ -219,8 +219,8 @@ def test_the_live_settings_are_at_exactly_the_value_and_in_range():
     assert ex.live_dropout(0.37)["without BN"].net.dropout == 0.37
     assert ex.live_ghost_size(16)["with BN"].net.ghost_size == 16 and ex.live_ghost_size(60)["with BN"] == ex.LIVE
     small, large = ex.live_batch_size(23)["with BN"], ex.live_batch_size(512)["with BN"]
-    assert small.batch_size == 23 and small.steps == 261 and large.steps == 12
-    assert ex.live_batch_size(2)["with BN"].steps == ex.LIVE_MAX_STEPS
+    assert small.batch_size == 23 and small.steps == ex.LIVE_MAX_STEPS and large.steps == 10  # 4,800 examples
+    assert ex.live_batch_size(45)["with BN"].steps == 107 and ex.live_batch_size(60)["with BN"].steps == ex.LIVE_STEPS
     assert ex.live_weight_decay(0.0137)["with BN"].weight_decay == 0.0137
     for make, value in ((ex.live_dropout, 0.9), (ex.live_batch_size, 1), (ex.live_ghost_size, 61),
                         (ex.live_weight_decay, 0.5)):

@@ -308,7 +308,7 @@ fg.seed_dots({label: trained.final().values for label, trained in placed.items()
 # * **dropout**: dropout 0.3 on the pooled features, with and without BN.
 #
 # After each experiment, a live panel lets you try any other value: let go of its slider and the networks
-# train at that value while you watch (4 seeds and a smaller budget than the 8-seed runs, so that a run
+# train at that value while you watch (3 seeds and a smaller budget than the 8-seed runs, so that a run
 # takes about a second; the panel's caption gives its budget).
 #
 # **Predict first.** With batches of 20 and of 60, will the gap be smaller with BN, larger, or about the
