@@ -340,19 +340,36 @@ def test_a_live_panel_shows_training_state_while_a_run_streams(panels):
 
 
 def test_layer_check_passes_the_solution_and_names_mistakes():
-    assert checks.check_batch_norm_layer(checks.batch_norm_layer)
-    solution = type(checks.batch_norm_layer(3))
+    assert checks.check_batch_norm_layer_2d(checks.batch_norm_layer_2d)
+    solution = type(checks.batch_norm_layer_2d(3))
 
-    class KerasMomentum(solution):
+    def running_statistics_layer(values_per_channel, weight_of_new):
+        """A layer right in training and eval mode whose running statistics follow the given convention."""
+        class Layer(solution):
+            def forward(self, x):
+                if not self.training:
+                    return normalize(x, self.running_mean, self.running_var, self.gamma, self.beta, self.eps)
+                mean, var = batch_statistics(x)
+                m = values_per_channel(x)
+                with torch.no_grad():
+                    self.running_mean.lerp_(mean, weight_of_new(self.momentum))
+                    self.running_var.lerp_(var * m / (m - 1), weight_of_new(self.momentum))
+                return normalize(x, mean, var, self.gamma, self.beta, self.eps)
+        return Layer
+
+    values_per_channel = lambda x: x.numel() // x.shape[1]  # noqa: E731
+    assert checks.check_batch_norm_layer_2d(running_statistics_layer(values_per_channel, lambda momentum: momentum))
+    keras = running_statistics_layer(values_per_channel, lambda momentum: 1 - momentum)
+    assert "Keras" in checks.check_batch_norm_layer_2d(keras).message
+    batch_size_only = running_statistics_layer(lambda x: x.shape[0], lambda momentum: momentum)
+    assert "m = N·H·W" in checks.check_batch_norm_layer_2d(batch_size_only).message
+
+    class PerPosition(solution):
         def forward(self, x):
-            if not self.training:
-                return normalize(x, self.running_mean, self.running_var, self.gamma, self.beta, self.eps)
-            mean, var = batch_statistics(x)
-            m = x.numel() // x.shape[1]
-            with torch.no_grad():
-                self.running_mean.lerp_(mean, 1 - self.momentum)
-                self.running_var.lerp_(var * m / (m - 1), 1 - self.momentum)
-            return normalize(x, mean, var, self.gamma, self.beta, self.eps)
+            if x.dim() == 2 or not self.training:
+                return super().forward(x)
+            gamma, beta = self.gamma.reshape(1, -1, 1, 1), self.beta.reshape(1, -1, 1, 1)
+            return gamma * (x - x.mean(dim=0)) / torch.sqrt(x.var(dim=0, unbiased=False) + self.eps) + beta
 
     class EvalWithBatchStatistics(solution):
         def forward(self, x):
@@ -363,9 +380,19 @@ def test_layer_check_passes_the_solution_and_names_mistakes():
         def forward(self, x):
             raise NotImplementedError
 
-    assert "Keras" in checks.check_batch_norm_layer(KerasMomentum).message
-    assert not checks.check_batch_norm_layer(EvalWithBatchStatistics)
-    assert "NotImplementedError" in checks.check_batch_norm_layer(Unfinished).message
+    assert "each position" in checks.check_batch_norm_layer_2d(PerPosition).message
+    assert not checks.check_batch_norm_layer_2d(EvalWithBatchStatistics)
+    assert "NotImplementedError" in checks.check_batch_norm_layer_2d(Unfinished).message
+
+
+def test_notebook_04s_layer_passes_for_its_inputs_and_is_told_what_feature_maps_need():
+    from bnlab.lessons.nb04_batchnorm_from_scratch.checks import batch_norm_layer_1d
+
+    verdict = checks.check_batch_norm_layer_2d(batch_norm_layer_1d)
+    assert not verdict and verdict.message.startswith("❌ Not yet: right for (N, C) inputs, but for feature maps")
+    assert "(0, 2, 3)" in verdict.message
+    rows = _maps((12, 5, 1, 1)).reshape(12, 5)
+    assert torch.equal(checks.batch_norm_layer_2d(5).double()(rows), batch_norm_layer_1d(5).double()(rows))
 
 
 def test_fold_check_passes_the_solution_and_names_mistakes():
