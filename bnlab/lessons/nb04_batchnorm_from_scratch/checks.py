@@ -395,9 +395,7 @@ def _tensor_of(layer: nn.Module, name: str) -> torch.Tensor:
     return value
 
 
-def _reference_layer(shape: tuple[int, ...], momentum: float) -> nn.Module:
-    """PyTorch's layer for inputs of ``shape``: nn.BatchNorm1d for (N, C), nn.BatchNorm2d for feature maps."""
-    return (nn.BatchNorm2d if len(shape) == 4 else nn.BatchNorm1d)(shape[1], momentum=momentum).double()
+REFERENCE_LAYERS = {2: nn.BatchNorm1d, 4: nn.BatchNorm2d}  # PyTorch's layer for (N, C) and for (N, C, H, W)
 
 
 def _running_mistake(got_mean: torch.Tensor, got_var: torch.Tensor, batches: list[torch.Tensor],
@@ -418,7 +416,7 @@ def _running_mistake(got_mean: torch.Tensor, got_var: torch.Tensor, batches: lis
         return mean, var
 
     right_mean, right_var = running(momentum, unbiased=True)
-    reference = type(_reference_layer(batches[0].shape, momentum)).__name__
+    reference = REFERENCE_LAYERS[batches[0].dim()].__name__
     if _same(got_mean, right_mean) and _same(got_var, right_var):
         return None
     if torch.equal(got_mean, torch.zeros_like(got_mean)) and torch.equal(got_var, torch.ones_like(got_var)):
@@ -448,7 +446,7 @@ def layer_verdict(make_layer: Callable, shape: tuple[int, ...], momentum: float)
     ours = call_learner(make_layer, shape[1], 1e-5, momentum)
     if not isinstance(ours, nn.Module):
         return not_yet(f"MyBatchNorm(...) should build an nn.Module, got {type(ours).__name__}")
-    ours, reference = ours.double(), _reference_layer(shape, momentum)
+    ours, reference = ours.double(), REFERENCE_LAYERS[len(shape)](shape[1], momentum=momentum).double()
     reference_name, maps = type(reference).__name__, len(shape) == 4
     dims = reduction_dims(batches[0])
     rng = np.random.default_rng([CHECK_SEED, 5])
