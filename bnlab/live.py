@@ -3,10 +3,11 @@ draw the curves while they grow.
 
 ``LiveTrainer`` trains one stream at a time on its own background thread (one per trainer, for its whole
 life) and hands each record to a callback as a ``Frame``. A stream is a ``bnlab.ensemble.EnsembleStream``
-(many MLPs in one batched computation) or a ``RunsStream`` (a few ``bnlab.training.TrainingRun``s of any
-model, taking turns). A new request cancels the run in flight (it stops at its next
-step), so dragging a slider never queues up work; a finished run is cached, and asking for it again
-draws it at once. The kernel's main thread never waits for training: the notebook stays usable while
+(many MLPs in one batched computation) or a ``RunsStream``: a few runs taking turns, each a ``LiveRun``
+(any run that trains one record at a time: ``bnlab.training.TrainingRun`` for a model of any kind, or a
+lesson's own, such as notebook 07's stacked conv nets). A new request cancels the run in flight (it
+stops at its next step), so dragging a slider never queues up work; a finished run is cached, and asking
+for it again draws it at once. The kernel's main thread never waits for training: the notebook stays usable while
 a run streams.
 
 ``LivePanel`` is a ``SliderPanel`` built on it: its training controls start a run when they change
@@ -20,54 +21,80 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Mapping, Sequence
+from typing import Any, Callable, Generic, Hashable, Iterator, Mapping, Protocol, Sequence, TypeVar
 
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
 from .ensemble import EnsembleStream
-from .training import History, TrainingRun
 from .widgets import SliderPanel
 
 FRAME_INTERVAL_S = 0.05  # at most one drawn frame per 50 ms while a run streams (the last one always)
 CACHE_SIZE = 64          # finished runs kept, most recently used first
 
 
-class RunsStream:
-    """Several ``TrainingRun``s trained as one stream: each advances to its next record in turn, and
-    iterating yields the latest recorded step once every run has recorded it (0 first). For models the
-    ensemble does not train (other normalizations, custom layers); ``result()`` is the list of Histories.
+R = TypeVar("R", covariant=True)  # what a run records: a bnlab.training.History, or a lesson's own record
+
+
+class LiveRun(Protocol[R]):
+    """What ``RunsStream`` needs of a run: training that advances one record at a time.
+
+    iter(run):  trains, yielding the step of each record as soon as it is taken (0 first for a curve)
+    finished:   every step done, or the run stopped early (diverged)
+    steps:      how many steps the run trains for at most
+    history:    what the run has recorded so far (read while it trains, to draw it; once finished, its
+                result). ``bnlab.training.TrainingRun`` (a ``History`` that grows in place) and notebook 07's
+                ``StackRun`` (a ``Trained`` of its stacked networks) are LiveRuns.
     """
 
-    def __init__(self, runs: Sequence[TrainingRun]) -> None:
+    steps: int
+
+    def __iter__(self) -> Iterator[int]: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    @property
+    def history(self) -> R: ...
+
+
+class RunsStream(Generic[R]):
+    """Several ``LiveRun``s trained as one stream: each advances to its next record in turn, and iterating
+    yields, after each round, the step every run still training has recorded (0 first). For models
+    the ensemble does not train (other normalizations, custom layers, a lesson's own stacked networks).
+    ``histories``: the runs' records so far, in order; ``result()``: the same once every run finished.
+    """
+
+    def __init__(self, runs: Sequence[LiveRun[R]]) -> None:
         if not runs:
-            raise ValueError("a RunsStream needs at least one TrainingRun")
+            raise ValueError("a RunsStream needs at least one run")
         self.runs = list(runs)
-        self.histories = [run.history for run in self.runs]
         self.steps, self.step = max(run.steps for run in self.runs), 0
 
     @property
     def finished(self) -> bool:
         return all(run.finished for run in self.runs)
 
-    def __iter__(self):
+    @property
+    def histories(self) -> list[R]:
+        return [run.history for run in self.runs]
+
+    def __iter__(self) -> Iterator[int]:
         records = [iter(run) for run in self.runs]
-        for run_records in records:
-            next(run_records, None)  # step 0
-        yield 0
         while records:
-            advanced = False
+            reached = []                      # the step of each run's next record, this round
             for run_records in list(records):
                 step = next(run_records, None)
                 if step is None:
                     records.remove(run_records)
                 else:
-                    self.step, advanced = max(self.step, step), True
-            if advanced:
+                    reached.append(step)
+            if reached:                       # every run still training has recorded this far
+                self.step = max(self.step, min(reached))
                 yield self.step
 
-    def result(self) -> list[History]:
+    def result(self) -> list[R]:
         if not self.finished:
             raise RuntimeError("the stream has not finished training: iterate over it to the end first")
         return self.histories
@@ -78,10 +105,11 @@ Stream = EnsembleStream | RunsStream
 
 @dataclass(frozen=True)
 class Frame:
-    """One state of a run to draw: the members' histories so far, at ``step`` of ``steps``."""
+    """One state of a run to draw: the members' histories so far (Histories, or what a RunsStream's runs
+    record), at ``step`` of ``steps``."""
 
     key: Hashable
-    histories: Sequence[History]
+    histories: Sequence[Any]
     step: int
     steps: int
     done: bool
@@ -158,12 +186,12 @@ class LiveTrainer:
     def cached(self, key: Hashable) -> bool:
         return key in self._cache
 
-    def remember(self, key: Hashable, histories: Sequence[History]) -> None:
+    def remember(self, key: Hashable, histories: Sequence[Any]) -> None:
         """Put a run trained elsewhere (a notebook's grid) in the cache, as if trained here."""
         steps = max(history.steps[-1] for history in histories)
         self._cache[key] = Frame(key, list(histories), steps, steps, done=True)
 
-    def finished_runs(self) -> dict[Hashable, Sequence[History]]:
+    def finished_runs(self) -> dict[Hashable, Sequence[Any]]:
         """Every finished run in the cache: key -> its histories (a sweep over the values tried so far)."""
         return {key: frame.histories for key, frame in self._cache.items()}
 
@@ -214,7 +242,7 @@ class LivePanel(SliderPanel):
 
     def __init__(self, figure: go.Figure, controls: Mapping[str, widgets.ValueWidget], *,
                  stream_for: Callable[..., Stream], draw: Draw, trained_by: Sequence[str],
-                 known: Mapping[tuple, Sequence[History]] | None = None, caption: str = "") -> None:
+                 known: Mapping[tuple, Sequence[Any]] | None = None, caption: str = "") -> None:
         unknown = sorted(set(trained_by) - set(controls))
         if unknown:
             raise ValueError(f"trained_by names no control: {', '.join(unknown)}")

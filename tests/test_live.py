@@ -13,7 +13,7 @@ import pytest
 from bnlab.data import load_digits
 from bnlab.ensemble import EnsembleStream, Member
 from bnlab.figures import add_line, new_figure
-from bnlab.live import LivePanel, LiveTrainer
+from bnlab.live import LivePanel, LiveTrainer, RunsStream
 from bnlab.widgets import log_slider
 
 STEPS = 60
@@ -125,7 +125,6 @@ def test_dragging_for_a_while_leaves_no_threads_or_memory_behind(digits):
 
 
 def test_runs_of_any_model_stream_in_turn_as_train_would_train_them(digits):
-    from bnlab.live import RunsStream
     from bnlab.models import make_mlp
     from bnlab.training import TrainingRun, train
 
@@ -142,3 +141,34 @@ def test_runs_of_any_model_stream_in_turn_as_train_would_train_them(digits):
                   seed=0, progress=False)
     assert frames[-1].histories[0].test_accuracy == alone.test_accuracy
     assert frames[-1].histories[1].steps == [0, 10, 20]
+
+
+def test_a_lessons_own_runs_stream_in_turn_as_they_train_alone():
+    """Notebook 07's StackRuns (eight conv nets stacked in one) are LiveRuns too: a RunsStream of two draws
+    both as they grow, and ends with what each trains alone; a run that records only its last step joins in."""
+    from bnlab.lessons.nb07_batchnorm_in_practice.stacked import Setting, StackRun, digit_images, train_stack
+
+    images, tiny = digit_images(0), Setting(steps=6, record_every=3, members=2)
+    settings = [tiny, tiny.replace(norm="none"), tiny.replace(record_every=6)]
+    frames = []
+    trainer = LiveTrainer(frames.append, frame_interval=0.0)
+    trainer.request("three", lambda: RunsStream([StackRun(setting, images, (0, 1)) for setting in settings]))
+    trainer.wait()
+    assert [frame.step for frame in frames] == [0, 3, 6] and frames[-1].done
+    assert [trained.steps.tolist() for trained in frames[1].histories] == [[0, 3], [0, 3], [6]]
+    for setting, streamed in zip(settings, frames[-1].histories):
+        alone = train_stack(setting, images, (0, 1))
+        assert streamed.setting == setting and np.array_equal(streamed.test_accuracy, alone.test_accuracy)
+
+
+def test_a_stream_needs_a_run_and_gives_its_result_only_when_finished(digits):
+    with pytest.raises(ValueError, match="at least one run"):
+        RunsStream([])
+    from bnlab.models import make_mlp
+    from bnlab.training import TrainingRun
+
+    stream = RunsStream([TrainingRun(make_mlp(hidden=(8,), seed=0), digits, steps=20, lr=0.1, record_every=10,
+                                     seed=0)])
+    with pytest.raises(RuntimeError, match="not finished"):
+        stream.result()
+    assert list(stream) == [0, 10, 20] and stream.result()[0].steps == [0, 10, 20]

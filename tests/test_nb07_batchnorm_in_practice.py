@@ -17,7 +17,6 @@ from bnlab.lessons.nb07_batchnorm_in_practice.stacked import (
     digit_images,
     SGD,
     StackRun,
-    StackStream,
     member_state,
     train_stack,
 )
@@ -180,7 +179,7 @@ def test_a_run_streams_its_records_and_trains_as_train_stack(images):
     run = StackRun(setting, images, (0, 1))
     partial = []
     for step in run:
-        partial.append(run.result())
+        partial.append(run.history)
     assert [trained.steps[-1] for trained in partial] == [0, 3, 6] and run.finished
     alone = train_stack(setting, images, (0, 1))
     assert np.array_equal(partial[-1].test_accuracy, alone.test_accuracy)
@@ -203,14 +202,6 @@ def test_the_hand_written_sgd_computes_what_torch_optim_computes():
     assert all(torch.equal(a, b) for a, b in zip(ours_p + theirs_p, copies[0] + copies[1]))
 
 
-def test_a_stream_of_several_runs_yields_when_every_run_has_recorded(images):
-    stream = StackStream([StackRun(TINY, images, (0, 1)), StackRun(TINY.replace(norm="none"), images, (0, 1))])
-    assert list(stream) == [0, 3, 6] and stream.finished
-    assert [trained.setting.net.norm for trained in stream.result()] == ["bn", "none"]
-    with pytest.raises(ValueError, match="record_every"):
-        StackStream([StackRun(TINY.replace(record_every=6), images, (0,))])
-
-
 def test_the_recipe_changes_one_thing_at_a_time():
     runs = ex.recipe()
     base = runs["no-BN settings"]
@@ -228,8 +219,8 @@ def test_the_live_settings_are_at_exactly_the_value_and_in_range():
     assert ex.live_dropout(0.37)["without BN"].net.dropout == 0.37
     assert ex.live_ghost_size(16)["with BN"].net.ghost_size == 16 and ex.live_ghost_size(60)["with BN"] == ex.LIVE
     small, large = ex.live_batch_size(23)["with BN"], ex.live_batch_size(512)["with BN"]
-    assert small.batch_size == 23 and small.steps == 261 and large.steps == 12
-    assert ex.live_batch_size(2)["with BN"].steps == ex.LIVE_MAX_STEPS
+    assert small.batch_size == 23 and small.steps == ex.LIVE_MAX_STEPS and large.steps == 10  # 4,800 examples
+    assert ex.live_batch_size(45)["with BN"].steps == 107 and ex.live_batch_size(60)["with BN"].steps == ex.LIVE_STEPS
     assert ex.live_weight_decay(0.0137)["with BN"].weight_decay == 0.0137
     for make, value in ((ex.live_dropout, 0.9), (ex.live_batch_size, 1), (ex.live_ghost_size, 61),
                         (ex.live_weight_decay, 0.5)):
@@ -349,19 +340,36 @@ def test_a_live_panel_shows_training_state_while_a_run_streams(panels):
 
 
 def test_layer_check_passes_the_solution_and_names_mistakes():
-    assert checks.check_batch_norm_layer(checks.batch_norm_layer)
-    solution = type(checks.batch_norm_layer(3))
+    assert checks.check_batch_norm_layer_2d(checks.batch_norm_layer_2d)
+    solution = type(checks.batch_norm_layer_2d(3))
 
-    class KerasMomentum(solution):
+    def running_statistics_layer(values_per_channel, weight_of_new):
+        """A layer right in training and eval mode whose running statistics follow the given convention."""
+        class Layer(solution):
+            def forward(self, x):
+                if not self.training:
+                    return normalize(x, self.running_mean, self.running_var, self.gamma, self.beta, self.eps)
+                mean, var = batch_statistics(x)
+                m = values_per_channel(x)
+                with torch.no_grad():
+                    self.running_mean.lerp_(mean, weight_of_new(self.momentum))
+                    self.running_var.lerp_(var * m / (m - 1), weight_of_new(self.momentum))
+                return normalize(x, mean, var, self.gamma, self.beta, self.eps)
+        return Layer
+
+    values_per_channel = lambda x: x.numel() // x.shape[1]  # noqa: E731
+    assert checks.check_batch_norm_layer_2d(running_statistics_layer(values_per_channel, lambda momentum: momentum))
+    keras = running_statistics_layer(values_per_channel, lambda momentum: 1 - momentum)
+    assert "Keras" in checks.check_batch_norm_layer_2d(keras).message
+    batch_size_only = running_statistics_layer(lambda x: x.shape[0], lambda momentum: momentum)
+    assert "m = N·H·W" in checks.check_batch_norm_layer_2d(batch_size_only).message
+
+    class PerPosition(solution):
         def forward(self, x):
-            if not self.training:
-                return normalize(x, self.running_mean, self.running_var, self.gamma, self.beta, self.eps)
-            mean, var = batch_statistics(x)
-            m = x.numel() // x.shape[1]
-            with torch.no_grad():
-                self.running_mean.lerp_(mean, 1 - self.momentum)
-                self.running_var.lerp_(var * m / (m - 1), 1 - self.momentum)
-            return normalize(x, mean, var, self.gamma, self.beta, self.eps)
+            if x.dim() == 2 or not self.training:
+                return super().forward(x)
+            gamma, beta = self.gamma.reshape(1, -1, 1, 1), self.beta.reshape(1, -1, 1, 1)
+            return gamma * (x - x.mean(dim=0)) / torch.sqrt(x.var(dim=0, unbiased=False) + self.eps) + beta
 
     class EvalWithBatchStatistics(solution):
         def forward(self, x):
@@ -372,9 +380,19 @@ def test_layer_check_passes_the_solution_and_names_mistakes():
         def forward(self, x):
             raise NotImplementedError
 
-    assert "Keras" in checks.check_batch_norm_layer(KerasMomentum).message
-    assert not checks.check_batch_norm_layer(EvalWithBatchStatistics)
-    assert "NotImplementedError" in checks.check_batch_norm_layer(Unfinished).message
+    assert "each position" in checks.check_batch_norm_layer_2d(PerPosition).message
+    assert not checks.check_batch_norm_layer_2d(EvalWithBatchStatistics)
+    assert "NotImplementedError" in checks.check_batch_norm_layer_2d(Unfinished).message
+
+
+def test_notebook_04s_layer_passes_for_its_inputs_and_is_told_what_feature_maps_need():
+    from bnlab.lessons.nb04_batchnorm_from_scratch.checks import batch_norm_layer_1d
+
+    verdict = checks.check_batch_norm_layer_2d(batch_norm_layer_1d)
+    assert not verdict and verdict.message.startswith("❌ Not yet: right for (N, C) inputs, but for feature maps")
+    assert "(0, 2, 3)" in verdict.message
+    rows = _maps((12, 5, 1, 1)).reshape(12, 5)
+    assert torch.equal(checks.batch_norm_layer_2d(5).double()(rows), batch_norm_layer_1d(5).double()(rows))
 
 
 def test_fold_check_passes_the_solution_and_names_mistakes():

@@ -73,7 +73,8 @@ from bnlab.compare import compare_all
 from bnlab.lessons.nb07_batchnorm_in_practice import experiments as ex
 from bnlab.lessons.nb07_batchnorm_in_practice import figures as fg
 from bnlab.exercises import compare_prediction
-from bnlab.lessons.nb07_batchnorm_in_practice.checks import check_batch_norm_layer, check_fold_batch_norm, show_solution
+from bnlab.lessons.nb07_batchnorm_in_practice.checks import check_batch_norm_layer_2d, check_fold_batch_norm, \
+    show_solution
 from bnlab.lessons.nb07_batchnorm_in_practice.stacked import digit_images
 from bnlab.statistics import OverSeeds, Support
 
@@ -91,10 +92,11 @@ print(f"Course seed: {SEED}")
 # by a BN layer, before the ReLU, and loses its bias: $\beta$ does its job (notebook 04, section 2).
 #
 # A BN layer for feature maps computes one mean and one variance per channel, over the batch *and* the
-# positions (notebook 04, section 6). The complete layer, the one you write in exercise 1, is bnlab's
-# `BatchNorm` (`bnlab/batchnorm.py`): Algorithm 1 in training mode, running statistics with PyTorch's
-# convention (`momentum = 0.1` is the weight of the *new* batch) and the unbiased variance, Algorithm 2
-# in eval mode, for (N, C) and (N, C, H, W) inputs. Is it really the same as PyTorch's `nn.BatchNorm2d`?
+# positions (notebook 04, section 6). The complete layer (your `MyBatchNorm` of notebook 04, which
+# exercise 1 extends to feature maps) is bnlab's `BatchNorm` (`bnlab/batchnorm.py`): Algorithm 1 in
+# training mode, running statistics with PyTorch's convention (`momentum = 0.1` is the weight of the *new*
+# batch) and the unbiased variance, Algorithm 2 in eval mode, for (N, C) and (N, C, H, W) inputs. Is it
+# really the same as PyTorch's `nn.BatchNorm2d`?
 # Not just on one batch: we train two copies of the network, one with each layer, from the same weights on
 # the same batches, in float64.
 #
@@ -308,7 +310,7 @@ fg.seed_dots({label: trained.final().values for label, trained in placed.items()
 # * **dropout**: dropout 0.3 on the pooled features, with and without BN.
 #
 # After each experiment, a live panel lets you try any other value: let go of its slider and the networks
-# train at that value while you watch (4 seeds and a smaller budget than the 8-seed runs, so that a run
+# train at that value while you watch (3 seeds and a smaller budget than the 8-seed runs, so that a run
 # takes about a second; the panel's caption gives its budget).
 #
 # **Predict first.** With batches of 20 and of 60, will the gap be smaller with BN, larger, or about the
@@ -805,15 +807,16 @@ fg.normalization_table_figure(table, title="Median test accuracy over 8 seeds (b
 # %% [markdown]
 # ## 10. Exercises
 #
-# **Exercise 1: a complete BN layer.** Notebook 04's exercise wrote Algorithm 1's forward pass. Turn it
-# into a layer: complete `forward` below so that in **training mode** it normalizes with the batch's
-# statistics (one mean and one biased variance per channel, over every dimension but dimension 1) and
-# updates `running_mean` and `running_var` with PyTorch's convention (`momentum` weights the new batch;
-# the stored variance is the unbiased one), and in **eval mode** normalizes with the running statistics
-# and changes nothing. It must work for (N, C) and (N, C, H, W) inputs. The check compares your layer with
-# `nn.BatchNorm1d` and `nn.BatchNorm2d` over three training batches, two momentums and eval mode.
-# (`self.training` says which mode the layer is in; update the running statistics inside
-# `with torch.no_grad():`.)
+# **Exercise 1: your BN layer, for feature maps.** Notebook 04's exercise 3 built `MyBatchNorm` for (N, C)
+# inputs: in **training mode** it normalizes with the batch's mean and biased variance and updates
+# `running_mean` and `running_var` with PyTorch's convention; in **eval mode** it normalizes with the
+# running statistics and changes nothing. A convolutional network feeds it feature maps (N, C, H, W), and
+# there a channel has one mean and one variance over N, H **and** W (notebook 04, section 6): m = N·H·W
+# values, also in the $m/(m-1)$ of the stored variance. Paste your `forward` from notebook 04 below and
+# extend it so that it takes both layouts: reduce over every dimension but dimension 1 and reshape the
+# statistics to (1, C, 1, 1) to broadcast against a map (or see a map as N·H·W rows of C values). The check
+# compares your layer with `nn.BatchNorm1d` on (N, C) inputs and `nn.BatchNorm2d` on feature maps, over
+# three training batches, two momentums and eval mode.
 
 # %%
 class MyBatchNorm(nn.Module):
@@ -831,7 +834,7 @@ class MyBatchNorm(nn.Module):
         raise NotImplementedError  # replace this line with your code
 
 
-check_batch_norm_layer(MyBatchNorm)
+check_batch_norm_layer_2d(MyBatchNorm)
 
 # %% [markdown]
 # **Exercise 2: fold BN into the convolution.** Write `fold_batch_norm(weight, bias, gamma, beta,
@@ -851,7 +854,7 @@ check_fold_batch_norm(fold_batch_norm)
 # Solutions, when you want them (uncomment a line and run the cell):
 
 # %%
-# show_solution("batch_norm_layer")
+# show_solution("batch_norm_layer_2d")
 # show_solution("fold_batch_norm")
 
 # %% [markdown]

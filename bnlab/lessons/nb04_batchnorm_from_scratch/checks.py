@@ -1,7 +1,8 @@
 """Notebook 04, section 7: the exercises, their checks and solutions: BN's forward and backward by hand
 (the backward with autograd switched off and watched), a complete BN layer for (N, C) inputs with running
-statistics checked against nn.BatchNorm1d in both modes, and a model that is worse in eval mode than in
-training mode, to debug.
+statistics checked against nn.BatchNorm1d in both modes (``layer_verdict``, which also checks feature maps
+against nn.BatchNorm2d: notebook 07's exercise extends the layer), and a model that is worse in eval mode
+than in training mode, to debug.
 
 Each check runs the learner's function on fixed inputs and compares the result with the right
 answer and with the answers that typical mistakes give, so the verdict can name the mistake.
@@ -335,7 +336,7 @@ def batch_norm_backward_reference(grad_out: torch.Tensor, x: torch.Tensor, gamma
     return x.grad, gamma.grad, beta.grad
 
 
-# ---- exercise 3: a complete BN layer for (N, C) ---------------------------------------------------
+# ---- exercise 3: a complete BN layer for (N, C) (its check also takes feature maps: notebook 07) -----
 
 LAYER_BATCHES = 3          # training batches the layer check feeds before eval mode
 LAYER_TOLERANCE = 1e-6     # float64 throughout
@@ -370,11 +371,14 @@ def batch_norm_layer_1d(num_features: int, eps: float = 1e-5, momentum: float = 
     return MyBatchNorm(num_features, eps, momentum)
 
 
-def _layer_batches(shape: tuple[int, int]) -> list[torch.Tensor]:
-    """LAYER_BATCHES + 1 float64 batches (N, C) whose channels have means and spreads far from 0 and 1."""
+def _layer_batches(shape: tuple[int, ...]) -> list[torch.Tensor]:
+    """LAYER_BATCHES + 1 float64 batches (N, C) or (N, C, H, W) whose channels have means and spreads far
+    from 0 and 1."""
     rng = np.random.default_rng([CHECK_SEED, *shape])
+    per_channel = (1, shape[1]) + (1,) * (len(shape) - 2)
     offset, spread = rng.uniform(-4.0, 4.0, shape[1]), rng.uniform(0.5, 3.0, shape[1])
-    return [torch.tensor(offset + spread * rng.standard_normal(shape)) for _ in range(LAYER_BATCHES + 1)]
+    return [torch.tensor(offset.reshape(per_channel) + spread.reshape(per_channel) * rng.standard_normal(shape))
+            for _ in range(LAYER_BATCHES + 1)]
 
 
 def _same(a: Any, b: torch.Tensor) -> bool:
@@ -391,18 +395,28 @@ def _tensor_of(layer: nn.Module, name: str) -> torch.Tensor:
     return value
 
 
+REFERENCE_LAYERS = {2: nn.BatchNorm1d, 4: nn.BatchNorm2d}  # PyTorch's layer for (N, C) and for (N, C, H, W)
+
+
 def _running_mistake(got_mean: torch.Tensor, got_var: torch.Tensor, batches: list[torch.Tensor],
                      momentum: float) -> str | None:
     """What is wrong with the running statistics after ``batches`` (None: nothing)."""
-    def running(weight_new: float, unbiased: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    dims = reduction_dims(batches[0])
+
+    def running(weight_new: float, unbiased: bool, corrected_with: int | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The running statistics after ``batches``; corrected_with=m: the biased variance times m / (m - 1)."""
         mean, var = torch.zeros(batches[0].shape[1], dtype=torch.float64), torch.ones(batches[0].shape[1],
                                                                                        dtype=torch.float64)
         for x in batches:
-            mean = (1 - weight_new) * mean + weight_new * x.mean(dim=0)
-            var = (1 - weight_new) * var + weight_new * x.var(dim=0, unbiased=unbiased)
+            batch_var = (x.var(dim=dims, unbiased=unbiased) if corrected_with is None else
+                         x.var(dim=dims, unbiased=False) * corrected_with / (corrected_with - 1))
+            mean = (1 - weight_new) * mean + weight_new * x.mean(dim=dims)
+            var = (1 - weight_new) * var + weight_new * batch_var
         return mean, var
 
     right_mean, right_var = running(momentum, unbiased=True)
+    reference = REFERENCE_LAYERS[batches[0].dim()].__name__
     if _same(got_mean, right_mean) and _same(got_var, right_var):
         return None
     if torch.equal(got_mean, torch.zeros_like(got_mean)) and torch.equal(got_var, torch.ones_like(got_var)):
@@ -414,21 +428,30 @@ def _running_mistake(got_mean: torch.Tensor, got_var: torch.Tensor, batches: lis
     if _same(got_mean, right_mean) and _same(got_var, running(momentum, unbiased=False)[1]):
         return ("running_var holds the biased batch variance (divided by m); PyTorch (and Algorithm 2) store "
                 "the unbiased one, the biased variance times m / (m - 1)")
+    if batches[0].dim() == 4 and _same(got_var, running(momentum, True, corrected_with=len(batches[0]))[1]):
+        return ("running_var is corrected with m = N, the batch size; a channel of a feature map holds "
+                "m = N·H·W values: multiply the biased variance by m / (m - 1) with that m")
     if _same(got_mean, right_mean):
         return "the running mean is right, the running variance is not"
-    return (f"after {len(batches)} training batches the running mean differs from nn.BatchNorm1d's (largest "
+    return (f"after {len(batches)} training batches the running mean differs from nn.{reference}'s (largest "
             f"difference {(got_mean - right_mean).abs().max().item():.3g})")
 
 
-def _layer_verdict(make_layer: Callable, shape: tuple[int, int], momentum: float) -> Verdict | None:
-    """None if the learner's layer behaves as nn.BatchNorm1d on batches of ``shape``, else what differs."""
+def layer_verdict(make_layer: Callable, shape: tuple[int, ...], momentum: float) -> Verdict | None:
+    """None if the learner's layer ``make_layer(C, eps, momentum)`` behaves as nn.BatchNorm1d on batches of
+    ``shape`` (N, C), or as nn.BatchNorm2d on feature maps (N, C, H, W); else a verdict saying what differs
+    (training mode's outputs, gradients and running statistics over LAYER_BATCHES batches, then eval mode
+    on a whole batch and on one example). Notebook 07's exercise checks its feature-map layer with it."""
     batches = _layer_batches(shape)
     ours = call_learner(make_layer, shape[1], 1e-5, momentum)
     if not isinstance(ours, nn.Module):
         return not_yet(f"MyBatchNorm(...) should build an nn.Module, got {type(ours).__name__}")
-    ours, reference = ours.double(), nn.BatchNorm1d(shape[1], momentum=momentum).double()
+    ours, reference = ours.double(), REFERENCE_LAYERS[len(shape)](shape[1], momentum=momentum).double()
+    reference_name, maps = type(reference).__name__, len(shape) == 4
+    dims = reduction_dims(batches[0])
     rng = np.random.default_rng([CHECK_SEED, 5])
     gamma, beta = torch.tensor(rng.uniform(0.5, 1.5, shape[1])), torch.tensor(rng.standard_normal(shape[1]))
+    g, b = _per_channel(gamma, batches[0]), _per_channel(beta, batches[0])
     with torch.no_grad():
         _tensor_of(ours, "gamma").copy_(gamma), _tensor_of(ours, "beta").copy_(beta)
         reference.weight.copy_(gamma), reference.bias.copy_(beta)
@@ -438,19 +461,27 @@ def _layer_verdict(make_layer: Callable, shape: tuple[int, int], momentum: float
         y_ours, y_reference = call_learner(ours, x_ours), reference(x_reference)
         if not _same(y_ours, y_reference):
             if isinstance(y_ours, torch.Tensor) and y_ours.shape == x.shape:
-                unbiased = gamma * (x - x.mean(dim=0)) / torch.sqrt(x.var(dim=0) + 1e-5) + beta
+                unbiased = g * (x - x.mean(dim=dims, keepdim=True)) / torch.sqrt(
+                    x.var(dim=dims, keepdim=True) + 1e-5) + b
                 if _same(y_ours, unbiased):
                     return not_yet("training mode normalizes with the unbiased variance",
                                    "Algorithm 1 normalizes with the batch's biased variance (divided by m); only "
                                    "the stored running_var is unbiased")
-                running = gamma * (x - reference.running_mean) / torch.sqrt(reference.running_var + 1e-5) + beta
+                per_position = g * (x - x.mean(dim=0)) / torch.sqrt(x.var(dim=0, unbiased=False) + 1e-5) + b
+                if maps and _same(y_ours, per_position):
+                    return not_yet("for feature maps you normalized each position (h, w) on its own",
+                                   "a channel has one mean and one variance over N, H and W: reduce over dims "
+                                   "(0, 2, 3), and reshape the statistics to (1, C, 1, 1)")
+                running = g * (x - _per_channel(reference.running_mean, x)) / torch.sqrt(
+                    _per_channel(reference.running_var, x) + 1e-5) + b
                 if number > 1 and _same(y_ours, running):
                     return not_yet("training mode normalizes with the running statistics",
                                    "in training mode (self.training is True) use the batch's own mean and variance")
             got = tuple(y_ours.shape) if isinstance(y_ours, torch.Tensor) else type(y_ours).__name__
-            return not_yet(f"training batch {number} of shape {shape}: the output differs from nn.BatchNorm1d's "
+            where = "per channel, over N, H and W" if maps else "per column"
+            return not_yet(f"training batch {number} of shape {shape}: the output differs from nn.{reference_name}'s "
                            f"(got {got})", "y = gamma * (x - mean) / sqrt(var + eps) + beta, with the batch's "
-                                           "mean and biased variance per column")
+                                           f"mean and biased variance {where}")
         upstream = torch.tensor(rng.standard_normal(shape))
         y_ours.backward(upstream)
         y_reference.backward(upstream)
@@ -465,7 +496,7 @@ def _layer_verdict(make_layer: Callable, shape: tuple[int, int], momentum: float
     mistake = _running_mistake(_tensor_of(ours, "running_mean").detach(), _tensor_of(ours, "running_var").detach(),
                                batches[:LAYER_BATCHES], momentum)
     if mistake:
-        return not_yet(f"momentum {momentum:g}: {mistake}")
+        return not_yet(f"momentum {momentum:g}: {mistake}" + (f" (inputs of shape {shape})" if maps else ""))
     saved = [_tensor_of(ours, name).clone() for name in ("running_mean", "running_var")]
     ours.eval(), reference.eval()
     x = batches[-1]
@@ -477,14 +508,15 @@ def _layer_verdict(make_layer: Callable, shape: tuple[int, int], momentum: float
         return not_yet("in eval mode your layer still updates its running statistics",
                        "update them only when self.training is True")
     if not _same(y_ours, y_reference):
-        with_batch = gamma * (x - x.mean(dim=0)) / torch.sqrt(x.var(dim=0, unbiased=False) + 1e-5) + beta
+        with_batch = g * (x - x.mean(dim=dims, keepdim=True)) / torch.sqrt(
+            x.var(dim=dims, unbiased=False, keepdim=True) + 1e-5) + b
         if _same(y_ours, with_batch):
             return not_yet("eval mode normalizes with the batch's own statistics",
                            "in eval mode (self.training is False) use running_mean and running_var")
-        return not_yet("eval mode's output differs from nn.BatchNorm1d's",
+        return not_yet(f"eval mode's output differs from nn.{reference_name}'s",
                        "y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta")
     if not _same(one_ours, one_reference):
-        return not_yet("in eval mode a batch of one example gives a different output from nn.BatchNorm1d's",
+        return not_yet(f"in eval mode a batch of one example gives a different output from nn.{reference_name}'s",
                        "eval mode must not look at the batch at all")
     return None
 
@@ -495,7 +527,7 @@ def check_batch_norm_layer_1d(make_layer: Callable) -> Verdict:
     nn.BatchNorm1d with two momentums, over three training batches (outputs, input gradients, running
     statistics) and in eval mode (the whole batch, and one example alone)."""
     for shape, momentum in (((16, 5), 0.1), ((16, 5), 0.3), ((40, 3), 0.1)):
-        verdict = _layer_verdict(make_layer, shape, momentum)
+        verdict = layer_verdict(make_layer, shape, momentum)
         if verdict is not None:
             return verdict
     return correct(f"your layer matches nn.BatchNorm1d in training mode (outputs and gradients, {LAYER_BATCHES} "

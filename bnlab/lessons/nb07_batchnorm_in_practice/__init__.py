@@ -6,7 +6,7 @@ layers       the BN variants (PartialBatchNorm: centering or scaling only, ghost
 experiments  each section's settings, the layer match, gamma/beta, distribution shape, folding, weight
              decay, the paper's recipe, fine-tuning, the normalization table; the live panels' runs
 figures      the figures and the live slider panels (batch size, ghost batch size, dropout, weight decay)
-checks       the exercises: a complete BN layer, folding BN into a convolution
+checks       the exercises: notebook 04's BN layer extended to feature maps, folding BN into a convolution
 """
 
 from __future__ import annotations

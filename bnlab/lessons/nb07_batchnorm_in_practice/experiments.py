@@ -2,7 +2,7 @@
 
 * The runs: each section names its ``Setting``s (``bnlab.lessons.nb07_*.stacked``) in a dict label ->
   Setting, and ``train_all`` trains the missing ones through ``bnlab.runs`` (once per course seed, side by
-  side, shared by every section and panel); each Setting trains 8 seeds at once (a live panel's, 4).
+  side, shared by every section and panel); each Setting trains 8 seeds at once (a live panel's, 3).
 * Section 1: ``match_layers`` (bnlab's BatchNorm against nn.BatchNorm2d inside the conv net, train and eval
   mode, after SGD steps); ``active_share`` (what gamma and beta set: the share of active ReLUs per channel).
 * Section 2: ``distribution_shape`` (skewness and excess kurtosis of Wu + b and of the layer input u).
@@ -26,12 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...live import RunsStream
 from ...parallel import side_by_side
 from ...runs import trained_all
 from ...seeding import claim_seeds, resolve_seed, torch_generator
 from ...statistics import OverSeeds
 from .layers import fold_into_conv
-from .stacked import Images, Net, Setting, StackedNet, StackRun, StackStream, Trained, digit_images, \
+from .stacked import Images, Net, Setting, StackedNet, StackRun, Trained, digit_images, \
     member_batches, member_losses, sgd, train_stack
 
 BASE = Setting(net=Net(), lr=0.1, batch_size=60, steps=150, momentum=0.9, record_every=150)
@@ -168,10 +169,12 @@ def recipe_table(runs: Mapping[str, Trained]) -> list[dict]:
 
 # ---- the live panels (sections 3 and 6): any value, a smaller budget -----------------------------------
 
-LIVE_SEEDS = 4                  # the first 4 claim seeds
-LIVE_STEPS, LIVE_RECORDS = 100, 5
-LIVE_EXAMPLES = LIVE_STEPS * BASE.batch_size     # 6,000: the batch-size panel's budget in examples...
-LIVE_MAX_STEPS = 300            # ...but at most 300 steps (batches below 20 see fewer examples)
+# The live budget: a panel's full run takes at most about 0.9 s of one core (the pair with and without BN at
+# batches of 60: about 0.75 s); 4 seeds and 100 steps took 1.1 s, and up to 1.7 s for small batches.
+LIVE_SEEDS = 3                  # the first 3 claim seeds
+LIVE_STEPS, LIVE_RECORDS = 80, 5
+LIVE_EXAMPLES = LIVE_STEPS * BASE.batch_size     # 4,800: the batch-size panel's budget in examples...
+LIVE_MAX_STEPS = 120            # ...but at most 120 steps (batches below 40 see fewer examples)
 LIVE = BASE.replace(members=LIVE_SEEDS, steps=LIVE_STEPS, record_every=LIVE_STEPS // LIVE_RECORDS)
 LIVE_RANGES = {"batch_size": (2, 512), "ghost_size": (2, BASE.batch_size), "dropout": (0.0, 0.8),
                "weight_decay": (1e-4, 0.05)}
@@ -229,12 +232,12 @@ def live_defaults() -> dict[str, Setting]:
             for value in values[name] for label, setting in settings_at(value).items()}
 
 
-def live_stream(settings: Mapping[str, Setting], seed: int | None = None) -> StackStream:
+def live_stream(settings: Mapping[str, Setting], seed: int | None = None) -> RunsStream[Trained]:
     """The runs ``settings`` (label -> Setting) as one stream for a live panel, under course seed ``seed``:
     they take turns, one record at a time; the stream's histories are their Trained, in order."""
     course = resolve_seed(seed)
     images = digit_images(course)
-    return StackStream([StackRun(setting, images, claim_seeds(seed=course)[:setting.members])
+    return RunsStream([StackRun(setting, images, claim_seeds(seed=course)[:setting.members])
                         for setting in settings.values()])
 
 

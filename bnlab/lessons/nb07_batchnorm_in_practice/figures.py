@@ -177,8 +177,8 @@ def live_gap_panel(control: str, slider, labels: Sequence[str], known: Mapping[s
                    left_x: str, right_x: str, headline: str, caption: str, log_x: bool = False,
                    x_range: tuple[float, float] | None = None, seed: int | None = None) -> LivePanel:
     """A live panel over one quantity (``control``: batch_size, ghost_size or dropout): at any value the
-    slider is let go at, the networks ``labels`` of ``experiments.LIVE_PANELS[control]`` train (4 seeds,
-    the live budget) and stream in. known: label -> Trained at the slider's starting value (trained with
+    slider is let go at, the networks ``labels`` of ``experiments.LIVE_PANELS[control]`` train (LIVE_SEEDS
+    seeds, the live budget) and stream in. known: label -> Trained at the slider's starting value (trained with
     the notebook's runs, shown at once)."""
     settings_at = LIVE_PANELS[control]
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,

@@ -488,13 +488,14 @@ def train_stack(setting: Setting, images: Images, seeds: Sequence[int], *,
     run = StackRun(setting, images, seeds, model=model, frozen_statistics=frozen_statistics)
     for _ in run:
         pass
-    return run.result()
+    return run.history
 
 
 class StackRun:
     """The members ``seeds`` of ``setting`` trained one record at a time: iterating yields each recorded
-    step (0 first when a curve is recorded) and ``result()`` is the Trained so far (live panels draw it
-    while it grows, ``StackStream``); ``train_stack`` is this run iterated to the end.
+    step (0 first when a curve is recorded) and ``history`` is the Trained so far (a ``bnlab.live.LiveRun``:
+    live panels train several in a ``bnlab.live.RunsStream`` and draw them while they grow); ``train_stack``
+    is this run iterated to the end.
 
     model: start from these networks instead of freshly initialized ones (fine-tuning; changed in place);
     frozen_statistics: keep every BN layer in eval mode while training (its running statistics neither
@@ -558,8 +559,9 @@ class StackRun:
         self.records["step"].append(step)
         self.records["norms"].append(weight_norms(self.model))
 
-    def result(self) -> Trained:
-        """What the run has recorded so far, as a Trained (with the networks as they are now)."""
+    @property
+    def history(self) -> Trained:
+        """What the run has recorded so far, as a Trained (with the networks as they are now: a copy)."""
         records = self.records
         return Trained(setting=self.setting, seeds=self.seeds, steps=np.array(records["step"]),
                        test_accuracy=np.array(records["test_accuracy"]).T.reshape(len(self.seeds), -1),
@@ -569,50 +571,6 @@ class StackRun:
                        diverged_at=self.diverged_at.copy(),
                        state={k: v.clone() for k, v in self.model.state_dict().items()},
                        cpu_seconds=self.cpu_seconds, images=self.images)
-
-
-class StackStream:
-    """Several StackRuns trained as one stream for a live panel (``bnlab.live.LiveTrainer``): each advances
-    to its next record in turn, and iterating yields the latest recorded step once every run has recorded
-    it (0 first). ``histories``: the runs' Trained so far (drawn while they grow); ``result()``: the same
-    once every run finished. (``bnlab.live.RunsStream`` does this for ``bnlab.training.TrainingRun``s.)"""
-
-    def __init__(self, runs: Sequence[StackRun]) -> None:
-        if not runs:
-            raise ValueError("a StackStream needs at least one StackRun")
-        if any(run.setting.record_every >= run.setting.steps for run in runs):
-            raise ValueError("a StackStream draws curves: every run needs record_every < steps")
-        self.runs = list(runs)
-        self.steps, self.step = max(run.steps for run in self.runs), 0
-
-    @property
-    def finished(self) -> bool:
-        return all(run.finished for run in self.runs)
-
-    @property
-    def histories(self) -> list[Trained]:
-        return [run.result() for run in self.runs]
-
-    def __iter__(self) -> Iterator[int]:
-        records = [iter(run) for run in self.runs]
-        for run_records in records:
-            next(run_records, None)                                 # step 0
-        yield 0
-        while records:
-            advanced = False
-            for run_records in list(records):
-                step = next(run_records, None)
-                if step is None:
-                    records.remove(run_records)
-                else:
-                    self.step, advanced = max(self.step, step), True
-            if advanced:
-                yield self.step
-
-    def result(self) -> list[Trained]:
-        if not self.finished:
-            raise RuntimeError("the stream has not finished training: iterate over it to the end first")
-        return self.histories
 
 
 def set_statistics_frozen(model: nn.Module, frozen: bool) -> None:
