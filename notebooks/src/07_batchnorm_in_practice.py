@@ -207,7 +207,8 @@ fg.active_share_figure(shares, title=f"γ and β set each channel's share of act
 # The paper puts BN right after the convolution, before the nonlinearity, and argues for it (section
 # 3.2): the layer input $u$ "is likely the output of another nonlinearity, [so] the shape of its
 # distribution is likely to change during training", whereas $Wu + b$ "is more likely to have a
-# symmetric, non-sparse distribution, that is 'more Gaussian'" (seed 003 quotes it). Practice varies:
+# symmetric, non-sparse distribution, that is 'more Gaussian'" (one of the learners' questions behind
+# this course quotes it). Practice varies:
 # many people put BN after the ReLU, and argue that it works as well or better. We measure the argument
 # first, then run both.
 #
