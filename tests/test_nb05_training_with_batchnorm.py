@@ -72,6 +72,21 @@ def test_a_run_from_he_init_is_named_and_built_with_he_s_std(data):
     assert torch.equal(member.linear3.weight, model.linear3.weight)
 
 
+def test_the_fair_sigmoid_baseline_is_xavier_with_gain_4(data):
+    run = bt.Run(**bt.FAIR_SIGMOID)
+    assert run.label == bt.XAVIER_4 == "without BN, Xavier init ×4"
+    model = run.build(0)
+    assert abs(model.linear2.weight.std().item() - 4 * (2 / 200) ** 0.5) < 0.02       # 0.4: a = 4
+    assert abs(model.linear1.weight.std().item() - 4 * (2 / 164) ** 0.5) < 0.02       # 0.44
+    assert abs(model.output.weight.std().item() - 4 * (2 / 110) ** 0.5) < 0.05        # 0.54
+    member = run.member(0)
+    assert member.settings()["init_gain"] == 4.0
+    assert all(torch.equal(a, b) for a, b in zip(member.make_mlp(data).state_dict().values(),
+                                                 model.state_dict().values()))
+    with pytest.raises(ValueError, match="init_gain scales a scheme's std"):
+        bt.Run(init_gain=4.0)  # a gain needs a scheme, not the paper's std
+
+
 def test_setting_builds_the_named_network_with_scaled_hidden_weights(data):
     base, scaled = bt.Run().build(0), bt.Run(init_scale=10.0).build(0)
     assert bt.Run().network == "3×100 sigmoid"
@@ -125,8 +140,12 @@ def test_experiments_need_a_seed_and_default_to_the_claim_seeds():
 
 def test_notebook_runs_and_their_order_for_the_cores():
     runs = bt.notebook_runs()
-    assert len(runs) == len(set(runs)) == 47  # (2 x 5 learning rates, 4 more a, 4 variants, 3 more m) x 2 + 5 He
+    # (2 x 5 learning rates, 4 more a, 4 variants, 3 more m) x 2 + 5 He + 5 Xavier x 4 + its saturation variant
+    assert len(runs) == len(set(runs)) == 53
     assert sum(run.init == "he" for run in runs) == len(bt.LEARNING_RATES)
+    fair = [run for run in runs if run.label == bt.XAVIER_4]
+    assert sorted(run.lr for run in fair if run.depth == bt.PAPER_DEPTH) == sorted(bt.LEARNING_RATES)
+    assert [run.lr for run in fair if run.depth == bt.DEEP_DEPTH] == [bt.SATURATION_LR]
     ordered = bt._costliest_groups_first([bt.Run(batch_size=2), bt.Run(depth=6, activation="relu"),
                                           bt.Run(batch_size=2, lr=0.1)])
     assert ordered[0].depth == 6 and [run.lr for run in ordered[1:]] == [1.0, 0.1]
@@ -141,6 +160,9 @@ def test_seed_runs_statistics():
     assert list(runs.steps_to(0.9).values[:2]) == [20, 10] and np.isnan(runs.steps_to(0.9).values[2])
     steps, curves = runs.accuracy_curves()
     assert list(steps) == [0, 10, 20] and curves.shape == (3, 3) and np.isnan(curves[2, 1:]).all()
+    assert list(runs.accuracy_at(10).values[:2]) == [0.5, 0.9] and np.isnan(runs.accuracy_at(10).values[2])
+    with pytest.raises(ValueError, match="no record at step 15"):
+        runs.accuracy_at(15)
     assert runs.describe() == "94% (93% to 95%), diverged in 1 of 3"
     assert _seed_runs(_history([0.1], diverged_at=3, steps=(0,))).describe() == "diverged at step 3"
     assert _seed_runs(*[_history([0.1], diverged_at=3, steps=(0,))] * 2).describe() == "diverged in 2 of 2"
@@ -315,7 +337,8 @@ def test_learning_rate_panel_shows_the_grid_at_once_and_trains_an_off_grid_rate_
     panel.wait()
     assert panel.figure.layout.title.text.startswith("6×100 ReLU, η = 0.137, 2 seeds:")
     assert all(h.settings["lr"] == 0.137 for h in panel.frame.histories) and len(panel.frame.histories) == 6
-    assert 0.137 in panel.figure.data[figures.FINALS + 2].x  # the sweep shows the new value next to the grid's
+    with_bn = figures.LABELS.index("with BN")
+    assert 0.137 in panel.figure.data[figures.FINALS + with_bn].x  # the sweep shows the new value next to the grid's
     assert list(panel.figure.data[figures.CURRENT].x) == [0.137, 0.137]
     trained_alone = bt.live_stream(short_runs, figures._compared_at_lr(0.137, "6×100 ReLU"))
     assert [h.test_accuracy for h in list(trained_alone) and trained_alone.result()] == \
@@ -323,7 +346,9 @@ def test_learning_rate_panel_shows_the_grid_at_once_and_trains_an_off_grid_rate_
     panel.set(network="3×100 sigmoid")
     panel.wait()
     assert panel.figure.layout.title.text.startswith("3×100 sigmoid, η = 0.137")
-    assert len(panel.frame.histories) == 4 and panel.figure.data[figures.CURVES + 1].x == ()  # no He net
+    he, xavier_4 = figures.LABELS.index(bt.HE), figures.LABELS.index(bt.XAVIER_4)
+    assert len(panel.frame.histories) == 6 and panel.figure.data[figures.CURVES + he].x == ()  # no He net
+    assert len(panel.figure.data[figures.CURVES + xavier_4].x) > 0  # but the sigmoid's fair baseline
     assert grids["3×100 sigmoid"][0.1]["with BN"].histories[0] is not None
     with pytest.raises(ValueError, match="lr must be between"):
         learning_rate_panel(short_runs, lr=20.0)
@@ -361,6 +386,10 @@ def test_static_figures_build(short_runs, data):
             "diverged": short_runs.pair(depth=6, activation="relu", lr=10.0)}
     bars = saturation_figure(runs, "title")
     assert bars.data[0].text[1] == "0%" and bars.data[0].y[1] == 0  # diverged in both seeds: counted as 0
+    one_net = saturation_figure({**runs, "fair": {"without BN": short_runs.runs(bt.Run(lr=0.1, **bt.FAIR_SIGMOID))}},
+                                "title")
+    assert list(one_net.data[0].x) == ["sigmoid", "diverged", "fair"] and list(one_net.data[1].x) == ["sigmoid",
+                                                                                                       "diverged"]
     bands = seed_band_figure(runs["diverged"], "title", level=0.9)
     assert [trace.name for trace in bands.data][-1] == "with BN (median of 2 seeds)"
     assert any(trace.name == "without BN: diverged" for trace in bands.data)

@@ -50,7 +50,7 @@ CLAIMS = (
     Claim("bn-forgives-initialization",
           "With BN one can be less careful about initialization: the output does not depend on the weights' "
           "scale and the gradient scales as 1/a, so training is robust to the init scale that a principled "
-          "initialization (LeCun/Xavier here) otherwise has to get right.",
+          "initialization (Xavier's with the sigmoid's gain 4 here) otherwise has to get right.",
           f"{PAPER}, section 3.3; learners' question 003", "05_training_with_batchnorm",
           "3. Initialization and scale invariance"),
     Claim("bn-trains-saturating-nets",

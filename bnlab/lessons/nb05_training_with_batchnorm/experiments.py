@@ -37,7 +37,7 @@ from torch import nn
 
 from ...data import Split, load_digits
 from ...ensemble import EnsembleStream, Member, train_ensemble
-from ...models import MLP, WITH_AND_WITHOUT_BN, blocks_of, make_mlp
+from ...models import MLP, WITH_AND_WITHOUT_BN, blocks_of, check_init, make_mlp
 from ...probes import (  # noqa: F401  (typical_unit: read by the notebook as bt.typical_unit)
     captured_inputs,
     flat_gradient,
@@ -53,10 +53,16 @@ from ...training import History
 WIDTH = 100
 INIT_STD = 0.1                       # every weight starts N(0, 0.1^2), as in notebook 02's Figure 1
 # 0.1 = 1/sqrt(100) is LeCun's std for a layer of 100 inputs and Xavier's for 100 -> 100 (the first layer,
-# 64 inputs, would get 0.125 and 0.11): the principled init of the sigmoid and tanh networks. For ReLU it is
-# below He's sqrt(2/100) = 0.14, so the ReLU network without BN is also trained with He's init.
+# 64 inputs, would get 0.125 and 0.11), both with gain 1: the principled init of the tanh networks. Gain 1
+# assumes a slope of 1 at 0; a sigmoid's is 1/4, so the sigmoid network without BN is also trained from
+# Xavier's init with gain 4 (notebook 02, section 1): std 0.44 for the first layer, 0.4 for the hidden layers
+# (a = 4 on section 3's axis), 0.54 for the output layer. For ReLU 0.1 is below He's sqrt(2/100) = 0.14, so
+# the ReLU network without BN is also trained with He's init.
 INIT_NAMES = {"he": "He", "xavier": "Xavier", "lecun": "LeCun"}
+SIGMOID_GAIN = 4.0
 HE = "without BN, He init"           # the ReLU network's fair baseline
+XAVIER_4 = "without BN, Xavier init ×4"  # the sigmoid network's fair baseline
+FAIR_SIGMOID = dict(net="without BN", init="xavier", init_gain=SIGMOID_GAIN)  # its Run fields
 PAPER_DEPTH, DEEP_DEPTH = 3, 6       # the paper's 3 x 100 sigmoid MLP; a deeper 6 x 100 one
 # Two decades of learning rates and four batch sizes: every one of them carries a finding of the notebook
 # (eta = 0.01 and m = 16 carried none, and cost a tenth of its training time).
@@ -105,7 +111,9 @@ class Run:
     depth: hidden layers of WIDTH units; activation: "sigmoid", "tanh" or "relu";
     net: "without BN" or "with BN" (the keys of ``WITH_AND_WITHOUT_BN``);
     init: the initial weights: a std for every layer (default N(0, 0.1^2), the paper's setting) or a
-        principled scheme of ``bnlab.models.INIT_SCHEMES`` ("he" for the ReLU network without BN);
+        principled scheme of ``bnlab.models.INIT_SCHEMES`` (the fair baselines without BN: "he" for the
+        ReLU network, "xavier" with init_gain SIGMOID_GAIN for the sigmoid one);
+    init_gain: multiplies a scheme's std;
     init_scale: the factor a applied to the initial weights of every hidden layer
         (``scale_hidden_weights``), on top of ``init``.
     The budget (steps, records) and the seeds belong to the ``Experiments`` that trains it.
@@ -118,10 +126,12 @@ class Run:
     batch_size: int = BASE_BATCH_SIZE
     init_scale: float = 1.0
     init: float | str = INIT_STD
+    init_gain: float = 1.0
 
     def __post_init__(self) -> None:
         if self.init not in INIT_NAMES and not (isinstance(self.init, float) and self.init > 0):
             raise ValueError(f"init must be a positive std or one of {', '.join(INIT_NAMES)}, got {self.init!r}")
+        check_init(self.init, self.init_gain)
         if self.net not in WITH_AND_WITHOUT_BN:
             valid = ", ".join(map(repr, WITH_AND_WITHOUT_BN))
             raise ValueError(f"net must be one of {valid}, got {self.net!r}")
@@ -135,19 +145,24 @@ class Run:
 
     @property
     def label(self) -> str:
-        """How figures and tables name this network: "without BN", "with BN", "without BN, He init"."""
-        return self.net if self.init == INIT_STD else f"{self.net}, {INIT_NAMES.get(self.init, self.init)} init"
+        """How figures and tables name this network: "without BN", "with BN", "without BN, He init",
+        "without BN, Xavier init ×4" (a gain other than 1)."""
+        if self.init == INIT_STD:
+            return self.net
+        gain = f" ×{self.init_gain:g}" if self.init_gain != 1.0 else ""
+        return f"{self.net}, {INIT_NAMES.get(self.init, self.init)} init{gain}"
 
     def member(self, seed: int) -> ScaledMember:
         """This setting as an ensemble member trained under ``seed``."""
-        return ScaledMember(seed=seed, lr=self.lr, init_std=self.init, batch_size=self.batch_size,
-                            hidden=(WIDTH,) * self.depth, activation=self.activation,
+        return ScaledMember(seed=seed, lr=self.lr, init_std=self.init, init_gain=self.init_gain,
+                            batch_size=self.batch_size, hidden=(WIDTH,) * self.depth, activation=self.activation,
                             norm=WITH_AND_WITHOUT_BN[self.net], init_scale=self.init_scale)
 
     def build(self, seed: int | None = None) -> MLP:
         """The freshly initialized network of this setting under ``seed`` (default: the course seed)."""
         model = make_mlp(hidden=(WIDTH,) * self.depth, activation=self.activation,
-                         norm=WITH_AND_WITHOUT_BN[self.net], init_std=self.init, seed=seed)
+                         norm=WITH_AND_WITHOUT_BN[self.net], init_std=self.init, init_gain=self.init_gain,
+                         seed=seed)
         return scale_hidden_weights(model, self.init_scale) if self.init_scale != 1.0 else model
 
     @property
@@ -169,8 +184,10 @@ def network_name(depth: int, activation: str) -> str:
 NETWORKS = {network_name(PAPER_DEPTH, "sigmoid"): dict(depth=PAPER_DEPTH, activation="sigmoid"),
             network_name(DEEP_DEPTH, "relu"): dict(depth=DEEP_DEPTH, activation="relu")}
 PAIR = {net: dict(net=net) for net in WITH_AND_WITHOUT_BN}  # network label -> its Run fields
-# the networks each learning-rate grid compares: the ReLU network without BN also with He's init
-COMPARED = {network_name(PAPER_DEPTH, "sigmoid"): PAIR,
+# the networks each learning-rate grid compares: without BN also from the fair baseline's init
+COMPARED = {network_name(PAPER_DEPTH, "sigmoid"): {"without BN": dict(net="without BN"),
+                                                   XAVIER_4: FAIR_SIGMOID,
+                                                   "with BN": dict(net="with BN")},
             network_name(DEEP_DEPTH, "relu"): {"without BN": dict(net="without BN"),
                                                HE: dict(net="without BN", init="he"),
                                                "with BN": dict(net="with BN")}}
@@ -178,6 +195,9 @@ COMPARED = {network_name(PAPER_DEPTH, "sigmoid"): PAIR,
 SATURATION_VARIANTS = {f"{activation}, std {INIT_STD * a:g}": dict(depth=DEEP_DEPTH, activation=activation,
                                                                   lr=SATURATION_LR, init_scale=a)
                        for activation in ("sigmoid", "tanh") for a in (1.0, 10.0)}
+# ... and the sigmoid network without BN from its fair baseline (with BN it would start as at std 0.1)
+FAIR_SATURATION_VARIANT = "sigmoid, Xavier ×4"
+FAIR_SATURATION_RUN = dict(depth=DEEP_DEPTH, activation="sigmoid", lr=SATURATION_LR, **FAIR_SIGMOID)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +206,8 @@ class SeedRuns:
 
     ``network(i)`` rebuilds the network trained under seeds[i] (a new copy on every call).
     Statistics over the seeds: ``final_accuracy`` (an ``OverSeeds``, NaN for a run that diverged),
-    ``diverged`` and ``trained(level)`` (a ``Support``: in k of n seeds), ``steps_to(level)``.
+    ``diverged`` and ``trained(level)`` (a ``Support``: in k of n seeds), ``steps_to(level)``,
+    ``accuracy_at(step)``.
     """
 
     run: Run
@@ -226,6 +247,13 @@ class SeedRuns:
         """The first recorded step at which each seed's test accuracy reached ``level`` (NaN if never)."""
         reached = [steps_to(h, level) for h in self.histories]
         return OverSeeds(self.seeds, [math.nan if step is None else step for step in reached])
+
+    def accuracy_at(self, step: int) -> OverSeeds:
+        """Each seed's test accuracy at the recorded ``step`` (NaN where the run had diverged by then)."""
+        steps, curves = self.accuracy_curves()
+        if step not in steps:
+            raise ValueError(f"no record at step {step}; records are at steps {steps.tolist()}")
+        return OverSeeds(self.seeds, curves[:, int(np.flatnonzero(steps == step)[0])])
 
     def accuracy_curves(self) -> tuple[np.ndarray, np.ndarray]:
         """The recorded steps (R,) and each seed's test accuracy at them (n_seeds, R); NaN after a run
@@ -353,8 +381,9 @@ class Experiments:
 
 def notebook_runs() -> list[Run]:
     """Every setting the notebook trains (sections 1-7), so that one call can train them all together:
-    both networks of both learning-rate grids, of the init-scale and batch-size sweeps of the paper's
-    network, and of the saturation variants."""
+    the compared networks of both learning-rate grids, both networks of the init-scale and batch-size
+    sweeps of the paper's network and of the saturation variants, and the fair sigmoid baseline of the
+    saturation section."""
     paper = paper_network()
     runs = [Run(lr=lr, **fields, **net) for name, fields in NETWORKS.items() for lr in LEARNING_RATES
             for net in COMPARED[name].values()]
@@ -362,7 +391,16 @@ def notebook_runs() -> list[Run]:
     settings += list(SATURATION_VARIANTS.values())
     settings += [dict(batch_size=m, **paper) for m in BATCH_SIZES]
     runs += [Run(net=net, **fields) for fields in settings for net in WITH_AND_WITHOUT_BN]
+    runs.append(Run(**FAIR_SATURATION_RUN))
     return list(dict.fromkeys(runs))
+
+
+def saturation_runs(experiments: Experiments) -> dict[str, dict[str, SeedRuns]]:
+    """Section 4's networks (trained now if needed): variant -> "without BN" / "with BN" -> SeedRuns for
+    ``SATURATION_VARIANTS``, then FAIR_SATURATION_VARIANT -> "without BN" -> SeedRuns."""
+    runs = experiments.pairs(SATURATION_VARIANTS)
+    runs[FAIR_SATURATION_VARIANT] = {"without BN": experiments.runs(Run(**FAIR_SATURATION_RUN))}
+    return runs
 
 
 def learning_rate_grids(experiments: Experiments) -> dict[str, Grid]:

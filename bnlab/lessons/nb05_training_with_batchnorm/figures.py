@@ -103,8 +103,8 @@ def outcome_table(columns: Mapping[str, Mapping[float, SeedRuns]], row_title: st
 # Trace order: for each network of LABELS, its seed band (col 1), then its median line (col 1), then an X
 # per diverged seed (col 1), then its accuracy at the end against the swept value (col 2, median with error
 # bars to the lowest and highest seed), then an X where runs diverged (col 2); last, the current value.
-LABELS = ("without BN", bt.HE, "with BN")                 # every network a panel can compare
-COLORS = {**NET_COLORS, bt.HE: 2}
+LABELS = ("without BN", bt.HE, bt.XAVIER_4, "with BN")    # every network a panel can compare
+COLORS = {**NET_COLORS, bt.HE: 2, bt.XAVIER_4: 3}
 BANDS, CURVES, MARKERS, FINALS, FINAL_DIVERGED = (i * len(LABELS) for i in range(5))
 CURRENT = 5 * len(LABELS)
 
@@ -258,9 +258,9 @@ def _compared_at_lr(lr: float, network: str) -> list[bt.Run]:
 
 def learning_rate_panel(experiments: bt.Experiments, lr: float = bt.BASE_LR,
                         network: str = bt.network_name(bt.PAPER_DEPTH, "sigmoid")) -> LivePanel:
-    """Notebook 05, section 2: the networks ``experiments.COMPARED`` compares for ``network`` (the ReLU
-    network also without BN with He's init), trained live at any learning rate from 0.001 to 10; the
-    grid's learning rates come from ``experiments`` at once."""
+    """Notebook 05, section 2: the networks ``experiments.COMPARED`` compares for ``network`` (without BN
+    also from the fair init: He's for ReLU, Xavier's with gain 4 for the sigmoid), trained live at any
+    learning rate from 0.001 to 10; the grid's learning rates come from ``experiments`` at once."""
     if not LR_RANGE[0] <= lr <= LR_RANGE[1] or network not in bt.NETWORKS:
         raise ValueError(f"lr must be between {LR_RANGE[0]:g} and {LR_RANGE[1]:g} and network one of "
                          f"{list(bt.NETWORKS)}; got {lr}, {network!r}")
@@ -310,21 +310,24 @@ def init_scale_panel(experiments: bt.Experiments, init_scale: float = 1.0) -> Li
 
 def saturation_figure(runs: Mapping[str, Mapping[str, SeedRuns]], title: str) -> go.Figure:
     """Grouped bars of the test accuracy at the end of training, with and without BN, for each variant
-    (label -> "without BN" / "with BN" -> SeedRuns): the median over the seeds, error bars from the lowest
-    to the highest seed (a run that diverged counts as 0)."""
-    fig = new_figure(title, "network (activation, initial weight std)",
-                     "test accuracy at the end (dotted: chance)", barmode="group")
+    (label -> "without BN" / "with BN" -> SeedRuns; a variant may have one of them only): the median over
+    the seeds, error bars from the lowest to the highest seed (a run that diverged counts as 0)."""
+    fig = new_figure(title, "network (activation, initial weights)", "test accuracy at the end",
+                     barmode="group")
     for net in WITH_AND_WITHOUT_BN:
-        finals = [np.nan_to_num(variant[net].final_accuracy.values) for variant in runs.values()]
+        variants = [label for label, variant in runs.items() if net in variant]
+        finals = [np.nan_to_num(runs[label][net].final_accuracy.values) for label in variants]
         median = np.array([np.median(values) for values in finals])
-        fig.add_trace(go.Bar(x=list(runs), y=median, name=f"{net} (median over seeds)",
+        fig.add_trace(go.Bar(x=variants, y=median, name=f"{net} (median over seeds)",
                              marker_color=color(NET_COLORS[net]),
                              error_y=dict(type="data", symmetric=False,
                                           array=[values.max() for values in finals] - median,
                                           arrayminus=median - [values.min() for values in finals]),
                              text=[f"{value:.0%}" for value in median], textposition="outside"))
-    fig.add_hline(y=0.1, line_dash="dot", line_color=color(7))
+    fig.add_hline(y=0.1, line_dash="dot", line_color=color(7), annotation_text="chance",
+                  annotation_position="top right")
     fig.update_yaxes(range=[0, 1.12])
+    fig.update_layout(margin=dict(t=90))  # room for a title of two lines
     return fig
 
 
