@@ -263,10 +263,11 @@ confirm({
         and relu_grid[1.0][bt.HE].diverged.at_least(0.75)
         and all(relu_grid[lr][bt.HE].diverged.everywhere for lr in (3.0, 10.0)),
     "6×100 ReLU with BN, from η = 3 to 10: the output layer's weights grow over twice as much (median over "
-    "the seeds), and γ, β, whose size hardly changes at η = 3 (under 1.2-fold in every seed), grow over "
-    "1.5-fold in every seed":
+    "the seeds), and γ, β, whose size hardly changes at η = 3 (under 1.2-fold in most seeds), grow over "
+    "1.5-fold in most seeds":
         growth_at[10.0]["output"].median > 2 * growth_at[3.0]["output"].median
-        and growth_at[3.0]["γ, β"].high < 1.2 and growth_at[10.0]["γ, β"].low > 1.5,
+        and growth_at[3.0]["γ, β"].support(growth_at[3.0]["γ, β"].values < 1.2).at_least(0.75)
+        and growth_at[10.0]["γ, β"].support(growth_at[10.0]["γ, β"].values > 1.5).at_least(0.75),
 })
 largest = {net: bt.largest_rate(relu_grid, net, 0.85) for net in relu_grid[bt.BASE_LR]}  # per seed
 best_plain = np.fmax(largest["without BN"].values, largest[bt.HE].values)  # the better init, per seed
@@ -324,7 +325,7 @@ lr_panel
 # * **BN has a limit too.** At η = 10 the ReLU network with BN does not diverge, but it fails in every
 #   seed. What BN leaves unnormalized takes the blow: in 200 steps the output layer's weights grow more
 #   than twice as much as at η = 3 (median over the seeds), and γ and β, whose size hardly changes at
-#   η = 3, grow more than 1.5-fold
+#   η = 3, grow more than 1.5-fold, in most seeds
 #   (the check above measures both). "Much higher learning rates" means a wider window, not no window.
 #
 # Why does BN forgive large steps? The next section shows the mechanism: a BN layer's output does not
@@ -901,8 +902,8 @@ gamma_beta_figure(first_runs, "norm3", units,
 #   a BN layer's output: two numbers per unit, each moved by its own gradient (the weights below can
 #   still change its shape). Without BN, every weight of every layer below moves the mean and the
 #   spread. We check it on the last BN layer's output (the sigmoid inputs, over the test images) at the
-#   end of training, in every seed: for a typical unit, the median sits within a tenth or so of γ of β,
-#   and the band from the 15th to the 85th percentile is about 2γ wide, as for a normally distributed
+#   end of training: for a typical unit, the median sits within a tenth or so of γ of β (in every
+#   seed), and the band from the 15th to the 85th percentile is about 2γ wide (in most seeds), as for a normally distributed
 #   $\hat x$ ($\beta \mp 1.04\gamma$). The figure shows every unit of that layer in the first seed at
 #   the end of training, at η = 1 and η = 10.
 
@@ -922,8 +923,10 @@ confirm({
     "at η = 1 and 10, at the end: a typical unit's BN output has its median within 0.15·γ of β "
     "(median over the seeds), within 0.25·γ in every seed":
         all(offset[lr].median < 0.15 and offset[lr].high < 0.25 for lr in follow),
-    "... and its 15-85th percentile band 0.8 to 1.3 times 2γ wide, in every seed":
-        all(0.8 < width[lr].low and width[lr].high < 1.3 for lr in follow),
+    "... and its 15-85th percentile band 0.8 to 1.3 times 2γ wide (median over the seeds, and in most seeds)":
+        all(0.8 < width[lr].median < 1.3
+            and width[lr].support((width[lr].values > 0.8) & (width[lr].values < 1.3)).at_least(0.75)
+            for lr in follow),
     "at η = 10, β of a typical unit travels more than 1 during training, in every seed":
         beta_travel.low > 1,
 })
