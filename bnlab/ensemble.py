@@ -18,35 +18,80 @@ Measured on one CPU thread (``benchmarks/ensemble.py``), this layout with autogr
 faster than ``torch.func.vmap`` over ``functional_call`` and than an examples-major (K, N, units) layout.
 
 A History records everything ``train`` records (steps, train/test loss, test accuracy, batch_loss,
-param_norms, gamma/beta, the pre-activation percentiles over the test set, probes), with three differences:
+param_norms, gamma/beta, the pre-activation percentiles over the test set, probes), with these differences:
 * ``seconds`` is the member's share of its group's wall time (the group's time / its size);
 * ``settings`` holds seed, lr, init_std, batch_size and momentum (``train``'s: lr and batch_size);
-* probes are called on a copy of the member's network, built at every record (a cost only probes pay).
-Not supported: regression targets, and norms other than "none", "torch_bn", "bnlab_bn" and
-"bnlab_bn_detached" (LayerNorm and GroupNorm train with ``train``).
+* a probe is called on a copy of the member's network, built at every record, unless it is a
+  ``StackedProbe``, which measures every member at once on the stacked parameters;
+* with ``train_loss=False`` no record evaluates the training set (three times the test set's cost on the
+  digits) and ``train_loss`` stays empty: for lessons that never read it.
+A member may add noise after each hidden layer's normalization at every training step (``Member.noise``:
+notebook 06's noisy BN). Denormal floats are flushed to zero while the ensemble trains
+(``denormals_flushed``). Not supported: regression targets, and norms other than ``NORMS`` (a lesson's
+own layers train with ``train``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import time
-from dataclasses import dataclass
-from typing import Callable, Mapping, NamedTuple, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .data import Split
-from .models import ACTIVATIONS, MLP, InitStd, check_init, make_mlp
-from .parallel import side_by_side
+from .models import ACTIVATIONS, GROUPS, MLP, InitStd, check_init, make_mlp
+from .parallel import CPU_CORES, side_by_side, single_thread
 from .seeding import resolve_seed
 from .training import PERCENTILES, History, Probe, _Progress, batch_order, unit_percentiles
 
-NORMS = ("none", "torch_bn", "bnlab_bn", "bnlab_bn_detached")  # the normalizations a member can have
+# the normalizations a member can have: make_mlp's, by name
+NORMS = ("none", "torch_bn", "bnlab_bn", "bnlab_bn_detached", "layernorm", "groupnorm")
+BATCH_NORMS = ("torch_bn", "bnlab_bn", "bnlab_bn_detached")
 BN_MOMENTUM, BN_EPS = 0.1, 1e-5           # both BN layers' defaults (PyTorch's momentum convention)
+NORM_EPS = 1e-5                           # LayerNorm's and GroupNorm's default epsilon
 ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
+# The most parameters one batched computation stacks (8 MB of float32): 80 copies of a 6 x 100 network
+# trained about 15% slower per network than two computations of 40 (their parameters, gradients and
+# activations no longer stay in the CPU's caches); 80 copies of a 3 x 100 network still fit.
+MAX_STACKED_FLOATS = 2 ** 21
+DENORMAL = 1e-39  # below float32's smallest normal number (1.2e-38): a CPU that flushes denormals makes it 0
+
+
+@contextlib.contextmanager
+def denormals_flushed() -> Iterator[None]:
+    """Inside the block, this thread's CPU flushes denormal floats (below about 1.2e-38) to zero; afterwards
+    it does what it did before. A saturated sigmoid or tanh passes back gradients that small, and a CPU
+    computes with denormal numbers up to a hundred times slower (notebook 05's saturated networks trained
+    four times slower); a weight never moves by such an amount. The setting belongs to the thread (the CPU
+    keeps it per thread), so other threads are not touched, and threads started inside the block inherit it.
+    Where torch cannot flush (CPUs without the instruction), nothing changes."""
+    before = _flushing_denormals()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
+
+
+def _flushing_denormals() -> bool:
+    """Whether this thread flushes denormal floats now (torch has a setter but no getter)."""
+    return torch.tensor([DENORMAL]).mul_(1.0).item() == 0.0
+
+
+class LayerNoise(Protocol):
+    """A member's noise (``Member.noise``): ``draw(layer)`` gives (scale, shift), each (width,), for hidden
+    layer ``layer`` (1, 2, ...) at one training step; that layer's normalized output x becomes
+    scale * x + shift for every example of the batch. Called once per layer and training step, input first."""
+
+    def draw(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -59,9 +104,9 @@ class Member:
                 scaled by init_gain; None for PyTorch's default init (as ``make_mlp``)
     batch_size: examples per step
     hidden, activation, norm, bias: the architecture, as ``make_mlp`` takes it; norm is "none",
-                "torch_bn" (PyTorch's BatchNorm1d), "bnlab_bn" (bnlab's BatchNorm) or "bnlab_bn_detached"
-                (its batch statistics outside autograd: notebook 03); the first two compute the
-                same thing and differ in parameter names (norm1.weight / norm1.gamma)
+                "torch_bn" (PyTorch's BatchNorm1d), "bnlab_bn" (bnlab's BatchNorm), "bnlab_bn_detached"
+                (its batch statistics outside autograd: notebook 03), "layernorm" or "groupnorm"; the
+                first two compute the same thing and differ in parameter names (norm1.weight / norm1.gamma)
     """
 
     seed: int
@@ -83,8 +128,16 @@ class Member:
 
     @property
     def group(self) -> tuple:
-        """Members with equal groups train in one batched computation: same architecture and batch size."""
-        return self.hidden, self.activation, self.norm, self.bias, self.batch_size
+        """Members with equal groups train in one batched computation: same architecture and batch size
+        (noise or none included)."""
+        return self.hidden, self.activation, self.norm, self.bias, self.batch_size, self.noise() is not None
+
+    def noise(self) -> LayerNoise | None:
+        """A fresh source of the noise this member's network adds after each hidden layer's normalization
+        in training mode (a ``LayerNoise``), or None: no noise, the course's networks. A lesson's member
+        with noisy layers overrides it (and ``make_mlp``) so that its draws are the ones its own network
+        makes when ``train`` trains it. Records and probes see no noise (eval mode)."""
+        return None
 
     def settings(self) -> dict:
         """What a History's ``settings`` (and its summary line) shows of this member."""
@@ -125,7 +178,7 @@ def _check_architecture(member: Member) -> None:
                          f"got {member.norm!r}")
     if not member.hidden or not all(_is_integer(width) and width >= 1 for width in member.hidden):
         raise ValueError(f"hidden must be a non-empty sequence of positive integers, got {member.hidden!r}")
-    if member.norm != "none" and member.batch_size < 2:
+    if member.norm in BATCH_NORMS and member.batch_size < 2:
         raise ValueError("BatchNorm in training mode needs a batch of at least 2 examples, "
                          f"got batch_size={member.batch_size}")
 
@@ -159,23 +212,35 @@ class StackedMLP:
                         if name not in self.parameters and not name.endswith("num_batches_tracked")}
         self.depth = len(networks[0].blocks)
         self.activation, self.norm = ACTIVATION_FUNCTIONS[activation], norm
-        self.gamma, self.beta = ("weight", "bias") if norm == "torch_bn" else ("gamma", "beta")
+        self.gamma, self.beta = ("gamma", "beta") if norm.startswith("bnlab_bn") else ("weight", "bias")
         self.size = len(networks)
+        self.noises: list[LayerNoise] | None = None  # one per member, if the members are noisy
 
-    def forward(self, x: torch.Tensor, training: bool) -> Pass:
+    def forward(self, x: torch.Tensor, training: bool, update_running: bool = True) -> Pass:
         """x: (K, in, N), or (in, N) for the same examples for every member. Training mode normalizes
-        with each member's batch statistics and updates its running statistics; eval mode uses them."""
+        with each member's batch statistics, updates its running statistics (unless ``update_running`` is
+        False: a probe's look) and adds the members' noise, if any; eval mode uses the running statistics."""
         h = x.expand(self.size, *x.shape[-2:])
         preactivations, finite = [], torch.ones(self.size, dtype=torch.bool)
         for number in range(1, self.depth + 1):
             z = self._linear(f"linear{number}", h)
-            if self.norm != "none":
+            if self.norm in BATCH_NORMS:
                 if self.norm != "torch_bn":  # bnlab's BN checks its input, as the member alone would
                     finite &= torch.isfinite(z).flatten(1).all(dim=1)
-                z = self._batch_norm(f"norm{number}", z, training)
+                z = self._batch_norm(f"norm{number}", z, training, update_running)
+            elif self.norm != "none":
+                z = self._example_norm(f"norm{number}", z)
+            if training and update_running and self.noises is not None:
+                z = self._noisy(number, z)
             preactivations.append(z)
             h = self.activation(z)
         return Pass(self._linear("output", h), preactivations, finite)
+
+    def _noisy(self, number: int, z: torch.Tensor) -> torch.Tensor:
+        """Every member's noise of hidden layer ``number`` for this step: z (K, C, N) -> scale * z + shift,
+        the (K, C, 1) scale and shift drawn by each member's own ``LayerNoise``."""
+        scales, shifts = zip(*(noise.draw(number) for noise in self.noises))
+        return torch.stack(scales).unsqueeze(2) * z + torch.stack(shifts).unsqueeze(2)
 
     def _linear(self, name: str, h: torch.Tensor) -> torch.Tensor:
         """W @ h + b for every member: W (K, out, in), h (K, in, N) -> (K, out, N)."""
@@ -184,28 +249,45 @@ class StackedMLP:
             return torch.bmm(weight, h)
         return torch.baddbmm(bias.unsqueeze(2), weight, h)  # the bias (K, out, 1) broadcasts over N
 
-    def _batch_norm(self, name: str, z: torch.Tensor, training: bool) -> torch.Tensor:
+    def _batch_norm(self, name: str, z: torch.Tensor, training: bool, update_running: bool) -> torch.Tensor:
         """BatchNorm of every member's units over its N examples: z (K, C, N) -> (K, C, N).
-        Training mode also updates the running statistics in place (unbiased variance, momentum 0.1)."""
+        Training mode also updates the running statistics in place (unbiased variance, momentum 0.1),
+        if ``update_running``."""
         k, c, n = z.shape
         if self.norm == "bnlab_bn_detached" and training:
-            return self._detached_batch_norm(name, z)
+            return self._detached_batch_norm(name, z, update_running)
+        running = training and not update_running  # F.batch_norm without running statistics leaves them be
         # as (1, K*C, N), F.batch_norm sees K*C channels of N values: one channel per member and unit
-        out = F.batch_norm(z.reshape(1, k * c, n), self.buffers[f"{name}.running_mean"].view(-1),
-                           self.buffers[f"{name}.running_var"].view(-1),
+        out = F.batch_norm(z.reshape(1, k * c, n),
+                           None if running else self.buffers[f"{name}.running_mean"].view(-1),
+                           None if running else self.buffers[f"{name}.running_var"].view(-1),
                            self.parameters[f"{name}.{self.gamma}"].view(-1),
                            self.parameters[f"{name}.{self.beta}"].view(-1), training, BN_MOMENTUM, BN_EPS)
         return out.view(k, c, n)
 
-    def _detached_batch_norm(self, name: str, z: torch.Tensor) -> torch.Tensor:
+    def _example_norm(self, name: str, z: torch.Tensor) -> torch.Tensor:
+        """LayerNorm (over each example's C units) or GroupNorm (over each of its groups of units) of every
+        member, then its gain and bias per unit: z (K, C, N) -> (K, C, N). The same in both modes."""
+        k, c, n = z.shape
+        examples = z.transpose(1, 2)                                     # (K, N, C)
+        if self.norm == "layernorm":
+            normalized = F.layer_norm(examples, (c,), eps=NORM_EPS)
+        else:  # GroupNorm sees K*N examples of C channels, in make_mlp's groups
+            normalized = F.group_norm(examples.reshape(k * n, c), math.gcd(c, GROUPS), eps=NORM_EPS)
+            normalized = normalized.view(k, n, c)
+        gain = self.parameters[f"{name}.{self.gamma}"].unsqueeze(2)
+        return gain * normalized.transpose(1, 2) + self.parameters[f"{name}.{self.beta}"].unsqueeze(2)
+
+    def _detached_batch_norm(self, name: str, z: torch.Tensor, update_running: bool) -> torch.Tensor:
         """Training-mode BN whose batch mean and variance are constants for autograd (notebook 03's
         "normalization outside the gradient step"), running statistics updated as bnlab's BatchNorm does."""
         mean = z.detach().mean(dim=2, keepdim=True)                       # (K, C, 1)
         var = z.detach().var(dim=2, unbiased=False, keepdim=True)         # biased, as Algorithm 1
         n = z.shape[2]
-        with torch.no_grad():
-            self.buffers[f"{name}.running_mean"].lerp_(mean.squeeze(2), BN_MOMENTUM)
-            self.buffers[f"{name}.running_var"].lerp_(var.squeeze(2) * n / (n - 1), BN_MOMENTUM)
+        if update_running:
+            with torch.no_grad():
+                self.buffers[f"{name}.running_mean"].lerp_(mean.squeeze(2), BN_MOMENTUM)
+                self.buffers[f"{name}.running_var"].lerp_(var.squeeze(2) * n / (n - 1), BN_MOMENTUM)
         gamma = self.parameters[f"{name}.{self.gamma}"].unsqueeze(2)
         beta = self.parameters[f"{name}.{self.beta}"].unsqueeze(2)
         x_hat = (z - mean) / torch.sqrt(var + BN_EPS)
@@ -225,6 +307,8 @@ class StackedMLP:
         self.parameters = {name: p[rows].requires_grad_() for name, p in self.parameters.items()}
         self.buffers = {name: buffer[rows] for name, buffer in self.buffers.items()}
         self.size = len(rows)
+        if self.noises is not None:
+            self.noises = [self.noises[row] for row in rows.tolist()]
 
     def norms(self) -> dict[str, torch.Tensor]:
         """Parameter name -> (K,) the Euclidean norm of each member's copy."""
@@ -266,9 +350,37 @@ class EnsembleHistories(list):
         return network
 
 
+@dataclass(frozen=True)
+class StackedProbe:
+    """A probe (``probe(model, data)``, as ``train`` calls it) that also measures every member of an ensemble
+    at once: ``stacked(stack, data)`` returns one value per member of the ``StackedMLP``, the value ``one``
+    returns for that member's own network in eval mode, up to float32 rounding (the lessons' tests compare
+    the two). ``train_ensemble`` calls ``stacked``, one batched pass per record instead of a network per
+    member and record; ``train`` calls the probe itself. ``stacked`` leaves the stack as it found it
+    (``stack.forward(x, training=True, update_running=False)`` normalizes with batch statistics without
+    touching the running ones)."""
+
+    one: Probe
+    stacked: Callable[[StackedMLP, Split], Sequence[Any]]
+
+    def __call__(self, model: nn.Module, data: Split) -> Any:
+        return self.one(model, data)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What a record measures besides the test loss and accuracy (``train_ensemble``'s arguments)."""
+
+    max_param_norm: float = 1e6
+    percentiles: tuple[int, ...] = PERCENTILES
+    probes: Mapping[str, Probe] = field(default_factory=dict)
+    train_loss: bool = True
+
+
 def train_ensemble(members: Sequence[Member], data: Split, *, steps: int, record_every: int = 100,
                    max_param_norm: float = 1e6, percentiles: Sequence[int] = PERCENTILES,
-                   probes: Mapping[str, Probe] | None = None, progress: bool = True) -> EnsembleHistories:
+                   probes: Mapping[str, Probe] | None = None, train_loss: bool = True,
+                   progress: bool = True) -> EnsembleHistories:
     """Train every member with mini-batch SGD for ``steps`` steps, members that share an architecture and
     a batch size in one batched computation; return their Histories (in the order of ``members``).
 
@@ -276,26 +388,42 @@ def train_ensemble(members: Sequence[Member], data: Split, *, steps: int, record
     momentum=..., seed=members[k].seed, ...)`` returns, up to float32 rounding, with the same records.
     data: a Split with integer class labels (cross-entropy). The other arguments are ``train``'s.
     probes: name -> probe(model, data), called at every record on a copy of each member's network
-        (built with ``network(k)``: costs a network per member and record; nothing else needs one).
+        (built with ``network(k)``: costs a network per member and record), or a ``StackedProbe``,
+        which measures all members at once.
+    train_loss: False skips the records' pass over the whole training set: ``train_loss`` stays empty
+        (and a member whose activations turn non-finite is caught on the test set and at its next step).
     Returns an ``EnsembleHistories``: a list of Histories that also gives back each trained network.
     """
     members = _checked(members, data, steps, record_every)
-    groups: dict[tuple, list[int]] = {}
-    for k, member in enumerate(members):
-        groups.setdefault(member.group, []).append(k)
-    settings = dict(steps=steps, record_every=record_every, max_param_norm=max_param_norm,
-                    percentiles=tuple(percentiles), probes=dict(probes or {}),
-                    progress=progress and len(groups) == 1)
+    groups = _groups(members, data)
+    recording = Recording(max_param_norm, tuple(percentiles), dict(probes or {}), train_loss)
+    show_progress = progress and len(groups) == 1
 
     def train_group(indices: list[int]) -> tuple[list[History], list[dict[str, torch.Tensor]]]:
-        return _train_group([members[k] for k in indices], data, **settings)
+        group = [members[k] for k in indices]
+        return _train_group(group, data, steps, record_every, recording, show_progress)
 
     trained: dict[int, tuple[History, dict]] = {}  # member index -> (History, trained state)
-    results = side_by_side(train_group, groups.values())  # groups side by side, one per CPU core
-    for indices, (group_histories, states) in zip(groups.values(), results):
+    results = side_by_side(train_group, groups)  # groups side by side, one per CPU core
+    for indices, (group_histories, states) in zip(groups, results):
         trained.update(zip(indices, zip(group_histories, states)))
     histories, states = zip(*(trained[k] for k in range(len(members))))
     return EnsembleHistories(histories, members, data, states)
+
+
+def _groups(members: Sequence[Member], data: Split) -> list[list[int]]:
+    """The indices of the members that train in one batched computation: the members of one
+    ``Member.group``, cut into near-equal parts of at most MAX_STACKED_FLOATS parameters."""
+    groups: dict[tuple, list[int]] = {}
+    for k, member in enumerate(members):
+        groups.setdefault(member.group, []).append(k)
+    parts = []
+    for indices in groups.values():
+        widths = (data.n_features, *members[indices[0]].hidden, data.n_classes)
+        per_member = sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(widths, widths[1:]))
+        n = math.ceil(len(indices) * per_member / MAX_STACKED_FLOATS)
+        parts += [indices[round(i * len(indices) / n):round((i + 1) * len(indices) / n)] for i in range(n)]
+    return parts
 
 
 def _checked(members: Sequence[Member], data: Split, steps: int, record_every: int) -> list[Member]:
@@ -320,19 +448,18 @@ def _checked(members: Sequence[Member], data: Split, steps: int, record_every: i
     return members
 
 
-def _train_group(members: list[Member], data: Split, *, steps: int, record_every: int,
-                 max_param_norm: float, percentiles: tuple[int, ...], probes: Mapping[str, Probe],
+def _train_group(members: list[Member], data: Split, steps: int, record_every: int, recording: Recording,
                  progress: bool) -> tuple[list[History], list[dict[str, torch.Tensor]]]:
     """Train members of one architecture and batch size together; return their Histories and trained
     state dicts. A member that diverges leaves the batched computation (its state is kept aside)."""
     started = time.perf_counter()
-    run = _GroupRun(members, data, steps=steps, record_every=record_every, max_param_norm=max_param_norm,
-                    percentiles=percentiles, probes=probes)
     bar = _Progress(steps, enabled=progress)
     try:
-        while not run.finished:
-            run.advance()
-            bar.update(run.step)
+        with denormals_flushed():
+            run = _GroupRun(members, data, steps, record_every, recording)
+            while not run.finished:
+                run.advance()
+                bar.update(run.step)
     finally:
         bar.close()
     for history in run.group.all_histories:
@@ -344,10 +471,10 @@ class _GroupRun:
     """One group's training, one SGD step at a time (``advance``), recording as ``train`` records:
     at step 0 (on creation), every ``record_every`` steps and at the last step."""
 
-    def __init__(self, members: list[Member], data: Split, *, steps: int, record_every: int,
-                 max_param_norm: float, percentiles: tuple[int, ...], probes: Mapping[str, Probe]) -> None:
-        self.group = _Group(members, data, percentiles)
-        self.record = _Recorder(data, max_param_norm, percentiles, probes)
+    def __init__(self, members: list[Member], data: Split, steps: int, record_every: int,
+                 recording: Recording) -> None:
+        self.group = _Group(members, data, recording.percentiles)
+        self.record = _Recorder(data, recording)
         self.data, self.steps, self.record_every, self.step = data, steps, record_every, 0
         self.group.drop_diverged(self.record(self.group, 0))
 
@@ -373,22 +500,22 @@ class EnsembleStream:
     ``result()`` gives the ``EnsembleHistories`` once the iteration is over. Live panels train this way
     (``bnlab.live``), drawing the curves as they grow and stopping early when a learner moves on.
 
-    The members train exactly as ``train_ensemble`` trains them (same batches, same steps, same records);
-    the groups take turns on this thread instead of running side by side.
+    The members train exactly as ``train_ensemble`` trains them (same batches, same steps, same records):
+    the groups step side by side, one per CPU core on threads of the stream's own, and the stream yields
+    once every group has taken the step. Denormal floats are flushed while the stream computes, not while
+    the caller draws between two records.
     """
 
     def __init__(self, members: Sequence[Member], data: Split, *, steps: int, record_every: int = 100,
                  max_param_norm: float = 1e6, percentiles: Sequence[int] = PERCENTILES,
-                 probes: Mapping[str, Probe] | None = None) -> None:
+                 probes: Mapping[str, Probe] | None = None, train_loss: bool = True) -> None:
         self.members = _checked(members, data, steps, record_every)
         self._data, self.steps = data, steps
-        groups: dict[tuple, list[int]] = {}
-        for k, member in enumerate(self.members):
-            groups.setdefault(member.group, []).append(k)
-        self._runs = [(indices, _GroupRun([self.members[k] for k in indices], data, steps=steps,
-                                          record_every=record_every, max_param_norm=max_param_norm,
-                                          percentiles=tuple(percentiles), probes=dict(probes or {})))
-                      for indices in groups.values()]
+        recording = Recording(max_param_norm, tuple(percentiles), dict(probes or {}), train_loss)
+        with denormals_flushed():
+            self._runs = [(indices, _GroupRun([self.members[k] for k in indices], data, steps, record_every,
+                                              recording))
+                          for indices in _groups(self.members, data)]
         by_member = {k: history for indices, run in self._runs
                      for k, history in zip(indices, run.group.all_histories)}
         self.histories: list[History] = [by_member[k] for k in range(len(self.members))]
@@ -400,11 +527,20 @@ class EnsembleStream:
 
     def __iter__(self):
         yield 0
-        while not self.finished:
-            recorded = [run.advance() for _, run in self._runs if not run.finished]
-            self.step += 1
-            if any(recorded):
-                yield self.step
+        # groups step side by side, one per core and on one torch thread each, as train_ensemble trains them
+        several = len(self._runs) > 1 and CPU_CORES > 1
+        pool = ThreadPoolExecutor(min(CPU_CORES, len(self._runs))) if several else None
+        try:
+            while not self.finished:
+                running = [run for _, run in self._runs if not run.finished]
+                with single_thread():
+                    recorded = list((pool.map if pool else map)(_advanced, running))
+                self.step += 1
+                if any(recorded):
+                    yield self.step
+        finally:  # also when the caller stops iterating early: no thread outlives the stream
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def result(self) -> EnsembleHistories:
         """The trained ensemble (after the iteration finished), as ``train_ensemble`` returns it."""
@@ -417,12 +553,20 @@ class EnsembleStream:
                                  [states[k] for k in range(len(self.members))])
 
 
+def _advanced(run: _GroupRun) -> bool:
+    """``run.advance()`` with denormals flushed on this thread."""
+    with denormals_flushed():
+        return run.advance()
+
+
 class _Group:
     """The members of one group that are still training: row r of every stacked tensor, of ``members``,
     ``histories`` and ``batches`` belongs to member ``rows[r]`` of the group."""
 
     def __init__(self, members: list[Member], data: Split, percentiles: tuple[int, ...]) -> None:
         self.stack = StackedMLP([m.make_mlp(data) for m in members], members[0].activation, members[0].norm)
+        noises = [m.noise() for m in members]
+        self.stack.noises = noises if noises[0] is not None else None  # a group is all noisy or not at all
         self.optimizer = StackedSGD(self.stack, [m.lr for m in members], [m.momentum for m in members])
         self.all_histories = [History(settings=m.settings(), percentiles=percentiles) for m in members]
         self.rows, self.members, self.histories = list(range(len(members))), members, self.all_histories
@@ -520,28 +664,29 @@ class _Recorder:
     norms first (one past max_param_norm is divergence), then eval-mode losses, accuracy, pre-activation
     percentiles (over the test set), gamma and beta, and the probes."""
 
-    def __init__(self, data: Split, max_param_norm: float, percentiles: tuple[int, ...],
-                 probes: Mapping[str, Probe]) -> None:
-        self.data, self.max_param_norm, self.probes = data, max_param_norm, probes
-        self.q = torch.tensor(percentiles, dtype=torch.float32) / 100
+    def __init__(self, data: Split, recording: Recording) -> None:
+        self.data, self.recording = data, recording
+        self.q = torch.tensor(recording.percentiles, dtype=torch.float32) / 100
 
     def __call__(self, group: _Group, step: int, alive: torch.Tensor | None = None) -> torch.Tensor:
         """Record ``step`` for the members that are ``alive`` (K,) bool (default: all).
         Returns (K,) bool: False for a member that diverged here or before."""
-        stack = group.stack
+        stack, data, recording = group.stack, self.data, self.recording
         alive = torch.ones(stack.size, dtype=torch.bool) if alive is None else alive.clone()
         norms = {name: values.tolist() for name, values in stack.norms().items()}
         with torch.no_grad():
-            on_train = stack.forward(self.data.X_train.T, training=False)
-            on_test = stack.forward(self.data.X_test.T, training=False)
-        train_losses = _losses(on_train.logits, self.data.y_train).tolist()
-        test_losses = _losses(on_test.logits, self.data.y_test).tolist()
-        correct = (on_test.logits.argmax(dim=1) == self.data.y_test).float().mean(dim=1).tolist()
-        finite = (on_train.inputs_finite & on_test.inputs_finite).tolist()
+            on_test = stack.forward(data.X_test.T, training=False)
+            on_train = stack.forward(data.X_train.T, training=False) if recording.train_loss else None
+        test_losses = _losses(on_test.logits, data.y_test).tolist()
+        train_losses = _losses(on_train.logits, data.y_train).tolist() if on_train else None
+        correct = (on_test.logits.argmax(dim=1) == data.y_test).float().mean(dim=1).tolist()
+        finite = on_test.inputs_finite & on_train.inputs_finite if on_train else on_test.inputs_finite
+        stacked = {name: probe.stacked(stack, data) for name, probe in recording.probes.items()
+                   if isinstance(probe, StackedProbe)}
         for k, history in enumerate(group.histories):
             if not alive[k]:
                 continue
-            too_large = [name for name, values in norms.items() if not values[k] <= self.max_param_norm]
+            too_large = [name for name, values in norms.items() if not values[k] <= recording.max_param_norm]
             if too_large:
                 name = too_large[0]
                 alive[k] = _mark_diverged(history, step, f"the norm of {name} reached {norms[name][k]:.3g}")
@@ -549,13 +694,14 @@ class _Recorder:
                 alive[k] = _mark_diverged(history, step, "activations became NaN or infinite")
             else:
                 history.steps.append(step)
-                history.train_loss.append(train_losses[k])
+                if train_losses is not None:
+                    history.train_loss.append(train_losses[k])
                 history.test_loss.append(test_losses[k])
                 history.test_accuracy.append(correct[k])
                 for name, values in norms.items():
                     history.param_norms.setdefault(name, []).append(values[k])
                 self._append_layers(history, stack, k, on_test.preactivations)
-                self._append_probes(history, group.members[k], stack.state_dict(k) if self.probes else {})
+                self._append_probes(history, group.members[k], stack, k, stacked)
         return alive
 
     def _append_layers(self, history: History, stack: StackedMLP, k: int,
@@ -570,14 +716,21 @@ class _Recorder:
                 history.gamma.setdefault(f"norm{number}", []).append(gamma.detach().numpy().copy())
                 history.beta.setdefault(f"norm{number}", []).append(beta.detach().numpy().copy())
 
-    def _append_probes(self, history: History, member: Member, state: dict[str, torch.Tensor]) -> None:
-        if not self.probes:
-            return
-        network = member.make_mlp(self.data)
-        network.load_state_dict({**network.state_dict(), **state})
-        network.eval()
-        for name, probe in self.probes.items():
-            history.probes.setdefault(name, []).append(probe(network, self.data))
+    def _append_probes(self, history: History, member: Member, stack: StackedMLP, k: int,
+                       stacked: Mapping[str, Sequence[Any]]) -> None:
+        """Member k's value of every probe: from ``stacked`` (name -> one value per member) for a
+        StackedProbe, else from a copy of its network in eval mode (built once for all its probes)."""
+        network = None
+        for name, probe in self.recording.probes.items():
+            if name in stacked:
+                value = stacked[name][k]
+            else:
+                if network is None:
+                    network = member.make_mlp(self.data)
+                    network.load_state_dict({**network.state_dict(), **stack.state_dict(k)})
+                    network.eval()
+                value = probe(network, self.data)
+            history.probes.setdefault(name, []).append(value)
 
 
 def _losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,18 +1,24 @@
+import dataclasses
 import math
+import threading
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from bnlab.data import Split, load_digits
-from bnlab.ensemble import EnsembleStream, Member, StackedMLP, train_ensemble
+from bnlab.ensemble import EnsembleStream, Member, StackedMLP, StackedProbe, denormals_flushed, train_ensemble
 from bnlab.models import make_mlp
+from bnlab.probes import training_mode_accuracy
+from bnlab.seeding import torch_generator
 from bnlab.training import train
 
 # float32 tolerance: the batched kernels (baddbmm, F.batch_norm over K*C channels, one cross-entropy for
 # all members) add in another order than the network alone, so the last bits differ; on these
 # non-chaotic settings the differences stay near 1e-6 relative over 200 steps. (A chaotic one amplifies
-# them: the same tanh member with lr=1.0 reaches 1.5e-4, a relu network without BN at lr=2 reaches 1e-1.)
+# them: the same tanh member with lr=1.0 reaches 1.5e-4, a relu network without BN at lr=2 reaches 1e-1,
+# GroupNorm over groups of 2 to 4 units reaches 1e-2, as it does between two ways of computing it alone.)
 RTOL, ATOL = 1e-4, 1e-6
 
 MEMBERS = [
@@ -24,6 +30,8 @@ MEMBERS = [
     Member(seed=5, lr=0.3, init_std=0.5, activation="tanh", batch_size=30, hidden=(64, 32)),
     Member(seed=7, lr=0.5, norm="torch_bn", bias=False, hidden=(32,)),
     Member(seed=8, lr=0.5, norm="bnlab_bn_detached", hidden=(32, 32)),            # notebook 03's runaway
+    Member(seed=9, lr=0.5, norm="layernorm", init_std="he", activation="relu", hidden=(32, 32)),
+    Member(seed=10, lr=0.1, norm="groupnorm", init_std="xavier", hidden=(100, 50)),  # groups of 10 and 5
     Member(seed=6, lr=50.0, init_std=1.0, activation="relu", hidden=(64, 32)),    # diverges in a few steps
 ]
 
@@ -187,7 +195,7 @@ def test_history_settings_and_summary(together):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(lr=-0.1), "learning rate"), (dict(lr=math.inf), "learning rate"), (dict(init_std=0.0), "init_std"),
-    (dict(batch_size=0), "batch_size"), (dict(momentum=1.0), "momentum"), (dict(norm="layernorm"), "norm"),
+    (dict(batch_size=0), "batch_size"), (dict(momentum=1.0), "momentum"), (dict(norm="batchnorm"), "norm"),
     (dict(activation="gelu"), "activation"), (dict(hidden=(10, 0)), "hidden"), (dict(seed=-1), "seed"),
     (dict(norm="torch_bn", batch_size=1), "at least 2"),
 ])
@@ -238,3 +246,147 @@ def test_a_stream_gives_its_result_only_when_finished(digits):
     next(iter(stream))
     with pytest.raises(RuntimeError, match="has not finished"):
         stream.result()
+
+
+def test_without_the_training_loss_every_other_record_is_the_same(digits):
+    members = MEMBERS[:3] + MEMBERS[7:]  # BN, a detached BN, LayerNorm, GroupNorm, and one that diverges
+    settings = dict(steps=60, record_every=20, progress=False)
+    full, lean = (train_ensemble(members, digits, train_loss=flag, **settings) for flag in (True, False))
+    for ours, theirs in zip(lean, full):
+        assert ours.train_loss == [] and len(theirs.train_loss) == len(theirs.steps) > 0
+        assert (ours.steps, ours.test_loss, ours.test_accuracy, ours.batch_loss, ours.param_norms) == \
+               (theirs.steps, theirs.test_loss, theirs.test_accuracy, theirs.batch_loss, theirs.param_norms)
+        assert (ours.diverged_at, ours.divergence) == (theirs.diverged_at, theirs.divergence)
+    stream = EnsembleStream(members, digits, steps=60, record_every=20, train_loss=False)
+    for _ in stream:
+        pass
+    assert [h.test_loss for h in stream.result()] == [h.test_loss for h in lean]
+
+
+def _own_statistics_one(model, data):
+    return training_mode_accuracy(model, data.X_test, data.y_test, batch_size=len(data.X_test))
+
+
+def _own_statistics_stacked(stack, data):
+    running = {name: buffer.clone() for name, buffer in stack.buffers.items()}
+    with torch.no_grad():
+        logits = stack.forward(data.X_test.T, training=True, update_running=False).logits
+    assert all(torch.equal(buffer, running[name]) for name, buffer in stack.buffers.items())  # untouched
+    return (logits.argmax(dim=1) == data.y_test).float().mean(dim=1).tolist()
+
+
+def test_a_stacked_probe_measures_every_member_at_once_as_it_measures_each_alone(digits):
+    calls = []
+    probe = StackedProbe(_own_statistics_one, lambda stack, data: calls.append(stack.size)
+                         or _own_statistics_stacked(stack, data))
+    members = [Member(seed=seed, lr=0.5, norm=norm, hidden=(32, 32))
+               for seed, norm in ((0, "torch_bn"), (1, "torch_bn"), (2, "bnlab_bn_detached"))]
+    together = train_ensemble(members, digits, steps=40, record_every=20, probes={"own": probe},
+                              progress=False)
+    assert sorted(calls) == [1, 1, 1, 2, 2, 2]  # once per group and record, never once per member
+    for member, history in zip(members, together):
+        alone = train(member.make_mlp(digits), digits, steps=40, lr=0.5, record_every=20, seed=member.seed,
+                      probes={"own": probe}, progress=False)  # train calls the probe on the network
+        assert np.allclose(history.probes["own"], alone.probes["own"], atol=1.01 / 450)
+        assert history.probes["own"] != history.test_accuracy  # the batch's statistics, not the running ones
+
+
+class _Jitter(nn.Module):
+    """A test's noisy layer: y = s * x + m with s, m drawn per unit at every training step."""
+
+    def __init__(self, width: int, seed: int) -> None:
+        super().__init__()
+        self.width, self.generator = width, torch_generator(seed, stream=99)
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = 1 + torch.rand(self.width, generator=self.generator)
+        return scale, torch.randn(self.width, generator=self.generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        scale, shift = self.draw()
+        return scale * x + shift
+
+
+class _JitteredBatchNorm(nn.BatchNorm1d):
+    def __init__(self, width: int, seed: int) -> None:
+        super().__init__(width)
+        self.jitter = _Jitter(width, seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.jitter(super().forward(x))
+
+
+class _Jitters:
+    def __init__(self, widths, seed):
+        self.layers = [_Jitter(width, seed) for width in widths]
+
+    def draw(self, layer):
+        return self.layers[layer - 1].draw()
+
+
+@dataclasses.dataclass(frozen=True)
+class _JitteredMember(Member):
+    """BN (or no normalization) followed by _Jitter in every hidden layer."""
+
+    def make_mlp(self, data):
+        def norm(width):
+            return (_JitteredBatchNorm if self.norm == "torch_bn" else _Jitter)(width, self.seed)
+        return make_mlp(data.n_features, self.hidden, data.n_classes, activation=self.activation, norm=norm,
+                        init_std=self.init_std, seed=self.seed)
+
+    def noise(self):
+        return _Jitters(self.hidden, self.seed)
+
+
+def test_noisy_members_train_as_their_noisy_networks_alone(digits):
+    members = [_JitteredMember(seed=0, lr=0.3, norm="torch_bn", hidden=(32, 32)),
+               _JitteredMember(seed=1, lr=0.3, norm="torch_bn", hidden=(32, 32)),
+               _JitteredMember(seed=2, lr=0.1, init_std="he", activation="relu", hidden=(32, 32)),
+               Member(seed=0, lr=0.3, norm="torch_bn", hidden=(32, 32))]  # the same, without noise
+    assert len({m.group for m in members}) == 3  # noisy and clean members never share a batched computation
+    together = train_ensemble(members, digits, steps=60, record_every=20, progress=False)
+    for member, history in zip(members, together):
+        network = member.make_mlp(digits)
+        alone = train(network, digits, steps=60, lr=member.lr, record_every=20, seed=member.seed,
+                      progress=False)
+        assert np.allclose(history.batch_loss, alone.batch_loss, rtol=RTOL, atol=ATOL)
+        assert np.allclose(history.test_loss, alone.test_loss, rtol=RTOL, atol=ATOL)
+        for name, norms in alone.param_norms.items():
+            assert np.allclose(history.param_norms[name], norms, rtol=RTOL), name
+    assert not np.allclose(together[0].batch_loss, together[3].batch_loss, rtol=1e-3)  # the noise is there
+
+
+def _flushes() -> bool:
+    return (torch.tensor([1e-39]) * 1.0).item() == 0.0
+
+
+def test_denormals_are_flushed_inside_the_block_on_this_thread_only():
+    assert not _flushes()
+    seen_elsewhere = []
+    with denormals_flushed():
+        assert _flushes()
+        with denormals_flushed():
+            assert _flushes()
+        assert _flushes()  # the inner block gave back what it found: flushing
+        other = threading.Thread(target=lambda: seen_elsewhere.append(_flushes()))
+        other.start()
+        other.join()
+    assert not _flushes()
+    assert seen_elsewhere == [True]  # a thread started inside the block inherits the setting
+    seen_elsewhere.clear()
+    ready, done = threading.Event(), threading.Event()
+
+    def elsewhere():
+        ready.wait()
+        seen_elsewhere.append(_flushes())
+        done.set()
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    with denormals_flushed():
+        ready.set()
+        done.wait()
+    thread.join()
+    assert seen_elsewhere == [False]  # a thread already running is not touched

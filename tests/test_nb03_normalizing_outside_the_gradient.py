@@ -336,9 +336,10 @@ def test_detached_vs_inside_reads_every_setting_over_the_seeds(small_section4):
     for readings in small_section4.values():
         assert readings.seeds == (0, 1) and list(readings.steps) == [0, 10, 20]
         for array in (readings.bias_norm, readings.weight_norm, readings.test_accuracy, readings.own_statistics,
-                      readings.beta_norm, readings.train_loss):
+                      readings.beta_norm):
             assert array.shape == (2, 3)
-        for array in (readings.effective_lr, readings.gain_start, readings.gain_end):
+        for array in (readings.effective_lr, readings.gain_start, readings.gain_end,
+                      readings.final_train_loss):
             assert array.shape == (2,)
         assert np.allclose(readings.growth_at("weight", 20).values, readings.growth("weight").values)
         assert np.allclose(readings.share_by("weight", 20).values, 1) and np.all(readings.beta_norm[:, 0] == 0)
@@ -366,6 +367,10 @@ def test_detached_vs_inside_agrees_with_training_each_seed_alone(small_section4,
         assert readings.effective_lr[1] == pytest.approx(alone["effective_lr"], rel=1e-3)
         assert np.allclose(readings.beta_norm[1], alone["beta_norm"], rtol=1e-3, atol=1e-6)
         assert readings.gain_start[1] == pytest.approx(alone["gain_start"], rel=1e-5)
+        # the ensemble's probe measured all members at once; train called it on the network alone
+        assert np.allclose(readings.own_statistics[1], alone["own_statistics"], atol=1.01 / 450)
+        assert readings.final_train_loss[1] == pytest.approx(history.train_loss[-1], rel=1e-3)
+        assert alone["final_train_loss"] == pytest.approx(history.train_loss[-1], rel=1e-6)
 
 
 def test_read_mlp_refuses_a_diverged_run(digits):

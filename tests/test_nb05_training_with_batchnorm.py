@@ -184,13 +184,6 @@ def test_confirm_prints_the_findings_or_names_the_ones_that_fail(capsys):
         bt.confirm({"one holds": True, "three": False})
 
 
-def test_denormals_are_flushed_only_inside_the_block():
-    tiny = torch.tensor([1e-39])
-    with bt.denormals_flushed():
-        assert (tiny * 1.0).item() == 0.0
-    assert (torch.tensor([1e-39]) * 1.0).item() > 0
-
-
 def test_outcome_steps_to_and_trained():
     finished, diverged = _history([0.1, 0.5, 0.93]), _history([0.1], diverged_at=7, steps=(0,))
     assert bt.outcome(finished) == "93%" and bt.outcome(_history([0.1, 0.2, 0.3])) == "30% (failed)"

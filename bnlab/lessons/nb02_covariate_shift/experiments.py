@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ...data import Split, load_digits, standardize
-from ...ensemble import EnsembleHistories, EnsembleStream, Member, train_ensemble
+from ...ensemble import EnsembleHistories, EnsembleStream, Member, StackedMLP, StackedProbe, train_ensemble
 from ...models import INIT_SCHEMES, make_mlp
 from ...probes import (  # noqa: F401  (saturation measures, also read by the notebook as cs.<name>)
     MAX_SIGMOID_SLOPE,
@@ -176,47 +176,80 @@ def normalized_jitter(feature: np.ndarray, batch_sizes: Sequence[int], example: 
 
 # ---- looking inside a network ------------------------------------------------------------------
 
-def saturation_probe(model: nn.Module, data: Split) -> dict[str, np.ndarray]:
-    """A ``train(probes=...)`` probe of the sigmoid inputs over the test set, with batch statistics (as the
-    network trains): "saturated": (layers,) the share with |x| > 3.64 per layer, "slope": (layers,) the mean
-    relative slope sigma'(x) / sigma'(0) per layer (``bnlab.probes.saturated_fraction`` and
-    ``relative_slope``, in float32 for speed). Also returns "inputs", the (layers, n_test, width) tensor, for
-    ``sigmoid_input_probe``; ``train`` keeps only what a probe returns, so use the probes below."""
-    inputs = preactivations(model, data.X_test)
+def saturation(inputs: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """What the probes measure of the sigmoid inputs of every layer (layer name -> (n_test, width)):
+    "saturated": (layers,) the share with |x| > 3.64 per layer, "slope": (layers,) the mean relative slope
+    sigma'(x) / sigma'(0) per layer (``bnlab.probes.saturated_fraction`` and ``relative_slope``, in float32
+    for speed)."""
     layers = torch.stack(list(inputs.values()))  # (layers, n_test, width): every activation has one width
     s = torch.sigmoid(layers)
     return {"saturated": (layers.abs() > SATURATED_BEYOND).float().mean(dim=(1, 2)).double().numpy(),
-            "slope": (s * (1 - s)).mean(dim=(1, 2)).double().numpy() / MAX_SIGMOID_SLOPE,
-            "inputs": inputs}
+            "slope": (s * (1 - s)).mean(dim=(1, 2)).double().numpy() / MAX_SIGMOID_SLOPE}
 
 
-def light_probe(model: nn.Module, data: Split) -> dict[str, np.ndarray]:
-    """The learning-rate grid's and the live panel's probe: "saturated" and "slope" (``saturation_probe``)."""
-    measured = saturation_probe(model, data)
-    return {"saturated": measured["saturated"], "slope": measured["slope"]}
-
-
-def sigmoid_input_probe(model: nn.Module, data: Split) -> dict[str, np.ndarray]:
-    """Figure 1's probe: ``light_probe``'s entries and, for each unit of the last activation layer's input
-    over the test set, the 15/50/85th percentiles, (3, width): "percentiles" with batch statistics (as the
-    network trains), "running percentiles" in eval mode, BN normalizing with its running statistics (for a
-    network without BN the two are the same numbers); "moments": (2, width) each unit's mean and standard
-    deviation with batch statistics (with BN: its beta and, up to BN's epsilon, its |gamma|)."""
-    measured = saturation_probe(model, data)
+def figure1_measures(inputs: Mapping[str, torch.Tensor],
+                     running_last: torch.Tensor | None) -> dict[str, np.ndarray]:
+    """``saturation`` of the sigmoid inputs with batch statistics (layer name -> (n_test, width)) and, for
+    each unit of the last layer's, the 15/50/85th percentiles, (3, width): "percentiles" from ``inputs``,
+    "running percentiles" from ``running_last`` (n_test, width), the last layer's inputs with BN's running
+    statistics (None for a network without BN: the same numbers); "moments": (2, width) each unit's mean and
+    standard deviation with batch statistics (with BN: its beta and, up to BN's epsilon, its |gamma|)."""
     q = torch.tensor(PROBE_PERCENTILES, dtype=torch.float32) / 100
-    batch = unit_percentiles(measured["inputs"][LAST_SIGMOID], q).numpy()
-    running = batch
-    if any(isinstance(module, nn.BatchNorm1d) for module in model.modules()):
-        was_training = model.training
-        model.eval()
-        with captured_inputs({LAST_SIGMOID: activation_inputs(model)[LAST_SIGMOID]}) as inputs, torch.no_grad():
-            model(data.X_test)
-        model.train(was_training)
-        running = unit_percentiles(inputs[LAST_SIGMOID], q).numpy()
-    last = measured["inputs"][LAST_SIGMOID]  # (n_test, width)
-    return {"saturated": measured["saturated"], "slope": measured["slope"], "percentiles": batch,
-            "running percentiles": running,
+    last = inputs[LAST_SIGMOID]  # (n_test, width)
+    batch = unit_percentiles(last, q).numpy()
+    running = batch if running_last is None else unit_percentiles(running_last, q).numpy()
+    return {**saturation(inputs), "percentiles": batch, "running percentiles": running,
             "moments": torch.stack([last.mean(dim=0), last.std(dim=0, unbiased=False)]).numpy()}
+
+
+def _running_last(model: nn.Module, data: Split) -> torch.Tensor | None:
+    """The last layer's sigmoid inputs over the test set in eval mode (BN's running statistics), or None
+    for a network without BN."""
+    if not any(isinstance(module, nn.BatchNorm1d) for module in model.modules()):
+        return None
+    was_training = model.training
+    model.eval()
+    with captured_inputs({LAST_SIGMOID: activation_inputs(model)[LAST_SIGMOID]}) as inputs, torch.no_grad():
+        model(data.X_test)
+    model.train(was_training)
+    return inputs[LAST_SIGMOID]
+
+
+@torch.no_grad()
+def _members_inputs(stack: StackedMLP, data: Split, training: bool) -> list[dict[str, torch.Tensor]]:
+    """Every member's sigmoid inputs over the test set (one dict per member: layer name -> (n_test, width)),
+    with batch statistics (``training``, the running ones untouched) or with the running ones."""
+    layers = stack.forward(data.X_test.T, training=training, update_running=False).preactivations
+    return [{f"act{number}": layer[k].T for number, layer in enumerate(layers, start=1)}
+            for k in range(stack.size)]
+
+
+def _light_one(model: nn.Module, data: Split) -> dict[str, np.ndarray]:
+    return saturation(preactivations(model, data.X_test))
+
+
+def _light_stacked(stack: StackedMLP, data: Split) -> list[dict[str, np.ndarray]]:
+    return [saturation(inputs) for inputs in _members_inputs(stack, data, training=True)]
+
+
+def _figure1_one(model: nn.Module, data: Split) -> dict[str, np.ndarray]:
+    return figure1_measures(preactivations(model, data.X_test), _running_last(model, data))
+
+
+def _figure1_stacked(stack: StackedMLP, data: Split) -> list[dict[str, np.ndarray]]:
+    batch = _members_inputs(stack, data, training=True)
+    if stack.norm == "none":
+        return [figure1_measures(inputs, None) for inputs in batch]
+    running = _members_inputs(stack, data, training=False)
+    return [figure1_measures(inputs, running_inputs[LAST_SIGMOID])
+            for inputs, running_inputs in zip(batch, running)]
+
+
+# The probes, as ``train`` calls them (probe(model, data)) and for every member of an ensemble at once:
+# the learning-rate grid's and the live panel's, ``saturation`` of the sigmoid inputs over the test set with
+# batch statistics (as the network trains); and Figure 1's, ``figure1_measures`` of them.
+light_probe = StackedProbe(_light_one, _light_stacked)
+sigmoid_input_probe = StackedProbe(_figure1_one, _figure1_stacked)
 
 
 def probe_array(history: History, key: str) -> np.ndarray:
@@ -314,10 +347,10 @@ def train_schedules(schedules: Sequence[Schedule], seeds: Sequence[int] | None =
                     data: Split | None = None) -> list[dict[float, SeedRuns]]:
     """Every network of ``NETWORKS`` under each of ``seeds`` (default ``claim_seeds()``) at every learning
     rate of every schedule, trained by ``bnlab.ensemble.train_ensemble`` with the schedule's probe at every
-    record (the ensemble's own pre-activation percentiles are not recorded: the probe measures what the
-    lesson needs). One job per schedule and architecture (all its networks in one batched computation);
-    the jobs run side by side on the CPU cores, the costliest first, so no core idles while the other
-    finishes a large job. data: default the digits split of the course seed.
+    record (the ensemble's own pre-activation percentiles and training-set loss are not recorded: the probe
+    and the test set measure what the lesson needs). One job per schedule and architecture (all its networks
+    in one batched computation); the jobs run side by side on the CPU cores, the costliest first, so no core
+    idles while the other finishes a large job. data: default the digits split of the course seed.
     Returns, for each schedule, lr -> SeedRuns."""
     if not schedules or not all(schedule.lrs for schedule in schedules):
         raise ValueError("give at least one learning rate")
@@ -335,7 +368,7 @@ def train_schedules(schedules: Sequence[Schedule], seeds: Sequence[int] | None =
         schedule, keys = job
         return train_ensemble([figure1_member(seed, lr, label) for lr, label, seed in keys], data,
                               steps=schedule.steps, record_every=schedule.record_every, percentiles=(),
-                              probes={PROBE: schedule.probe}, progress=False)
+                              probes={PROBE: schedule.probe}, train_loss=False, progress=False)
 
     where = {}  # (schedule index, lr, label, seed) -> (the job's ensemble, index in it)
     for (schedule, keys), trained in zip(jobs, side_by_side(train_job, jobs)):
@@ -399,7 +432,8 @@ def saturation_stream(lr: float, seeds: Sequence[int] | None = None, steps: int 
     seeds = tuple(claim_seeds()[:LIVE_SEEDS] if seeds is None else seeds)
     members = [figure1_member(seed, lr, label) for label in NETWORKS for seed in seeds]
     return EnsembleStream(members, load_digits() if data is None else data, steps=steps,
-                          record_every=LIVE_RECORD_EVERY, percentiles=(), probes={PROBE: light_probe})
+                          record_every=LIVE_RECORD_EVERY, percentiles=(), probes={PROBE: light_probe},
+                          train_loss=False)
 
 
 def as_seed_runs(lr: float, seeds: Sequence[int], histories: Sequence[History]) -> SeedRuns:
@@ -431,9 +465,10 @@ def truncated(history: History, last_step: int, record_every: int | None = None)
                              "train it with a record_every that divides it, and at least as many steps")
     if not keep:
         raise ValueError(f"no record at or before step {last_step}")
-    per_record = {"steps", "train_loss", "test_loss", "test_accuracy"}
+    per_record = {"steps", "train_loss", "test_loss", "test_accuracy"}  # train_loss: empty if not recorded
     copy = dataclasses.replace(history, settings=dict(history.settings),
-                               **{name: [getattr(history, name)[i] for i in keep] for name in per_record},
+                               **{name: [getattr(history, name)[i] for i in keep if getattr(history, name)]
+                                  for name in per_record},
                                batch_loss=history.batch_loss[:last_step])
     for name in ("preact_percentiles", "param_norms", "gamma", "beta", "probes"):
         kept = {key: [values[i] for i in keep] for key, values in getattr(history, name).items()}

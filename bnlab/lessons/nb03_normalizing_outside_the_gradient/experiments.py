@@ -33,7 +33,7 @@ from torch import nn
 
 from ...batchnorm import batch_statistics, normalize
 from ...data import Split, whiten
-from ...ensemble import Member, train_ensemble
+from ...ensemble import Member, StackedMLP, StackedProbe, train_ensemble
 from ...models import MLP, blocks_of
 from ...probes import training_mode_accuracy
 from ...runs import trained
@@ -436,10 +436,30 @@ def hidden_norm(history: History, model: nn.Module, kind: str) -> np.ndarray:
     return np.sqrt(sum(np.asarray(history.param_norms[name]) ** 2 for name in names))
 
 
-def batch_statistics_accuracy(model: nn.Module, data: Split) -> float:
-    """A ``train`` probe: test accuracy when every normalization layer uses the statistics of the test set
-    itself (training mode, one batch) instead of its running averages. The model is not touched."""
+def _own_statistics_accuracy(model: nn.Module, data: Split) -> float:
     return training_mode_accuracy(model, data.X_test, data.y_test, batch_size=len(data.X_test))
+
+
+@torch.no_grad()
+def _own_statistics_accuracies(stack: StackedMLP, data: Split) -> list[float]:
+    logits = stack.forward(data.X_test.T, training=True, update_running=False).logits  # (K, classes, n_test)
+    return (logits.argmax(dim=1) == data.y_test).float().mean(dim=1).tolist()
+
+
+# A probe (``train``'s, and every member of an ensemble at once): test accuracy when every normalization layer
+# uses the statistics of the test set itself (training mode, one batch) instead of its running averages.
+# The model is not touched.
+batch_statistics_accuracy = StackedProbe(_own_statistics_accuracy, _own_statistics_accuracies)
+
+
+@torch.no_grad()
+def final_training_loss(model: nn.Module, data: Split) -> float:
+    """The cross-entropy over the whole training set in eval mode (the running averages), as a History's
+    ``train_loss`` records it. The model is left in the mode it was in."""
+    was_training = model.training
+    loss = nn.functional.cross_entropy(model.eval()(data.X_train), data.y_train).item()
+    model.train(was_training)
+    return loss
 
 
 def median_effective_lr(model: nn.Module, lr: float) -> float:
@@ -539,10 +559,11 @@ class MLPReadings:
 
     seeds (S,), steps (R,); (S, R), row s for seeds[s]: ``bias_norm`` and ``weight_norm`` (all hidden
     Linear layers together, ``hidden_norm``), ``test_accuracy`` (eval mode: the running averages),
-    ``own_statistics`` (each normalization with the test set's own statistics), ``beta_norm`` (all hidden
-    BN layers' beta together) and ``train_loss``; (S,): ``effective_lr``, lr / |w_j|^2 at the end, median
-    over the hidden units (``median_effective_lr``), and ``gain_start``, ``gain_end``, the median over the
-    hidden units of |gamma_j| / sigma_j at the start and at the end (``median_gain``)."""
+    ``own_statistics`` (each normalization with the test set's own statistics) and ``beta_norm`` (all hidden
+    BN layers' beta together); (S,): ``effective_lr``, lr / |w_j|^2 at the end, median over the hidden units
+    (``median_effective_lr``), ``gain_start``, ``gain_end``, the median over the hidden units of
+    |gamma_j| / sigma_j at the start and at the end (``median_gain``), and ``final_train_loss``, the loss
+    over the training set at the end (``final_training_loss``)."""
 
     lr: float
     seeds: tuple[int, ...]
@@ -553,9 +574,9 @@ class MLPReadings:
     own_statistics: np.ndarray
     effective_lr: np.ndarray
     beta_norm: np.ndarray
-    train_loss: np.ndarray
     gain_start: np.ndarray
     gain_end: np.ndarray
+    final_train_loss: np.ndarray
 
     def norms(self, kind: str) -> np.ndarray:
         """(S, R) the norms of the hidden biases (kind="bias") or weights (kind="weight")."""
@@ -646,8 +667,8 @@ def read_mlp(history: History, model: MLP, start: MLP, lr: float, data: Split) -
             "test_accuracy": np.array(history.test_accuracy),
             "own_statistics": np.array(history.probes[OWN_STATISTICS]),
             "effective_lr": median_effective_lr(model, lr), "beta_norm": beta_norm(history),
-            "train_loss": np.array(history.train_loss), "gain_start": median_gain(start, data.X_train),
-            "gain_end": median_gain(model, data.X_train)}
+            "gain_start": median_gain(start, data.X_train), "gain_end": median_gain(model, data.X_train),
+            "final_train_loss": final_training_loss(model, data)}
 
 
 def detached_vs_inside(data: Split, seeds: Sequence[int], lrs: Sequence[float] = MLP_LRS,
@@ -666,6 +687,7 @@ def detached_vs_inside(data: Split, seeds: Sequence[int], lrs: Sequence[float] =
     members = [Member(seed, lr, norm=MLP_NETWORKS[label]) for label, lr, seed in settings]
     histories = train_ensemble(members, data, steps=steps, record_every=record_every, progress=False,
                                percentiles=(),  # section 4 reads no pre-activation percentiles: skip them
+                               train_loss=False,  # ... and the training loss only at the end (read_mlp)
                                probes={OWN_STATISTICS: batch_statistics_accuracy})
     rows = {setting: read_mlp(history, histories.network(k), member.make_mlp(data), setting[1], data)
             for k, (setting, member, history) in enumerate(zip(settings, members, histories))}

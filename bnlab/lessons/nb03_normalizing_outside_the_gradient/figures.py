@@ -196,7 +196,7 @@ def time_course_table(readings: Readings, early: int = 50) -> go.Figure:
                      f"{run.growth_at('weight', early).median:.2g} → {run.growth('weight').median:.2g}",
                      f"{run.share_by('weight', early).median:.0%}", f"{run.late_rate('weight').median:+.1%}",
                      f"{run.beta_at(early).median:.2g} → {run.beta_at(int(run.steps[-1])).median:.2g}",
-                     f"{run.gain_fall().median:.2g}", f"{np.median(run.train_loss[:, -1]):.2f}"])
+                     f"{run.gain_fall().median:.2g}", f"{np.median(run.final_train_loss):.2f}"])
     seeds = next(iter(readings.values())).seeds
     fig = go.Figure(go.Table(header=dict(values=header, align="left", fill_color="#EEEEEE"),
                              cells=dict(values=list(zip(*rows)), align="left", height=26),

@@ -25,11 +25,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import math
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -73,7 +72,9 @@ BASE_LR, BASE_BATCH_SIZE = 1.0, 60
 SATURATION_LR = 0.3                  # the deep sigmoid/tanh nets of the saturation section
 SWEEP_STEPS, RECORD_EVERY = 200, 50
 # train_ensemble can record percentiles of every hidden unit's input at every record, and they cost time
-# (a partial sort per unit, about 8% of the training); the notebook reads none from its big ensemble.
+# (a partial sort per unit, about 8% of the training); the notebook reads none from its big ensemble. Nor
+# does it read the loss over the training set (train_loss=False: a pass over three times the test set at
+# every record, about a fifth of the training).
 NO_PERCENTILES = ()
 FAILED_BELOW = 0.5                   # a run that ends below 50% test accuracy has failed (chance is 10%)
 STREAM_NOISE_BATCHES = 50            # torch streams (bnlab.seeding): the noise measurements' random batches,
@@ -280,21 +281,6 @@ class SeedRuns:
 Grid = Mapping[float, Mapping[str, SeedRuns]]  # swept value -> "without BN" / "with BN" -> SeedRuns
 
 
-@contextlib.contextmanager
-def denormals_flushed() -> Iterator[None]:
-    """Inside the block, torch flushes denormal floats (below about 1.2e-38) to zero; then it stops again.
-
-    A saturated sigmoid or tanh passes back gradients that small, and CPUs compute with denormal numbers up
-    to a hundred times slower: the notebook's saturated networks trained four times slower without this.
-    A weight never changes by such an amount, so no result depends on it. Threads started inside the
-    block (``train_ensemble``'s, one per core) inherit the setting."""
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-
-
 def _costliest_groups_first(runs: Sequence[Run]) -> list[Run]:
     """``runs`` reordered so that the ensemble groups (same network and batch size) that cost the most come
     first: ``train_ensemble`` starts its groups in order, one per core, so the long ones start first."""
@@ -335,10 +321,9 @@ class Experiments:
         missing = _costliest_groups_first([run for run in dict.fromkeys(runs) if run not in self._trained])
         if missing:
             members = [run.member(seed) for run in missing for seed in self.seeds]
-            with denormals_flushed():
-                trained_members = train_ensemble(members, self.data, steps=self.steps,
-                                                 record_every=self.record_every, percentiles=self.percentiles,
-                                                 progress=False)
+            trained_members = train_ensemble(members, self.data, steps=self.steps,
+                                             record_every=self.record_every, percentiles=self.percentiles,
+                                             train_loss=False, progress=False)
             n = len(self.seeds)
             for i, run in enumerate(missing):
                 first = i * n
@@ -899,22 +884,14 @@ def output_against_gamma_beta(model: MLP, X: torch.Tensor, layer: int) -> dict[s
 LIVE_SEEDS = 3  # a live panel trains the first 3 of the notebook's seeds (about a second on 2 cores)
 
 
-class _FlushedStream(EnsembleStream):
-    """An EnsembleStream that flushes denormal floats on the thread that trains it (``denormals_flushed``:
-    saturated networks train several times faster). That thread is a live panel's own."""
-
-    def __iter__(self):
-        torch.set_flush_denormal(True)
-        yield from super().__iter__()
-
-
 def live_stream(experiments: Experiments, runs: Sequence[Run]) -> EnsembleStream:
     """``runs`` under the first LIVE_SEEDS seeds of ``experiments``, as one stream for a live panel:
     exactly the members, steps and records ``experiments`` trains, so a value of the notebook's grid
     and a value picked live are the same kind of run. Histories in the order (run, seed)."""
     members = [run.member(seed) for run in runs for seed in experiments.seeds[:LIVE_SEEDS]]
-    return _FlushedStream(members, experiments.data, steps=experiments.steps,
-                          record_every=experiments.record_every, percentiles=experiments.percentiles)
+    return EnsembleStream(members, experiments.data, steps=experiments.steps,
+                          record_every=experiments.record_every, percentiles=experiments.percentiles,
+                          train_loss=False)
 
 
 def _no_network(i: int) -> MLP:

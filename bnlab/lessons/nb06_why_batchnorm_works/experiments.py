@@ -2,14 +2,15 @@
 
 * The runs, over seeds: a ``Run`` names one training configuration (normalization, noise level, batch
   size, learning rate); ``train_over_seeds(runs, seeds)`` trains every run under every seed once (the
-  plain and BN networks together in ``bnlab.ensemble.train_ensemble`` groups, the others alone with
-  ``bnlab.training.train``; all of it side by side, cached by ``bnlab.runs``) and returns, for each run,
-  one ``Trained`` (History, network) per seed. ``noisy_grid`` and ``batch_size_grid`` give one seed's
-  runs for the slider panels. Statistics over seeds are ``bnlab.statistics.OverSeeds``; ``above``,
-  ``ratio`` and ``difference`` compare two of them seed by seed.
+  networks of one architecture and batch size together in ``bnlab.ensemble.train_ensemble`` groups, side
+  by side, cached by ``bnlab.runs``) and returns, for each run, one ``Trained`` (History, network) per
+  seed; ``Run.train_alone`` trains one with ``bnlab.training.train``. ``noisy_grid`` and
+  ``batch_size_grid`` give one seed's runs for the slider panels. Statistics over seeds are
+  ``bnlab.statistics.OverSeeds``; ``above``, ``ratio`` and ``difference`` compare two of them seed by seed.
 * Noisy BN (Santurkar et al. 2018, section 2.1): ``NoisyBatchNorm`` is BN followed by ``StepNoise``, whose
-  distribution changes at every step; ``set_noise`` chooses its level and seed; ``step_shift`` measures
-  how far one step moves a layer's inputs.
+  distribution changes at every step; ``set_noise`` chooses its level and seed (``NoisyMember`` and
+  ``NoiseDraws``: the same networks and draws in the ensemble); ``step_shift`` measures how far one step
+  moves a layer's inputs.
 * Internal covariate shift as Santurkar et al. define it (section 2.2): ``gradient_shift`` compares a
   layer's gradient before and after the layers below it take their step on the same batch.
 * The loss landscape along the gradient (section 3.1): ``landscape_along_gradient`` (loss range,
@@ -36,8 +37,7 @@ import torch
 from torch import nn
 
 from ...data import Split, load_digits
-from ...ensemble import NORMS as ENSEMBLE_NORMS
-from ...ensemble import Member, train_ensemble
+from ...ensemble import Member, StackedMLP, StackedProbe, train_ensemble
 from ...models import MLP, make_mlp
 from ...probes import (  # noqa: F401  (accuracy helpers: read by the notebook under their lesson names)
     accuracy,
@@ -114,9 +114,14 @@ class StepNoise(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return x  # the noise's mean: scale 1, shift 0
+        scale, shift = self.draw()
+        return scale * x + shift
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's scale s and shift m, each (width,), from the layer's generator."""
         scale = (1 + self.level * torch.rand(self.width, generator=self.generator)) / (1 + self.level / 2)
         shift = self.level * (2 * torch.rand(self.width, generator=self.generator) - 1)
-        return scale * x + shift
+        return scale, shift
 
 
 def noise_jumps(level: float, steps: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -167,6 +172,40 @@ def set_noise(model: nn.Module, level: float, seed: int | None = None) -> nn.Mod
     return model
 
 
+class NoiseDraws:
+    """The StepNoise draws of a noisy network without the network (a ``bnlab.ensemble.LayerNoise``, for
+    ``NoisyMember``): ``draw(layer)`` gives the (scale, shift) that hidden layer ``layer`` (1, 2, ...) of
+    ``set_noise(network, level, seed)`` draws at its next training step. ``widths``: the hidden layers'."""
+
+    def __init__(self, widths: Sequence[int], level: float, seed: int) -> None:
+        self.layers = [StepNoise(width, level, seed) for width in widths]
+
+    def draw(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.layers[layer - 1].draw()
+
+
+@dataclasses.dataclass(frozen=True)
+class NoisyMember(Member):
+    """An ensemble member whose network adds StepNoise at ``noise_level`` after each hidden layer's
+    normalization (norm "torch_bn": noisy BN) or after each hidden Linear layer (norm "none"), drawn as
+    ``set_noise(network, noise_level, seed)`` draws them: the ensemble trains it as ``train`` trains that
+    network. Its trained network (``EnsembleHistories.network``) starts its noise afresh."""
+
+    noise_level: float = 0.0
+
+    def settings(self) -> dict:
+        return {**super().settings(), "noise": self.noise_level}
+
+    def make_mlp(self, data: Split) -> MLP:
+        norm = NOISE_NORMS["noisy_bn" if self.norm == "torch_bn" else "noise"]
+        model = make_mlp(data.n_features, self.hidden, data.n_classes, activation=self.activation, norm=norm,
+                         init_std=self.init_std, bias=self.bias, seed=self.seed, init_gain=self.init_gain)
+        return set_noise(model, self.noise_level, self.seed)
+
+    def noise(self) -> NoiseDraws:
+        return NoiseDraws(self.hidden, self.noise_level, self.seed)
+
+
 # ---- the runs, over seeds ---------------------------------------------------------------------------
 
 class Trained(NamedTuple):
@@ -201,17 +240,13 @@ class Run:
         if self.noise and self.norm not in ("noisy_bn", "noise"):
             raise ValueError(f"noise applies to norm='noisy_bn' or 'noise', not {self.norm!r}")
 
-    @property
-    def fits_ensemble(self) -> bool:
-        """Whether ``bnlab.ensemble.train_ensemble`` can train it (plain and BN networks only)."""
-        return self.norm in ENSEMBLE_NORMS
-
     def member(self, seed: int) -> Member:
         """This run under ``seed`` as an ensemble member (the same network ``build(seed)`` gives)."""
-        if not self.fits_ensemble:
-            raise ValueError(f"the ensemble trains norm = {', '.join(ENSEMBLE_NORMS)}, not {self.norm!r}")
-        return Member(seed=seed, lr=self.lr, batch_size=self.batch_size, hidden=(WIDTH,) * DEPTH,
-                      activation=ACTIVATION, norm=self.norm, init_std=self.init)
+        settings = dict(seed=seed, lr=self.lr, batch_size=self.batch_size, hidden=(WIDTH,) * DEPTH,
+                        activation=ACTIVATION, init_std=self.init)
+        if self.norm in NOISE_NORMS:
+            return NoisyMember(norm=CLEAN_NORM[self.norm], noise_level=self.noise, **settings)
+        return Member(norm=self.norm, **settings)
 
     def build(self, seed: int) -> MLP:
         """The freshly initialized network (``init``), its noise seeded by ``seed``."""
@@ -232,27 +267,33 @@ class Run:
         return {"weights": keep_weights} if self.snapshots else None
 
 
-def keep_weights(model: nn.Module, data: Split) -> dict[str, torch.Tensor]:
-    """A probe: a copy of the network's state (weights and running statistics) at this record."""
-    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+def _state_copy(model: nn.Module, data: Split) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()
+            if not name.endswith("num_batches_tracked")}
+
+
+def _state_copies(stack: StackedMLP, data: Split) -> list[dict[str, torch.Tensor]]:
+    return [stack.state_dict(k) for k in range(stack.size)]
+
+
+# A probe (``train``'s, and every member of an ensemble at once): a copy of the network's weights and running
+# statistics at this record (not torch BatchNorm's step counter: ``probe_run`` loads them into a network).
+keep_weights = StackedProbe(_state_copy, _state_copies)
 
 
 @dataclasses.dataclass(frozen=True)
 class OneSeed:
-    """A Run under one network seed, trained alone (``bnlab.runs`` caches it by the course seed,
-    whose digits split it trains on)."""
+    """A Run under one network seed."""
 
     run: Run
     seed: int
 
-    def train(self, course_seed: int) -> Trained:
-        return self.run.train_alone(self.seed, digits(course_seed))
-
 
 @dataclasses.dataclass(frozen=True)
 class InOneBatch:
-    """Runs under their seeds that ``train_ensemble`` trains in one batched computation (one
-    architecture, batch size, step count and snapshot setting)."""
+    """Runs under their seeds that ``train_ensemble`` trains in one call (one step count and snapshot
+    setting; the ensemble batches the members of one architecture and batch size). ``bnlab.runs`` caches
+    it by the course seed, whose digits split it trains on."""
 
     runs: tuple[OneSeed, ...]
 
@@ -261,7 +302,8 @@ class InOneBatch:
         probes = {"weights": keep_weights} if first.snapshots else None
         histories = train_ensemble([item.run.member(item.seed) for item in self.runs], data,
                                    steps=first.steps, record_every=RECORD_EVERY,
-                                   percentiles=RECORDED_PERCENTILES, probes=probes, progress=False)
+                                   percentiles=RECORDED_PERCENTILES, probes=probes,
+                                   train_loss=False, progress=False)  # the lesson reads no train_loss
         return [Trained(history, histories.network(k)) for k, history in enumerate(histories)]
 
 
@@ -271,28 +313,25 @@ _index: dict[tuple[Run, int, int], Trained] = {}  # (run, seed, course seed) -> 
 def train_over_seeds(runs: Sequence[Run], seeds: Sequence[int],
                      course_seed: int | None = None) -> dict[Run, list[Trained]]:
     """Every run under every seed, on the digits split of ``course_seed`` (default: the course seed):
-    run -> one Trained per seed, in the order of ``seeds``. Runs the ensemble supports train in batched
-    groups (``train_ensemble``), the others alone (``train``); groups and runs side by side, once
-    (``bnlab.runs`` keeps them)."""
+    run -> one Trained per seed, in the order of ``seeds``. The runs of one architecture and batch size
+    train in one batched computation (``train_ensemble``), the groups side by side, once (``bnlab.runs``
+    keeps them)."""
     course_seed = resolve_seed(course_seed)
     missing = [OneSeed(run, seed) for run in dict.fromkeys(runs) for seed in dict.fromkeys(seeds)
                if (run, seed, course_seed) not in _index]
-    groups: dict[tuple, list[OneSeed]] = {}  # what train_ensemble can train in one batched computation
+    groups: dict[tuple, list[OneSeed]] = {}  # what train_ensemble trains in one batched computation
     for item in missing:
-        if item.run.fits_ensemble:
-            key = (item.run.member(item.seed).group, item.run.steps, item.run.snapshots)
-            groups.setdefault(key, []).append(item)
+        key = (item.run.member(item.seed).group, item.run.steps, item.run.snapshots)
+        groups.setdefault(key, []).append(item)
     batches = [InOneBatch(tuple(items)) for items in groups.values()]
-    alone = [item for item in missing if not item.run.fits_ensemble]
-    results = trained_all([*batches, *alone], course_seed)  # the batched groups first: they take longest
-    done = [pair for batch, result in zip(batches, results) for pair in zip(batch.runs, result)]
-    for item, one in done + list(zip(alone, results[len(batches):])):
-        _index[item.run, item.seed, course_seed] = one
+    for batch, result in zip(batches, trained_all(batches, course_seed)):
+        for item, one in zip(batch.runs, result):
+            _index[item.run, item.seed, course_seed] = one
     return {run: [_index[run, seed, course_seed] for seed in seeds] for run in runs}
 
 
 def trained(run: Run, seed: int, course_seed: int | None = None) -> Trained:
-    """One run under one seed (trained now, alone or in its batched group, if it is new)."""
+    """One run under one seed (trained now, in its batched group, if it is new)."""
     return train_over_seeds([run], [seed], course_seed)[run][0]
 
 
@@ -420,12 +459,6 @@ def late_accuracies(trained_: Sequence[Trained], seeds: Sequence[int]) -> OverSe
     return OverSeeds(seeds, [late_accuracy(one.history) for one in trained_])
 
 
-def final_train_losses(trained_: Sequence[Trained], seeds: Sequence[int]) -> OverSeeds:
-    """The training-set loss at the end of each seed's run (NaN where it diverged)."""
-    return OverSeeds(seeds, [np.nan if one.history.diverged else one.history.train_loss[-1]
-                             for one in trained_])
-
-
 def diverged(trained_: Sequence[Trained]) -> Support:
     """In how many of the seeds the run diverged."""
     return Support.of([one.history.diverged for one in trained_])
@@ -511,7 +544,7 @@ def _parameters_below(model: nn.Sequential, layer: str) -> list[nn.Parameter]:
 
 
 def gradient_shift(model: nn.Sequential, X: torch.Tensor, y: torch.Tensor, lr: float,
-                   layers: Sequence[str] = ("linear2", "linear3", "output"),
+                   layers: Sequence[str] = ICS_LAYERS,
                    ) -> dict[str, tuple[float, float]]:
     """Internal covariate shift of each Linear ``layer`` (Santurkar et al. 2018, Definition 2.1).
 
@@ -528,8 +561,13 @@ def gradient_shift(model: nn.Sequential, X: torch.Tensor, y: torch.Tensor, lr: f
     if missing:
         raise ValueError(f"the network has no layer {missing[0]!r}; its Linear layers: "
                          + ", ".join(n for n, m in model.named_children() if isinstance(m, nn.Linear)))
-    copy_ = copy.deepcopy(model).train()
-    state = copy.deepcopy(copy_.state_dict())  # the weights (and running statistics) to go back to
+    return _gradient_shift(copy.deepcopy(model).train(), X, y, lr, layers)
+
+
+def _gradient_shift(copy_: nn.Sequential, X: torch.Tensor, y: torch.Tensor, lr: float,
+                    layers: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """``gradient_shift`` on ``copy_`` itself (in training mode): its parameters end up changed."""
+    state = {name: tensor.clone() for name, tensor in copy_.state_dict().items()}  # to go back to
     copy_.zero_grad(set_to_none=True)
     _loss(copy_, X, y).backward()              # one backward pass gives G of every layer, and the step
     before = {layer: getattr(copy_, layer).weight.grad.detach().clone() for layer in layers}
@@ -563,7 +601,12 @@ def landscape_along_gradient(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
     """
     if not step_sizes or min(step_sizes) <= 0:
         raise ValueError(f"step sizes must be positive, got {list(step_sizes)}")
-    model = copy.deepcopy(model).train()
+    return _landscape(copy.deepcopy(model).train(), X, y, step_sizes)
+
+
+def _landscape(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+               step_sizes: Sequence[float]) -> dict[str, float]:
+    """``landscape_along_gradient`` on ``model`` itself (in training mode): its parameters end up changed."""
     loss, gradient = flat_gradient(model, X, y)
     start = [p.detach().clone() for p in model.parameters()]
     losses, changes, per_distance = [loss], [], []
@@ -608,16 +651,18 @@ def probe_run(run: Run, trained_: Trained, seed: int, data: Split) -> Probed:
     if "weights" not in trained_.history.probes:
         raise ValueError("this run was trained without snapshots of its weights (Run(snapshots=True))")
     generator = torch_generator(seed, stream=STREAM_PROBE_BATCHES)
-    model = run.build(seed)
+    model = run.build(seed).train()  # this function's own network: the probes work on it, not on copies
     steps, ics, landscape = [], [], []
     records = list(zip(trained_.history.steps, trained_.history.probes["weights"]))[1:]
     for step, weights in records:
-        model.load_state_dict(weights)
+        state = {**model.state_dict(), **weights}
         batch = _probe_batch(generator, len(data.X_train))
         X, y = data.X_train[batch], data.y_train[batch]
         steps.append(step)
-        ics.append(gradient_shift(model, X, y, run.lr))
-        landscape.append(landscape_along_gradient(model, X, y, [run.lr * k for k in STEP_MULTIPLES]))
+        model.load_state_dict(state)
+        ics.append(_gradient_shift(model, X, y, run.lr, ICS_LAYERS))
+        model.load_state_dict(state)
+        landscape.append(_landscape(model, X, y, [run.lr * k for k in STEP_MULTIPLES]))
     return Probed(np.array(steps), {layer: np.array([record[layer] for record in ics]) for layer in ics[0]},
                   landscape)
 
