@@ -58,9 +58,9 @@ BN_MOMENTUM, BN_EPS = 0.1, 1e-5           # both BN layers' defaults (PyTorch's 
 NORM_EPS = 1e-5                           # LayerNorm's and GroupNorm's default epsilon
 ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
-# The most parameters one batched computation stacks (8 MB of float32): 80 copies of a 6 x 100 network
-# trained about 15% slower per network than two computations of 40 (their parameters, gradients and
-# activations no longer stay in the CPU's caches); 80 copies of a 3 x 100 network still fit.
+# The most parameters one batched computation stacks (8 MB of float32): 80 copies of notebook 05's 6 x 100
+# ReLU network trained about 15% slower per network than parts of 20 to 30 (their parameters, gradients and
+# activations no longer stay in the CPU's caches: benchmarks/ensemble.py); 72 copies of a 3 x 100 one fit.
 MAX_STACKED_FLOATS = 2 ** 21
 DENORMAL = 1e-39  # below float32's smallest normal number (1.2e-38): a CPU that flushes denormals makes it 0
 

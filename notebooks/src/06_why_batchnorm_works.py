@@ -116,10 +116,9 @@ for label, size in sizes.items():
 # layer about a fifth of it is left, and the gradients that flow back are small too. He initialization keeps it
 # near 1 (within a layer's random fluctuation).
 #
-# The budget: 13 settings × 8 seeds = 104 networks of 240 steps. The networks without normalization and
-# with BN train together in batched ensembles (`bnlab.ensemble`), the others (noisy BN, LayerNorm,
-# GroupNorm) one by one with the course's training loop; both side by side on the computer's cores. On a
-# 2-core laptop this takes a few seconds.
+# The budget: 13 settings × 8 seeds = 104 networks of 240 steps. The networks of one kind (the same
+# normalization and batch size) train together in a batched ensemble (`bnlab.ensemble`), the kinds side by
+# side on the computer's cores. On a 2-core laptop this takes a few seconds.
 
 # %%
 runs = wb.train_over_seeds(wb.claim_runs(), SEEDS)  # Run -> one Trained (history, network) per seed

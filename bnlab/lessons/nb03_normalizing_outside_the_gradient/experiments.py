@@ -443,7 +443,8 @@ def _own_statistics_accuracy(model: nn.Module, data: Split) -> float:
 @torch.no_grad()
 def _own_statistics_accuracies(stack: StackedMLP, data: Split) -> list[float]:
     logits = stack.forward(data.X_test.T, training=True, update_running=False).logits  # (K, classes, n_test)
-    return (logits.argmax(dim=1) == data.y_test).float().mean(dim=1).tolist()
+    correct = (logits.argmax(dim=1) == data.y_test).sum(dim=1)
+    return (correct.double() / len(data.y_test)).tolist()  # as training_mode_accuracy counts: correct / n
 
 
 # A probe (``train``'s, and every member of an ensemble at once): test accuracy when every normalization layer
