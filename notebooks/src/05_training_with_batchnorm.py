@@ -112,8 +112,8 @@ print(f"Course seed: {SEED}")
 # range from the lowest to the highest seed, or in how many of the 8 seeds something happened
 # ("most seeds" below means at least 6 of the 8). That makes 53 settings × 8 seeds = 424 networks.
 # `bnlab.ensemble.train_ensemble` trains networks of the same shape together, in one batched
-# computation, which costs a fraction of training them one by one: the whole lot takes about twenty
-# seconds of CPU time (shared by your cores), in the next cell. Each setting's runs come back as a
+# computation, which costs a fraction of training them one by one: the whole lot takes about 25
+# seconds of CPU time (about 13 s on two cores), in the next cell. Each setting's runs come back as a
 # `SeedRuns` (its 8 Histories and their statistics), which the later sections and the slider panels
 # look up.
 #
