@@ -141,10 +141,14 @@ def test_experiments_need_a_seed_and_default_to_the_claim_seeds():
 def test_notebook_runs_and_their_order_for_the_cores():
     runs = bt.notebook_runs()
     # (2 x 5 learning rates, 4 more a, 4 variants, 3 more m) x 2 + 5 He + 5 Xavier x 4 + its saturation variant
-    assert len(runs) == len(set(runs)) == 53
+    # + Xavier x 4 at the 3 smaller batch sizes
+    assert len(runs) == len(set(runs)) == 56
     assert sum(run.init == "he" for run in runs) == len(bt.LEARNING_RATES)
     fair = [run for run in runs if run.label == bt.XAVIER_4]
-    assert sorted(run.lr for run in fair if run.depth == bt.PAPER_DEPTH) == sorted(bt.LEARNING_RATES)
+    assert sorted(run.lr for run in fair if run.depth == bt.PAPER_DEPTH and run.batch_size == 60) == \
+        sorted(bt.LEARNING_RATES)
+    assert sorted(run.batch_size for run in fair if run.lr == 1.0 and run.depth == bt.PAPER_DEPTH) == \
+        sorted(bt.BATCH_SIZES)
     assert [run.lr for run in fair if run.depth == bt.DEEP_DEPTH] == [bt.SATURATION_LR]
     ordered = bt._costliest_groups_first([bt.Run(batch_size=2), bt.Run(depth=6, activation="relu"),
                                           bt.Run(batch_size=2, lr=0.1)])

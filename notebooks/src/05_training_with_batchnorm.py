@@ -110,7 +110,7 @@ print(f"Course seed: {SEED}")
 # So every setting in this notebook is trained under **8 seeds** (`bnlab.seeding.claim_seeds`; the split
 # of the digits stays the course seed's), and what we report is a statistic over them: the median, the
 # range from the lowest to the highest seed, or in how many of the 8 seeds something happened
-# ("most seeds" below means at least 6 of the 8). That makes 53 settings × 8 seeds = 424 networks.
+# ("most seeds" below means at least 6 of the 8). That makes 56 settings × 8 seeds = 448 networks.
 # `bnlab.ensemble.train_ensemble` trains networks of the same shape together, in one batched
 # computation, which costs a fraction of training them one by one: the whole lot takes about 25
 # seconds of CPU time (about 13 s on two cores), in the next cell. Each setting's runs come back as a
@@ -693,14 +693,14 @@ confirm({
 # the distance of the mini-batch gradient from the full-batch gradient (relative to the latter's length),
 # and the root-mean-square difference between the first layer's pre-activations normalized with the
 # batch's statistics and with the whole training set's. Then we train both networks with batches of 2,
-# 4, 8 and 60, for the same 200 steps at η = 1, under the 8 seeds (the network without BN starts from
-# the paper's $N(0, 0.1^2)$: section 1 showed how much of BN's lead at m = 60 a sigmoid-aware start takes
-# away). This is the course's one close look at batches of two;
+# 4, 8 and 60, for the same 200 steps at η = 1, under the 8 seeds; without BN both from the paper's
+# $N(0, 0.1^2)$ and from the fair start, Xavier's initialization with the sigmoid's gain 4. This is the course's one close look at batches of two;
 # notebooks 04 and 06 point back here.
 
 # %%
 noise = bt.batch_noise(experiments, **PAPER)                          # name -> (4,), one value per m
-batch_grid = experiments.grid("batch_size", bt.BATCH_SIZES, **PAPER)  # trained above, 8 seeds each
+sigmoid_networks = bt.COMPARED["3×100 sigmoid"]  # without BN (paper's start, fair start), with BN
+batch_grid = experiments.grid("batch_size", bt.BATCH_SIZES, sigmoid_networks, **PAPER)  # trained above
 plain_noise, bn_noise = noise["gradient, without BN"], noise["gradient, with BN"]
 normalization_noise = noise["BN's batch statistics"]
 print(f"{'m':>3} | {'gradient noise':^21} | {'BN batch noise':>14}")
@@ -712,6 +712,8 @@ for i, m in enumerate(bt.BATCH_SIZES):
 # Check: the findings of section 5 about the noises and the batch sizes, in every block of 8 seeds
 advantage = {m: OverSeeds(seeds, batch_grid[m]["with BN"].final_accuracy.values
                           - batch_grid[m]["without BN"].final_accuracy.values) for m in bt.BATCH_SIZES}
+fair_lead = {m: OverSeeds(seeds, batch_grid[m]["with BN"].final_accuracy.values
+                          - batch_grid[m][FAIR].final_accuracy.values) for m in bt.BATCH_SIZES}
 law = np.sqrt(60 / 4)  # from m = 4 to m = 60 the 1/√m law predicts a factor √15
 confirm({
     "without BN the gradient noise follows 1/√m (from m = 4 to 60 within 20%)":
@@ -724,20 +726,28 @@ confirm({
     "m = 2: with BN under 50% after 200 steps, in every seed": final(batch_grid, 2, "with BN").high < 0.5,
     "m = 2: BN's lead (median over the seeds) is less than half its lead at m = 4 or 8":
         advantage[2].median < 0.5 * min(advantage[4].median, advantage[8].median),
-    "m = 4 and 8: BN ahead by more than 30 points (median)":
+    "m = 4 and 8: BN ahead of the paper's start by more than 30 points (median)":
         min(advantage[4].median, advantage[8].median) > 0.3,
+    "against the fair start (Xavier ×4): BN behind at m = 2 in every seed, at m = 4 in most seeds, at m = 8 "
+    "behind in the median, and level at m = 60 (within 3 points, median)":
+        fair_lead[2].high < 0 and fair_lead[4].support(fair_lead[4].values < 0).at_least(0.75)
+        and fair_lead[8].median < 0 and abs(fair_lead[60].median) < 0.03,
 })
 
 # %%
-outcome_table({net: {m: batch_grid[m][net] for m in bt.BATCH_SIZES} for net in WITH_AND_WITHOUT_BN},
+outcome_table({net: {m: batch_grid[m][net] for m in bt.BATCH_SIZES} for net in sigmoid_networks},
               "m", title=f"Batch size m, η = 1, test accuracy after 200 steps: median (lowest to highest "
                          f"seed) over {seed_range(seeds)}")
 
 # %% [markdown]
-# Small batches are slow for both networks (with the number of steps fixed, they also see fewer examples:
-# at $m = 2$, only 400), but from $m = 4$ on BN is far ahead of the paper's start. At $m = 2$ its
-# advantage all but disappears. Pick any batch size from 2 to 512 in the panel (both networks train at that size, live):
-# where does BN's lead appear?
+# Small batches are slow for every network (with the number of steps fixed, they also see fewer
+# examples: at $m = 2$, only 400). From $m = 4$ on BN is far ahead of the paper's start, and at $m = 2$
+# that advantage all but disappears. Against the fair start the picture turns round: the network without
+# BN, well initialized, is ahead of BN at $m = 2$ in every seed, at $m = 4$ in most seeds and at $m = 8$
+# by a few points (median), and the two are level at $m = 60$. Small batches cost BN more than they cost a network without it: BN's
+# batch noise (the table above) comes on top of the gradient's. Section 5.1 shows what goes wrong at
+# $m = 2$. Pick any batch size from 2 to 512 in the panel (BN and the paper's start train at that size,
+# live): where does BN's lead over the paper's start appear?
 
 # %%
 batch_panel = batch_size_training_panel(experiments)
@@ -1128,8 +1138,9 @@ check_jacobian_singular_values(jacobian_singular_values)
 #   trainable, a principled start does that too; BN makes them trainable from any start.
 # * **Batch size.** Mini-batches add gradient noise (∝ $1/\sqrt m$) and, with BN, noise in the forward
 #   pass. With batches of 2, $\hat x = \pm 1$ and BN's backward formula gives exactly 0: a BN layer passes
-#   almost no gradient to the layer below, apart from spikes at near-ties, and BN's advantage all but
-#   disappears. (BN's noise as a regularizer is measured in notebook 07, not here.)
+#   almost no gradient to the layer below, apart from spikes at near-ties, and BN's advantage over the
+#   paper's start all but disappears. Against the fair start BN is behind at small batches (2, 4, and
+#   in the median at 8) and level at 60. (BN's noise as a regularizer is measured in notebook 07, not here.)
 # * **γ and β** never stop moving; larger learning rates move them more and make them wobble far more.
 #   They are the only handle on a BN layer's output distribution, and the distribution follows them.
 # * **Jacobians.** BN pins the RMS singular value of the paper's $\hat x \to \hat x$ Jacobian near 1,

@@ -368,7 +368,7 @@ def notebook_runs() -> list[Run]:
     """Every setting the notebook trains (sections 1-7), so that one call can train them all together:
     the compared networks of both learning-rate grids, both networks of the init-scale and batch-size
     sweeps of the paper's network and of the saturation variants, and the fair sigmoid baseline of the
-    saturation section."""
+    saturation section and of the batch-size sweep."""
     paper = paper_network()
     runs = [Run(lr=lr, **fields, **net) for name, fields in NETWORKS.items() for lr in LEARNING_RATES
             for net in COMPARED[name].values()]
@@ -377,6 +377,7 @@ def notebook_runs() -> list[Run]:
     settings += [dict(batch_size=m, **paper) for m in BATCH_SIZES]
     runs += [Run(net=net, **fields) for fields in settings for net in WITH_AND_WITHOUT_BN]
     runs.append(Run(**FAIR_SATURATION_RUN))
+    runs += [Run(batch_size=m, **paper, **FAIR_SIGMOID) for m in BATCH_SIZES]
     return list(dict.fromkeys(runs))
 
 
