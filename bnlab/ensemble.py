@@ -47,7 +47,7 @@ from torch import nn
 
 from .data import Split
 from .models import ACTIVATIONS, GROUPS, MLP, InitStd, check_init, make_mlp
-from .parallel import CPU_CORES, side_by_side, single_thread
+from .parallel import cpu_cores, side_by_side, single_thread
 from .seeding import resolve_seed
 from .training import PERCENTILES, History, Probe, _Progress, batch_order, unit_percentiles
 
@@ -528,8 +528,8 @@ class EnsembleStream:
     def __iter__(self):
         yield 0
         # groups step side by side, one per core and on one torch thread each, as train_ensemble trains them
-        several = len(self._runs) > 1 and CPU_CORES > 1
-        pool = ThreadPoolExecutor(min(CPU_CORES, len(self._runs))) if several else None
+        cores = cpu_cores()
+        pool = ThreadPoolExecutor(min(cores, len(self._runs))) if len(self._runs) > 1 and cores > 1 else None
         try:
             while not self.finished:
                 running = [run for _, run in self._runs if not run.finished]

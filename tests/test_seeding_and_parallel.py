@@ -1,3 +1,6 @@
+import os
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -68,14 +71,36 @@ def test_single_thread_restores_the_thread_count():
 
 # ---- side_by_side: independent runs on one thread per core ---------------------------------------
 
-def test_side_by_side_keeps_the_order_and_computes_on_one_torch_thread():
-    results = parallel.side_by_side(lambda i: (i * i, torch.get_num_threads()), range(7))
-    assert [square for square, _ in results] == [i * i for i in range(7)]
-    assert {threads for _, threads in results} == {1}
+@pytest.fixture
+def two_cores(monkeypatch):
+    """side_by_side on two threads, even in a test worker that conftest.py gives one core."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs a machine with two cores")
+    monkeypatch.setenv("BNLAB_CORES", "2")
+
+
+def test_side_by_side_keeps_the_order_and_computes_on_one_torch_thread(two_cores):
+    results = parallel.side_by_side(lambda i: (i * i, torch.get_num_threads(), threading.get_ident()), range(7))
+    assert [square for square, _, _ in results] == [i * i for i in range(7)]
+    assert {threads for _, threads, _ in results} == {1}
+    assert threading.get_ident() not in {thread for _, _, thread in results}  # on the pool's threads
     assert parallel.side_by_side(lambda i: i, []) == []
 
 
-def test_side_by_side_runs_give_the_numbers_they_give_alone():
+def test_bnlab_cores_limits_the_runs_side_by_side(monkeypatch):
+    monkeypatch.setenv("BNLAB_CORES", "1")
+    assert parallel.cpu_cores() == 1
+    assert {thread for thread in parallel.side_by_side(lambda i: threading.get_ident(), range(4))} == {
+        threading.get_ident()}  # one core: in this thread, one run after the other
+    monkeypatch.setenv("BNLAB_CORES", "512")
+    assert parallel.cpu_cores() == len(os.sched_getaffinity(0))  # never more than the process may use
+    for bad in ("0", "two", "-1", "1.5"):
+        monkeypatch.setenv("BNLAB_CORES", bad)
+        with pytest.raises(ValueError, match="BNLAB_CORES must be a whole number of cores"):
+            parallel.cpu_cores()
+
+
+def test_side_by_side_runs_give_the_numbers_they_give_alone(two_cores):
     from bnlab.data import load_digits
     from bnlab.models import make_mlp
     from bnlab.training import train
