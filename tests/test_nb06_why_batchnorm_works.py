@@ -439,12 +439,20 @@ def test_accuracy_figures_over_seeds_draw_every_setting():
     assert noisy_accuracy_figure(fake, "t").layout.yaxis.range[0] > 0.8  # zoomed to where the runs end
 
 
-def test_noise_panel_shows_the_grid_at_once_and_trains_any_level_live():
-    grid = wb.noisy_grid(0)
-    panel = noise_panel(grid, seed=0)
-    assert "Noise level 1:" in panel.figure.layout.title.text and panel.status.value == ""
-    panel.set(level=1.3)  # on no grid: trained now, in the background
+@pytest.fixture(scope="module")
+def moved_noise_panel():
+    """The noise panel's title and status as built, and the panel then moved to level 1.3: on no grid,
+    trained now (``experiments.noisy_stream``), in the background."""
+    panel = noise_panel(wb.noisy_grid(0), seed=0)
+    built = panel.figure.layout.title.text, panel.status.value
+    panel.set(level=1.3)
     panel.wait()
+    return built, panel
+
+
+def test_noise_panel_shows_the_grid_at_once_and_trains_any_level_live(moved_noise_panel):
+    (title, status), panel = moved_noise_panel
+    assert "Noise level 1:" in title and status == ""
     assert panel.figure.layout.title.text.startswith("Noise level 1.3: ")
     assert all(h.steps[-1] == wb.STEPS or h.diverged for h in panel.frame.histories)
     assert list(panel.figure.data[8].x) == [0.0, 1.0, 1.3, 4.0]  # the sweep: every level trained so far
@@ -464,14 +472,13 @@ def test_noise_panel_marks_a_diverged_run_on_the_sweep():
         noise_panel(wb.noisy_grid(0), level=7.0)
 
 
-def test_a_live_noisy_run_trains_as_the_notebook_trains_it():
-    stream = wb.noisy_stream(1.3, seed=0)
-    for _ in stream:
-        pass
+def test_a_live_noisy_run_trains_as_the_notebook_trains_it(moved_noise_panel):
+    _, panel = moved_noise_panel  # its runs at level 1.3 came from the live stream, in NOISY's order
+    assert list(wb.NOISY)[2:] == ["noisy BN", "He init + noise"]
     alone = wb.noisy_run("noisy BN", 1.3).train_alone(0, wb.digits()).history
-    assert stream.result()[2].test_accuracy == alone.test_accuracy
+    assert panel.frame.histories[2].test_accuracy == alone.test_accuracy
     he_noise = wb.noisy_run("He init + noise", 1.3).train_alone(0, wb.digits()).history
-    assert stream.result()[3].test_accuracy == he_noise.test_accuracy
+    assert panel.frame.histories[3].test_accuracy == he_noise.test_accuracy
 
 
 def test_normalization_panel_trains_an_off_grid_batch_size():
