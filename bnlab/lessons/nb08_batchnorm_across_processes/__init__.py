@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ...widgets import SliderPanel
     from .experiments import DataParallelRuns
 
-PANEL_STEPS = 20  # the registry's panel (tests, benchmarks) trains briefly; the notebook trains its own
+PANEL_STEPS = 10  # the registry's panel (tests, benchmarks) trains briefly; the notebook trains its own
 LAZY = ("checks", "experiments", "figures", "launcher", "layers", "worker")
 
 
@@ -37,9 +37,10 @@ def __getattr__(name: str) -> ModuleType:
 
 @functools.lru_cache(maxsize=1)
 def _short_runs() -> DataParallelRuns:
-    """Four worker processes, every (N, m) of the notebook's panel, 2 seeds, 20 steps (one launch, cached)."""
+    """Four worker processes, every (N, m) of the notebook's panel, 2 seeds, PANEL_STEPS steps with 3 points
+    on each curve (one launch, cached)."""
     from . import experiments
-    plan = experiments.notebook_plan(steps=PANEL_STEPS, record_every=10, seeds=(0, 1), timing=None)
+    plan = experiments.notebook_plan(steps=PANEL_STEPS, record_every=PANEL_STEPS // 2, seeds=(0, 1), timing=None)
     return experiments.run(plan)
 
 

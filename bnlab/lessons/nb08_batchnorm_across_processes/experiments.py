@@ -90,12 +90,14 @@ def default_plan(world: int) -> dict[str, Any]:
     return notebook_plan(world, workers=fitting, timing=TIMING if world >= TIMING["workers"] else None)
 
 
-def failure_drill(workers: int = 2, failing_rank: int = 1, before: int = 4) -> dict[str, Any]:
+def failure_drill(workers: int = 2, failing_rank: int = 1, before: int = 4, hang: bool = False) -> dict[str, Any]:
     """A plan with no training: ``workers`` workers all-reduce a small tensor 10 times, and worker
-    ``failing_rank`` raises an error before its all-reduce number ``before`` (section 6)."""
+    ``failing_rank`` raises an error before its all-reduce number ``before`` (section 6); with ``hang``,
+    it stops there instead, outside any collective, until it is stopped."""
     if not 0 <= failing_rank < workers or not 1 <= before <= 10:
         raise ValueError(f"need 0 <= failing_rank < workers and 1 <= before <= 10, got {failing_rank}, {before}")
-    return {"drill": {"ranks": list(range(workers)), "fail_rank": failing_rank, "at": before - 1, "rounds": 10}}
+    return {"drill": {"ranks": list(range(workers)), "fail_rank": failing_rank, "at": before - 1, "rounds": 10,
+                      "hang": hang}}
 
 
 # ---- what came back ----------------------------------------------------------------------------------

@@ -38,11 +38,12 @@ import torch
 
 import bnlab
 
+from .worker import STORE_CLIENT_VARIABLE, rank_sets
+
 WORKER_MODULE = "bnlab.lessons.nb08_batchnorm_across_processes.worker"
 HOST = "127.0.0.1"
 MAX_WORKERS = 8
 POLL_SECONDS = 0.05
-STORE_CLIENT_VARIABLE = "BNLAB_STORE_CLIENT"  # set: the launcher holds the store, workers connect to it
 
 
 class WorkerGroupError(RuntimeError):
@@ -142,13 +143,15 @@ def run_workers(plan: dict[str, Any], workers: int, *, port: int | None = None, 
                 collective_timeout: float = 60.0) -> Launch:
     """Run ``plan`` (see ``worker.run_plan``) on ``workers`` new processes; return each rank's results.
 
-    Raises WorkerGroupError (with the failing rank and its error) if any worker fails, if ``port`` is in
-    use, or after ``timeout`` seconds; every worker has exited when this returns or raises.
+    Raises ValueError for bad arguments (a job on ranks beyond ``workers`` included) before starting
+    anything, and WorkerGroupError (with the failing rank and its error) if any worker fails, if ``port``
+    is in use, or after ``timeout`` seconds; every worker has exited when this returns or raises.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
         raise ValueError(f"workers must be an integer from 1 to {MAX_WORKERS}, got {workers!r}")
     if not timeout > 0 or not collective_timeout > 0:
         raise ValueError(f"timeouts must be positive, got timeout={timeout}, collective_timeout={collective_timeout}")
+    rank_sets(plan, workers)  # a job on ranks the group lacks: refused before any worker starts
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bnlab-workers-") as folder:
         out = Path(folder)
