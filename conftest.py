@@ -12,15 +12,13 @@ os.environ["BNLAB_PROGRESS"] = "0"
 os.environ.pop("BNLAB_PINNED_NUMERICS", None)
 os.environ.pop("BNLAB_STATIC_IMAGES", None)
 os.environ["PYTHONPATH"] = with_network_guard(os.environ)["PYTHONPATH"]
-# Under `pytest -n N` each test worker gets its share of the CPU cores, and so does everything it starts:
-# the runs bnlab trains side by side (BNLAB_CORES, bnlab.parallel.cpu_cores) and torch's own threads
-# (OMP_NUM_THREADS, read when torch is imported). Two workers on two cores, each computing on two threads,
-# only fight over the cores, and torch's waiting threads spin on a core the other worker needs.
+# Under `pytest -n N` each test worker's torch computes on its share of the CPU cores (OMP_NUM_THREADS,
+# read when torch is imported; a notebook's kernel uses one thread anyway, bnlab.setup). Two workers on two
+# cores, each computing on two threads, only fight over the cores, and torch's waiting threads spin on a
+# core the other worker needs.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    _share = str(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
-    os.environ.setdefault("BNLAB_CORES", _share)
-    os.environ.setdefault("OMP_NUM_THREADS", _share)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 # `BNLAB_SEED=3 pytest` runs everything under seed 3; unset, the course's default seed 0.
 SEED = os.environ.get("BNLAB_SEED", "").strip() or "0"
 
