@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from tools.notebook_runner import execute  # noqa: E402
 
 NOTEBOOK_TARGET_S, SERIES_TARGET_S, MEMORY_TARGET_MB = 20.0, 75.0, 1024.0
+SERIES_TARGET_LAST = "06"  # the series target covers notebooks 00 to 06 (issue 12); 07 and 08 came later
 MEDIAN_TARGET_MS, P95_TARGET_MS = 100.0, 300.0
 LIVE_FINAL_TARGET_MS = 1500.0  # a live panel's whole run, in the kernel
 BROWSER_FIRST_TARGET_MS, BROWSER_FINAL_TARGET_MS = 250.0, 2000.0  # key press to first / final frame
@@ -205,7 +206,11 @@ def main() -> None:
                   f"{MEMORY_TARGET_MB:.0f} | {verdict(ok)} |", flush=True)
         series = sum(row["seconds"] for row in results["notebooks"])
         results["series_s"], results["ledger_s"] = series, ledger_rebuild_seconds()
-        print(f"| the series | {series:.1f} | {SERIES_TARGET_S:.0f} | | | {verdict(series <= SERIES_TARGET_S)} |")
+        budgeted = sum(row["seconds"] for row in results["notebooks"] if row["notebook"][:2] <= SERIES_TARGET_LAST)
+        results["series_00_to_06_s"] = budgeted
+        print(f"| the series 00-{SERIES_TARGET_LAST} | {budgeted:.1f} | {SERIES_TARGET_S:.0f} | | | "
+              f"{verdict(budgeted <= SERIES_TARGET_S)} |")
+        print(f"| every notebook | {series:.1f} | | | | |")
         print(f"| ledger rebuild | {results['ledger_s']:.1f} | {series:.0f} | | | "
               f"{verdict(results['ledger_s'] <= series)} |")
         row = results["ensemble"] = ensemble_row()
