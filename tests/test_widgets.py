@@ -16,7 +16,7 @@ from bnlab.lessons.nb02_covariate_shift.figures import saturation_panel
 from bnlab.lessons.nb04_batchnorm_from_scratch.experiments import ReferenceRun
 from bnlab.lessons.nb04_batchnorm_from_scratch.figures import batch_size_panel
 from bnlab.lessons.nb05_training_with_batchnorm import experiments as nb05
-from bnlab.lessons.nb05_training_with_batchnorm import figures as nb05_figures
+from bnlab.lessons import nb05_training_with_batchnorm as nb05_panels  # its registry's panel builders
 from bnlab.runs import trained
 from bnlab.seeding import claim_seeds
 from bnlab.widgets import SliderPanel, choice, float_slider, int_slider, log_slider, lr_selection_slider
@@ -39,10 +39,9 @@ SMALLER_RUNS = {
     "01 init gain": lambda: gain_panel(claim_seeds()[:2], load_digits().X_train[:PROBE_EXAMPLES]),
     "02 saturation": lambda: saturation_panel(seeds=claim_seeds()[:2], steps=100),
     "04 batch size at test time": lambda: batch_size_panel(*trained(ReferenceRun(steps=100))),
-    "05 learning rate": lambda: nb05_figures.learning_rate_panel(_short_nb05_runs(), lr=3.0,
-                                                                 network="6×100 ReLU"),
-    "05 batch size": lambda: nb05_figures.batch_size_training_panel(_short_nb05_runs()),
-    "05 initial weight scale": lambda: nb05_figures.init_scale_panel(_short_nb05_runs()),
+    "05 learning rate": lambda: nb05_panels.learning_rate(_short_nb05_runs()),
+    "05 batch size": lambda: nb05_panels.batch_size(_short_nb05_runs()),
+    "05 initial weight scale": lambda: nb05_panels.init_scale(_short_nb05_runs()),
 }
 
 

@@ -23,19 +23,25 @@ def _experiments(seed: int) -> experiments.Experiments:
     return experiments.Experiments(seed=seed)
 
 
-def learning_rate() -> LivePanel:
-    """Section 2's live panel, as the notebook builds it (the default value trained on building)."""
-    return figures.learning_rate_panel(_experiments(course_seed()), lr=3.0, network="6×100 ReLU")
+def _notebooks(runs: experiments.Experiments | None) -> experiments.Experiments:
+    """``runs``, or the notebook's own for the course seed."""
+    return _experiments(course_seed()) if runs is None else runs
 
 
-def batch_size() -> LivePanel:
-    """Section 5's live panel."""
-    return figures.batch_size_training_panel(_experiments(course_seed()))
+def learning_rate(runs: experiments.Experiments | None = None) -> LivePanel:
+    """Section 2's live panel, as the notebook builds it (the default value trained on building), over
+    ``runs`` (default: the notebook's; the tests pass fewer seeds and steps)."""
+    return figures.learning_rate_panel(_notebooks(runs), lr=3.0, network="6×100 ReLU")
 
 
-def init_scale() -> LivePanel:
-    """Section 3's live panel."""
-    return figures.init_scale_panel(_experiments(course_seed()))
+def batch_size(runs: experiments.Experiments | None = None) -> LivePanel:
+    """Section 5's live panel (``runs``: as for ``learning_rate``)."""
+    return figures.batch_size_training_panel(_notebooks(runs))
+
+
+def init_scale(runs: experiments.Experiments | None = None) -> LivePanel:
+    """Section 3's live panel (``runs``: as for ``learning_rate``)."""
+    return figures.init_scale_panel(_notebooks(runs))
 
 
 # the values tests and benchmarks drive: on no grid, trained live
