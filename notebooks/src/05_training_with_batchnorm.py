@@ -315,8 +315,8 @@ lr_panel
 #   to 3 in every seed, and at 10 in most. Against the fair start, BN adds the top of the range (η = 10) and
 #   speed at the bottom.
 # * **The ReLU network without BN, from He's initialization, is as fast as with BN where it trains**: at
-#   η = 0.1 and 0.3 it reaches 90% within 100 steps in most seeds, like the BN network, and ends about as
-#   high (in some seeds, depending on the block of seeds, it already fails at η = 0.3). From
+#   η = 0.1 and 0.3 it reaches 90% within 100 steps in more than half of the seeds, like the BN network,
+#   and ends about as high (in some seeds, depending on the block of seeds, it fails at η = 0.3). From
 #   $N(0, 0.1^2)$ it is slower there: that gap is the initialization's, not BN's. But with either
 #   initialization it trains only up to about η = 0.3: from He's initialization it diverges at η = 1 in
 #   most seeds (in the first few steps: a larger start means larger activations), from $N(0, 0.1^2)$ at
@@ -746,8 +746,9 @@ outcome_table({net: {m: batch_grid[m][net] for m in bt.BATCH_SIZES} for net in s
 # BN, well initialized, is ahead of BN at $m = 2$ in every seed, at $m = 4$ in most seeds and at $m = 8$
 # by a few points (median), and the two are level at $m = 60$. Small batches cost BN more than they cost a network without it: BN's
 # batch noise (the table above) comes on top of the gradient's. Section 5.1 shows what goes wrong at
-# $m = 2$. Pick any batch size from 2 to 512 in the panel (BN and the paper's start train at that size,
-# live): where does BN's lead over the paper's start appear?
+# $m = 2$. Pick any batch size from 2 to 512 in the panel (the three networks train at that size, live):
+# where does BN's lead over the paper's start appear, and from which $m$ on does the fair start stop being
+# ahead of BN?
 
 # %%
 batch_panel = batch_size_training_panel(experiments)

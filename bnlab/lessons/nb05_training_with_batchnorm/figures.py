@@ -212,7 +212,8 @@ def _draw_live(fig: go.FigureWidget, frame: Frame, finished: Mapping[tuple, Sequ
     _draw_finals(fig, same_sweep, values[sweep.swept])
     headline = f"{sweep.headline(**values)}, {len(seeds)} seeds"
     if frame.done:
-        fig.layout.title.text = f"{headline}: {_outcomes(runs)} after {frame.steps} steps"
+        # two lines: three networks' outcomes do not fit beside the headline
+        fig.layout.title.text = f"{headline}: after {frame.steps} steps,<br>{_outcomes(runs)}"
     else:
         fig.layout.title.text = (f"{headline}: training… step {frame.step} of {frame.steps}"
                                  + _live_divergence(runs))
@@ -272,18 +273,22 @@ def learning_rate_panel(experiments: bt.Experiments, lr: float = bt.BASE_LR,
 
 
 def _compared_at_batch_size(batch_size: int) -> list[bt.Run]:
-    return [bt.Run(batch_size=int(batch_size), **bt.paper_network(), **fields) for fields in bt.PAIR.values()]
+    """The paper's network at ``batch_size``: the networks section 5's grid compares (without BN from the
+    paper's start and from the fair one, with BN)."""
+    compared = bt.COMPARED[bt.network_name(bt.PAPER_DEPTH, "sigmoid")]
+    return [bt.Run(batch_size=int(batch_size), **bt.paper_network(), **fields) for fields in compared.values()]
 
 
 def batch_size_training_panel(experiments: bt.Experiments, batch_size: int = bt.BASE_BATCH_SIZE) -> LivePanel:
-    """Notebook 05, section 5: the paper's network with and without BN, trained live with any batch size
-    from 2 to 512 at η = 1 (the grid's sizes come from ``experiments`` at once)."""
+    """Notebook 05, section 5: the paper's network with BN and without (from the paper's start and from the
+    fair one, Xavier's with gain 4), trained live with any batch size from 2 to 512 at η = 1 (the grid's
+    sizes come from ``experiments`` at once)."""
     slider = batch_size_slider("batch size m", batch_size)  # raises for a batch size out of range
     sweep = Sweep("batch_size", _compared_at_batch_size, lambda batch_size: f"Batch size m = {batch_size}, η = 1")
     return _live_panel(experiments, sweep, {"batch_size": slider}, {"batch_size": bt.BATCH_SIZES},
                        "batch size m (log scale)", (2, 512),
-                       _caption(experiments, "both networks") + " Same steps for every m: small batches see "
-                                                                "fewer examples.")
+                       _caption(experiments, "the three networks") + " Same steps for every m: small batches "
+                                                                      "see fewer examples.")
 
 
 def _compared_at_init_scale(init_scale: float) -> list[bt.Run]:
