@@ -48,13 +48,20 @@ from bnlab.models import make_mlp
 psutil = pytest.importorskip("psutil")
 
 
+def _is_fork_server(process) -> bool:
+    return any("multiprocessing.forkserver" in part for part in process.cmdline())
+
+
 def _worker_children() -> list:
-    """This test process's descendants that run the worker module (there must be none between tests)."""
+    """This test process's running descendants that are workers: started as the worker module, or forked
+    by the fork server (which, with the resource tracker, stays for the process's life; there must be
+    no worker between tests)."""
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if any("nb08_batchnorm_across_processes.worker" in part for part in child.cmdline()) \
-                    and child.status() != psutil.STATUS_ZOMBIE:
+            started_as_worker = any("nb08_batchnorm_across_processes.worker" in part for part in child.cmdline())
+            forked = child.parent() is not None and _is_fork_server(child.parent())
+            if (started_as_worker or forked) and child.status() != psutil.STATUS_ZOMBIE:
                 found.append(child)
         except psutil.NoSuchProcess:
             continue
@@ -310,6 +317,50 @@ def test_bad_launch_arguments_are_refused():
     with pytest.raises(ValueError, match="uses ranks \\[0, 1, 2\\], but the group has ranks 0 to 1"):
         run_workers({"trainings": [{"workers": 3, "per_worker": 2, "ranks": [0, 1, 2]}]}, 2)
     assert not _worker_children()  # refused before any worker started
+    with pytest.raises(ValueError, match="start_method must be one of 'fork server', 'fresh interpreter'"):
+        run_workers({}, 2, start_method="fork")
+
+
+def test_a_fresh_interpreter_per_worker_gives_what_the_fork_server_gives():
+    """The two ways of starting workers (fork server: Linux; one fresh interpreter each: macOS and
+    Windows) run the same program: the same results, to the bit."""
+    plan = dp.notebook_plan(2, steps=2, record_every=1, seeds=(0,), workers=(2,), per_worker=(4,), timing=None)
+    forked, fresh = (run_workers(plan, 2, start_method=method) for method in ("fork server", "fresh interpreter"))
+    for a, b in zip(forked.results, fresh.results):
+        assert a["trainings"][0].keys() == b["trainings"][0].keys()
+        for name, value in a["trainings"][0].items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, b["trainings"][0][name]), name
+    assert not _worker_children()
+
+
+def test_a_forked_worker_exits_when_its_launcher_dies():
+    """The launcher (here a script) starts a worker through the fork server and is killed while the worker
+    waits for the rest of its group: the fork server goes with its launcher, and the worker follows."""
+    launcher = subprocess.Popen([sys.executable, "-c", FORKING_LAUNCHER_THAT_DIES], stdout=subprocess.PIPE,
+                                text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    worker = psutil.Process(int(launcher.stdout.readline()))
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    try:
+        worker.wait(timeout=20)
+    except psutil.TimeoutExpired:
+        worker.kill()
+        pytest.fail("the forked worker outlived its launcher")
+
+
+FORKING_LAUNCHER_THAT_DIES = '''
+import tempfile, time
+from pathlib import Path
+from bnlab.lessons.nb08_batchnorm_across_processes import launcher
+if __name__ == "__main__":
+    store = launcher.open_store()
+    out = Path(tempfile.mkdtemp())
+    env = launcher.worker_environment(0, 2, store.port, 60.0)  # rank 1 never comes: rank 0 waits
+    worker = launcher._fork_worker(["--out", str(out)], env, out, 0)
+    print(worker.pid, flush=True)
+    time.sleep(120)
+'''
 
 
 @pytest.fixture(scope="module")

@@ -95,12 +95,14 @@ print(f"Course seed: {SEED}")
 # 3. before every training forward pass, it copies rank 0's *buffers* (for BN: the running mean and
 #    variance) to every rank again. Section 4 looks at what that does.
 #
-# **Our workers.** bnlab starts 4 Python processes on this machine, each running
+# **Our workers.** bnlab starts 4 Python processes on this machine, each running the program of
 # `python -m bnlab.lessons.nb08_batchnorm_across_processes.worker`; they meet through a rendezvous store
 # on 127.0.0.1 (the address of this machine) and talk over gloo. Each worker computes on one CPU thread:
 # on a 2-core laptop the 4 workers share the cores, on a 1-core machine they take turns. The numbers are
-# the same either way; only the time changes. A worker process is new, not a copy of this kernel
-# (*spawned*, not *forked*: forking a kernel copies its threads' locks in whatever state they are in).
+# the same either way; only the time changes. A worker is never a copy of this kernel (forking a kernel
+# copies its threads' locks in whatever state they are in). On Linux a *fork server*, a fresh Python
+# started once that has imported PyTorch, forks each worker in milliseconds; on macOS and Windows each
+# worker is a fresh Python of its own, which first spends a second or two importing PyTorch.
 # The launcher takes a free port from the operating system, bounds every collective by a timeout (60 s),
 # and, if one worker fails, stops them all and says which one and why (section 6 shows it).
 #

@@ -8,8 +8,12 @@ on a cluster), and returns what each one saved. How it stays safe:
   ``torch.distributed.TCPStore``) on 127.0.0.1, port 0: the operating system picks a free port and the
   store holds it from that moment on. The workers connect to it as clients. A port given explicitly that
   is in use is an error in words.
-* **Fresh interpreters** (like ``spawn``, never ``fork``: forking a Jupyter kernel copies its threads'
-  locks in whatever state they are in). Each worker computes on one thread.
+* **Never a copy of the kernel** (forking a Jupyter kernel copies its threads' locks in whatever state
+  they are in). On Linux a *fork server* does the starting: a fresh interpreter, started once per kernel,
+  that imports PyTorch (and what DistributedDataParallel imports) and forks a worker for each request,
+  so a worker starts in milliseconds instead of paying PyTorch's import (about 2 s of CPU each).
+  Elsewhere (macOS, Windows) each worker is a fresh interpreter of its own. Each worker computes on
+  one thread.
 * **Every failure ends every process.** A worker that fails writes what went wrong and exits; the
   launcher sees it within 50 ms, stops the others and raises ``WorkerGroupError`` naming the rank that
   failed first and its error. A collective that waits longer than ``collective_timeout`` seconds fails
@@ -23,8 +27,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import multiprocessing
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -38,12 +42,17 @@ import torch
 
 import bnlab
 
-from .worker import STORE_CLIENT_VARIABLE, rank_sets
+from . import worker
+from .worker import LAUNCHER_PID_VARIABLE, STORE_CLIENT_VARIABLE, rank_sets, running
 
 WORKER_MODULE = "bnlab.lessons.nb08_batchnorm_across_processes.worker"
 HOST = "127.0.0.1"
 MAX_WORKERS = 8
 POLL_SECONDS = 0.05
+# What the fork server imports once, so that no worker imports it again: PyTorch, and the modules that
+# DistributedDataParallel's constructor imports (torch._dynamo alone costs about 1 s of CPU).
+FORK_SERVER_PRELOAD = ["torch", "torch.distributed", "torch.nn.parallel", "torch._dynamo"]
+START_METHODS = ("fork server", "fresh interpreter")
 
 
 class WorkerGroupError(RuntimeError):
@@ -57,24 +66,7 @@ class WorkerGroupError(RuntimeError):
 
 def exited(pids: tuple[int, ...] | list[int]) -> bool:
     """True when none of ``pids`` is a running process any more (each has exited; a zombie counts)."""
-    try:
-        import psutil  # Jupyter's kernel depends on it; used here because it also works on Windows
-    except ImportError:
-        psutil = None
-    for pid in pids:
-        if psutil is not None:
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    return False
-            except psutil.NoSuchProcess:
-                continue
-        else:  # POSIX: signal 0 only asks whether the process exists
-            try:
-                os.kill(pid, 0)
-            except (ProcessLookupError, PermissionError):  # gone (or the number now belongs to another user)
-                continue
-            return False
-    return True
+    return not any(running(pid) for pid in pids)
 
 
 def port_is_free(port: int) -> bool:
@@ -125,13 +117,15 @@ def open_store(port: int | None = None, timeout: float = 60.0) -> torch.distribu
 def worker_environment(rank: int, workers: int, port: int, collective_timeout: float) -> dict[str, str]:
     """The environment of worker ``rank``: the variables torchrun would set (RANK, WORLD_SIZE, MASTER_ADDR,
     MASTER_PORT, LOCAL_RANK), this copy of bnlab first on PYTHONPATH, one compute thread, gloo on the
-    loopback interface (unless GLOO_SOCKET_IFNAME is set already)."""
+    loopback interface (unless GLOO_SOCKET_IFNAME is set already), and this process as the launcher
+    whose end ends the workers."""
     course_root = str(Path(bnlab.__file__).resolve().parents[1])
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != course_root]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([course_root, *paths]),  # this bnlab before any other
            "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(workers),
            "LOCAL_WORLD_SIZE": str(workers), "MASTER_ADDR": HOST, "MASTER_PORT": str(port),
-           STORE_CLIENT_VARIABLE: "1", "BNLAB_COLLECTIVE_TIMEOUT": str(collective_timeout),
+           STORE_CLIENT_VARIABLE: "1", LAUNCHER_PID_VARIABLE: str(os.getpid()),
+           "BNLAB_COLLECTIVE_TIMEOUT": str(collective_timeout),
            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     interface = loopback_interface()
     if interface and "GLOO_SOCKET_IFNAME" not in os.environ:
@@ -139,9 +133,18 @@ def worker_environment(rank: int, workers: int, port: int, collective_timeout: f
     return env
 
 
+def default_start_method() -> str:
+    """"fork server" where Python has one and forking is safe with PyTorch loaded (Linux), else "fresh
+    interpreter" (macOS's system libraries do not survive a fork reliably; Windows cannot fork)."""
+    forkserver = "forkserver" in multiprocessing.get_all_start_methods()
+    return "fork server" if forkserver and sys.platform.startswith("linux") else "fresh interpreter"
+
+
 def run_workers(plan: dict[str, Any], workers: int, *, port: int | None = None, timeout: float = 600.0,
-                collective_timeout: float = 60.0) -> Launch:
+                collective_timeout: float = 60.0, start_method: str | None = None) -> Launch:
     """Run ``plan`` (see ``worker.run_plan``) on ``workers`` new processes; return each rank's results.
+    ``start_method``: "fork server" or "fresh interpreter" (default: ``default_start_method()``); the
+    results are the same, only the start-up time differs.
 
     Raises ValueError for bad arguments (a job on ranks beyond ``workers`` included) before starting
     anything, and WorkerGroupError (with the failing rank and its error) if any worker fails, if ``port``
@@ -151,6 +154,9 @@ def run_workers(plan: dict[str, Any], workers: int, *, port: int | None = None, 
         raise ValueError(f"workers must be an integer from 1 to {MAX_WORKERS}, got {workers!r}")
     if not timeout > 0 or not collective_timeout > 0:
         raise ValueError(f"timeouts must be positive, got timeout={timeout}, collective_timeout={collective_timeout}")
+    start_method = start_method or default_start_method()
+    if start_method not in START_METHODS:
+        raise ValueError(f"start_method must be one of {', '.join(map(repr, START_METHODS))}, got {start_method!r}")
     rank_sets(plan, workers)  # a job on ranks the group lacks: refused before any worker starts
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bnlab-workers-") as folder:
@@ -158,30 +164,72 @@ def run_workers(plan: dict[str, Any], workers: int, *, port: int | None = None, 
         (out / "plan.json").write_text(json.dumps(plan))
         store = open_store(port, timeout=collective_timeout)
         store_port = store.port
-        processes: list[subprocess.Popen] = []
-        logs = []
+        processes: list[WorkerProcess] = []
         try:
             for rank in range(workers):
-                log = open(out / f"output-{rank}.txt", "wb")
-                logs.append(log)
-                processes.append(subprocess.Popen(
-                    [sys.executable, "-m", WORKER_MODULE, "--plan", str(out / "plan.json"), "--out", str(out)],
-                    cwd=out, env=worker_environment(rank, workers, store_port, collective_timeout),
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
+                env = worker_environment(rank, workers, store_port, collective_timeout)
+                start = _fork_worker if start_method == "fork server" else _start_interpreter
+                processes.append(start(["--plan", str(out / "plan.json"), "--out", str(out)], env, out, rank))
             failure = _wait_for(processes, out, started + timeout, timeout)
             if failure is None:
                 results = [torch.load(out / f"result-{rank}.pt", weights_only=True) for rank in range(workers)]
         finally:
             _stop(processes)
-            for log in logs:
-                log.close()
             del store  # closes the port
     if failure is not None:
         raise WorkerGroupError(failure, tuple(p.pid for p in processes), store_port)
     return Launch(results, time.monotonic() - started, workers)
 
 
-def _wait_for(processes: list[subprocess.Popen], out: Path, deadline: float, timeout: float) -> str | None:
+class WorkerProcess:
+    """One started worker, however it was started: ``pid``, ``poll()`` (its exit code, or None while it
+    runs; minus the signal's number if a signal ended it), ``terminate()``, ``kill()``, ``wait(seconds)``."""
+
+    def __init__(self, process: subprocess.Popen | multiprocessing.process.BaseProcess) -> None:
+        self.process = process
+        self.pid: int = process.pid
+
+    def poll(self) -> int | None:
+        if isinstance(self.process, subprocess.Popen):
+            return self.process.poll()
+        return self.process.exitcode
+
+    def terminate(self) -> None:
+        self.process.terminate()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the worker to exit; True if it has."""
+        if isinstance(self.process, subprocess.Popen):
+            try:
+                self.process.wait(timeout=seconds)
+            except subprocess.TimeoutExpired:
+                pass
+        else:
+            self.process.join(seconds)
+        return self.poll() is not None
+
+
+def _start_interpreter(arguments: list[str], env: dict[str, str], out: Path, rank: int) -> WorkerProcess:
+    """Worker ``rank`` as a fresh interpreter running the worker module (as torchrun starts it)."""
+    with open(out / f"output-{rank}.txt", "wb") as log:  # the worker holds its own copy of the file
+        return WorkerProcess(subprocess.Popen([sys.executable, "-m", WORKER_MODULE, *arguments], cwd=out, env=env,
+                                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
+
+
+def _fork_worker(arguments: list[str], env: dict[str, str], out: Path, rank: int) -> WorkerProcess:
+    """Worker ``rank`` forked from the fork server (started, with PyTorch imported, on first use)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(FORK_SERVER_PRELOAD)  # only read when the server starts
+    process = context.Process(target=worker.run_forked, args=(arguments, env, str(out / f"output-{rank}.txt")),
+                              name=f"bnlab-worker-{rank}", daemon=False)
+    process.start()
+    return WorkerProcess(process)
+
+
+def _wait_for(processes: list[WorkerProcess], out: Path, deadline: float, timeout: float) -> str | None:
     """Wait until every process has exited with 0 (returns None), or the first failure (returns what
     went wrong, in words), or the deadline."""
     while True:
@@ -196,7 +244,7 @@ def _wait_for(processes: list[subprocess.Popen], out: Path, deadline: float, tim
         time.sleep(POLL_SECONDS)
 
 
-def _failure_report(processes: list[subprocess.Popen], out: Path) -> str:
+def _failure_report(processes: list[WorkerProcess], out: Path) -> str:
     """Which rank failed first, and why, in words."""
     reports = []
     for rank in range(len(processes)):
@@ -207,20 +255,19 @@ def _failure_report(processes: list[subprocess.Popen], out: Path) -> str:
         first = min(reports, key=lambda report: report["time"])
         return (f"worker {first['rank']} of {len(processes)} failed: {first['error']} "
                 "(every worker has been stopped)")
-    rank, code = next((rank, p.returncode) for rank, p in enumerate(processes) if p.returncode not in (None, 0))
-    tail = (out / f"output-{rank}.txt").read_text(errors="replace").strip().splitlines()[-3:]
+    rank, code = next((rank, p.poll()) for rank, p in enumerate(processes) if p.poll() not in (None, 0))
+    log = out / f"output-{rank}.txt"
+    tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
     how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
     return f"worker {rank} of {len(processes)} {how}: {' / '.join(tail) or 'no output'} (every worker has been stopped)"
 
 
-def _stop(processes: list[subprocess.Popen]) -> None:
+def _stop(processes: list[WorkerProcess]) -> None:
     """Terminate every process still running, kill those that do not stop within 5 s, reap them all."""
     for process in processes:
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            process.terminate()
     for process in processes:
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        if not process.wait(5):
             process.kill()
-            process.wait()
+            process.wait(5)

@@ -40,6 +40,7 @@ from ...batchnorm import normalize
 from .layers import LOCAL, SYNC, VARIANTS, ReplicaStack, all_reduce_sum
 
 STORE_CLIENT_VARIABLE = "BNLAB_STORE_CLIENT"  # set: the launcher holds the store, workers connect to it
+LAUNCHER_PID_VARIABLE = "BNLAB_LAUNCHER_PID"  # the process whose end ends the workers
 DEFAULT_COLLECTIVE_TIMEOUT = 60.0
 
 
@@ -69,16 +70,39 @@ def join_group() -> tuple[int, int]:
 
 
 def exit_with_launcher() -> None:
-    """Exit this worker if the process that started it goes away (so no worker outlives a dead kernel)."""
-    parent = os.getppid()
+    """Exit this worker when the process that launched it is gone (so no worker outlives a dead kernel).
+    The launcher is the process named by BNLAB_LAUNCHER_PID (a worker forked by the fork server is not the
+    launcher's child), else this process's parent."""
+    launcher = int(os.environ.get(LAUNCHER_PID_VARIABLE) or os.getppid())
 
     def watch() -> None:
-        while True:
+        while running(launcher):
             time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(3)
+        os._exit(3)
 
     threading.Thread(target=watch, daemon=True, name="exit-with-launcher").start()
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie, exited but not yet reaped, has)."""
+    try:
+        import psutil  # Jupyter's kernel depends on it; it also works on Windows
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+    if os.name != "posix":  # os.kill would end the process there; without psutil, assume it runs
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 # ---- the plan's pieces ------------------------------------------------------------------------------------
@@ -400,10 +424,30 @@ def exit_at_once(code: int) -> None:
     os._exit(code)
 
 
-if __name__ == "__main__":
+def run_and_exit(argv: list[str] | None = None) -> None:
+    """``main(argv)``, then exit: status 0 if it returned, 1 (after printing the traceback) if it raised."""
     try:
-        main()
+        main(argv)
     except Exception:
         traceback.print_exc()  # what Python prints for an uncaught error, without its clean-up afterwards
         exit_at_once(1)
     exit_at_once(0)
+
+
+def run_forked(argv: list[str], env: dict[str, str], log: str) -> None:
+    """A worker forked by the launcher's fork server: take on the worker's environment (the variables
+    torchrun would set), send its output to ``log``, then run like ``python -m`` this module."""
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(Path(log).parent)
+    output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    stdin = os.open(os.devnull, os.O_RDONLY)
+    for source, target in ((stdin, 0), (output, 1), (output, 2)):
+        os.dup2(source, target)
+    os.close(output)
+    os.close(stdin)
+    run_and_exit(argv)
+
+
+if __name__ == "__main__":
+    run_and_exit()
