@@ -144,7 +144,8 @@ def run_workers(plan: dict[str, Any], workers: int, *, port: int | None = None, 
                 collective_timeout: float = 60.0, start_method: str | None = None) -> Launch:
     """Run ``plan`` (see ``worker.run_plan``) on ``workers`` new processes; return each rank's results.
     ``start_method``: "fork server" or "fresh interpreter" (default: ``default_start_method()``); the
-    results are the same, only the start-up time differs.
+    results are the same, only the start-up time differs. From a script (not a notebook), call this under
+    ``if __name__ == "__main__":``: the fork server's workers import the main script, as with multiprocessing.
 
     Raises ValueError for bad arguments (a job on ranks beyond ``workers`` included) before starting
     anything, and WorkerGroupError (with the failing rank and its error) if any worker fails, if ``port``
