@@ -53,13 +53,14 @@ def _is_fork_server(process) -> bool:
 
 
 def _worker_children() -> list:
-    """This test process's running descendants that are workers: started as the worker module, or forked
-    by the fork server (which, with the resource tracker, stays for the process's life; there must be
-    no worker between tests)."""
+    """This test process's running descendants that are workers: run as the worker module, started as a
+    fresh interpreter by multiprocessing (spawn), or forked by the fork server (which, with the resource
+    tracker, stays for the process's life; there must be no worker between tests)."""
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            started_as_worker = any("nb08_batchnorm_across_processes.worker" in part for part in child.cmdline())
+            command = " ".join(child.cmdline())
+            started_as_worker = "nb08_batchnorm_across_processes.worker" in command or "spawn_main" in command
             forked = child.parent() is not None and _is_fork_server(child.parent())
             if (started_as_worker or forked) and child.status() != psutil.STATUS_ZOMBIE:
                 found.append(child)
@@ -357,7 +358,7 @@ if __name__ == "__main__":
     store = launcher.open_store()
     out = Path(tempfile.mkdtemp())
     env = launcher.worker_environment(0, 2, store.port, 60.0)  # rank 1 never comes: rank 0 waits
-    worker = launcher._fork_worker(["--out", str(out)], env, out, 0)
+    worker = launcher.start_worker("fork server", ["--out", str(out)], env, out / "output-0.txt")
     print(worker.pid, flush=True)
     time.sleep(120)
 '''

@@ -23,7 +23,7 @@ def _experiments(seed: int) -> experiments.Experiments:
     return experiments.Experiments(seed=seed)
 
 
-def _notebooks(runs: experiments.Experiments | None) -> experiments.Experiments:
+def _runs_or_the_notebooks(runs: experiments.Experiments | None) -> experiments.Experiments:
     """``runs``, or the notebook's own for the course seed."""
     return _experiments(course_seed()) if runs is None else runs
 
@@ -31,17 +31,17 @@ def _notebooks(runs: experiments.Experiments | None) -> experiments.Experiments:
 def learning_rate(runs: experiments.Experiments | None = None) -> LivePanel:
     """Section 2's live panel, as the notebook builds it (the default value trained on building), over
     ``runs`` (default: the notebook's; the tests pass fewer seeds and steps)."""
-    return figures.learning_rate_panel(_notebooks(runs), lr=3.0, network="6×100 ReLU")
+    return figures.learning_rate_panel(_runs_or_the_notebooks(runs), lr=3.0, network="6×100 ReLU")
 
 
 def batch_size(runs: experiments.Experiments | None = None) -> LivePanel:
     """Section 5's live panel (``runs``: as for ``learning_rate``)."""
-    return figures.batch_size_training_panel(_notebooks(runs))
+    return figures.batch_size_training_panel(_runs_or_the_notebooks(runs))
 
 
 def init_scale(runs: experiments.Experiments | None = None) -> LivePanel:
     """Section 3's live panel (``runs``: as for ``learning_rate``)."""
-    return figures.init_scale_panel(_notebooks(runs))
+    return figures.init_scale_panel(_runs_or_the_notebooks(runs))
 
 
 # the values tests and benchmarks drive: on no grid, trained live

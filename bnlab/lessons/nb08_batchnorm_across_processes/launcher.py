@@ -1,19 +1,19 @@
 """Notebook 08: start a group of real worker processes on this machine, wait for them, clean up.
 
-``run_workers(plan, workers)`` starts ``workers`` Python processes, each running
-``python -m bnlab.lessons.nb08_batchnorm_across_processes.worker`` (the same module ``torchrun`` starts
-on a cluster), and returns what each one saved. How it stays safe:
+``run_workers(plan, workers)`` starts ``workers`` Python processes, each running the program of
+``python -m bnlab.lessons.nb08_batchnorm_across_processes.worker`` (the module ``torchrun`` starts on a
+cluster), and returns what each one saved. How it stays safe:
 
 * **A free port, chosen without a race.** The launcher itself opens the rendezvous store (a
   ``torch.distributed.TCPStore``) on 127.0.0.1, port 0: the operating system picks a free port and the
   store holds it from that moment on. The workers connect to it as clients. A port given explicitly that
   is in use is an error in words.
 * **Never a copy of the kernel** (forking a Jupyter kernel copies its threads' locks in whatever state
-  they are in). On Linux a *fork server* does the starting: a fresh interpreter, started once per kernel,
-  that imports PyTorch (and what DistributedDataParallel imports) and forks a worker for each request,
-  so a worker starts in milliseconds instead of paying PyTorch's import (about 2 s of CPU each).
-  Elsewhere (macOS, Windows) each worker is a fresh interpreter of its own. Each worker computes on
-  one thread.
+  they are in). On Linux a *fork server* does the starting (multiprocessing's "forkserver"): a fresh
+  interpreter, started once per kernel, that imports PyTorch (and what DistributedDataParallel imports)
+  and forks a worker for each request, so a worker starts in milliseconds instead of paying PyTorch's
+  import (about 2 s of CPU each). Elsewhere (macOS, Windows) each worker is a fresh interpreter of its
+  own (multiprocessing's "spawn"). Each worker computes on one thread.
 * **Every failure ends every process.** A worker that fails writes what went wrong and exits; the
   launcher sees it within 50 ms, stops the others and raises ``WorkerGroupError`` naming the rank that
   failed first and its error. A collective that waits longer than ``collective_timeout`` seconds fails
@@ -30,7 +30,6 @@ import json
 import multiprocessing
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,14 +44,13 @@ import bnlab
 from . import worker
 from .worker import LAUNCHER_PID_VARIABLE, STORE_CLIENT_VARIABLE, rank_sets, running
 
-WORKER_MODULE = "bnlab.lessons.nb08_batchnorm_across_processes.worker"
 HOST = "127.0.0.1"
 MAX_WORKERS = 8
 POLL_SECONDS = 0.05
 # What the fork server imports once, so that no worker imports it again: PyTorch, and the modules that
 # DistributedDataParallel's constructor imports (torch._dynamo alone costs about 1 s of CPU).
 FORK_SERVER_PRELOAD = ["torch", "torch.distributed", "torch.nn.parallel", "torch._dynamo"]
-START_METHODS = ("fork server", "fresh interpreter")
+START_METHODS = {"fork server": "forkserver", "fresh interpreter": "spawn"}  # -> multiprocessing's names
 
 
 class WorkerGroupError(RuntimeError):
@@ -165,12 +163,12 @@ def run_workers(plan: dict[str, Any], workers: int, *, port: int | None = None, 
         (out / "plan.json").write_text(json.dumps(plan))
         store = open_store(port, timeout=collective_timeout)
         store_port = store.port
-        processes: list[WorkerProcess] = []
+        processes: list[multiprocessing.process.BaseProcess] = []
         try:
             for rank in range(workers):
-                env = worker_environment(rank, workers, store_port, collective_timeout)
-                start = _fork_worker if start_method == "fork server" else _start_interpreter
-                processes.append(start(["--plan", str(out / "plan.json"), "--out", str(out)], env, out, rank))
+                processes.append(start_worker(start_method, ["--plan", str(out / "plan.json"), "--out", str(out)],
+                                              worker_environment(rank, workers, store_port, collective_timeout),
+                                              out / f"output-{rank}.txt"))
             failure = _wait_for(processes, out, started + timeout, timeout)
             if failure is None:
                 results = [torch.load(out / f"result-{rank}.pt", weights_only=True) for rank in range(workers)]
@@ -182,59 +180,24 @@ def run_workers(plan: dict[str, Any], workers: int, *, port: int | None = None, 
     return Launch(results, time.monotonic() - started, workers)
 
 
-class WorkerProcess:
-    """One started worker, however it was started: ``pid``, ``poll()`` (its exit code, or None while it
-    runs; minus the signal's number if a signal ended it), ``terminate()``, ``kill()``, ``wait(seconds)``."""
-
-    def __init__(self, process: subprocess.Popen | multiprocessing.process.BaseProcess) -> None:
-        self.process = process
-        self.pid: int = process.pid
-
-    def poll(self) -> int | None:
-        if isinstance(self.process, subprocess.Popen):
-            return self.process.poll()
-        return self.process.exitcode
-
-    def terminate(self) -> None:
-        self.process.terminate()
-
-    def kill(self) -> None:
-        self.process.kill()
-
-    def wait(self, seconds: float) -> bool:
-        """Wait up to ``seconds`` for the worker to exit; True if it has."""
-        if isinstance(self.process, subprocess.Popen):
-            try:
-                self.process.wait(timeout=seconds)
-            except subprocess.TimeoutExpired:
-                pass
-        else:
-            self.process.join(seconds)
-        return self.poll() is not None
-
-
-def _start_interpreter(arguments: list[str], env: dict[str, str], out: Path, rank: int) -> WorkerProcess:
-    """Worker ``rank`` as a fresh interpreter running the worker module (as torchrun starts it)."""
-    with open(out / f"output-{rank}.txt", "wb") as log:  # the worker holds its own copy of the file
-        return WorkerProcess(subprocess.Popen([sys.executable, "-m", WORKER_MODULE, *arguments], cwd=out, env=env,
-                                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
-
-
-def _fork_worker(arguments: list[str], env: dict[str, str], out: Path, rank: int) -> WorkerProcess:
-    """Worker ``rank`` forked from the fork server (started, with PyTorch imported, on first use)."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(FORK_SERVER_PRELOAD)  # only read when the server starts
-    process = context.Process(target=worker.run_forked, args=(arguments, env, str(out / f"output-{rank}.txt")),
-                              name=f"bnlab-worker-{rank}", daemon=False)
+def start_worker(start_method: str, arguments: list[str], env: dict[str, str],
+                 log: Path) -> multiprocessing.process.BaseProcess:
+    """A started worker process running the worker module's program with ``arguments`` and environment
+    ``env``, its output in ``log``: forked from the fork server ("fork server"; the server starts, with
+    PyTorch imported, on first use) or a fresh interpreter ("fresh interpreter")."""
+    context = multiprocessing.get_context(START_METHODS[start_method])
+    if start_method == "fork server":
+        context.set_forkserver_preload(FORK_SERVER_PRELOAD)  # only read when the server starts
+    process = context.Process(target=worker.run_started, args=(arguments, env, str(log)), name=f"bnlab {log.stem}")
     process.start()
-    return WorkerProcess(process)
+    return process
 
 
-def _wait_for(processes: list[WorkerProcess], out: Path, deadline: float, timeout: float) -> str | None:
+def _wait_for(processes: list[multiprocessing.process.BaseProcess], out: Path, deadline: float, timeout: float) -> str | None:
     """Wait until every process has exited with 0 (returns None), or the first failure (returns what
     went wrong, in words), or the deadline."""
     while True:
-        codes = [process.poll() for process in processes]
+        codes = [process.exitcode for process in processes]
         if any(code not in (None, 0) for code in codes):
             time.sleep(2 * POLL_SECONDS)  # let a worker that is failing at this moment write its report
             return _failure_report(processes, out)
@@ -245,7 +208,7 @@ def _wait_for(processes: list[WorkerProcess], out: Path, deadline: float, timeou
         time.sleep(POLL_SECONDS)
 
 
-def _failure_report(processes: list[WorkerProcess], out: Path) -> str:
+def _failure_report(processes: list[multiprocessing.process.BaseProcess], out: Path) -> str:
     """Which rank failed first, and why, in words."""
     reports = []
     for rank in range(len(processes)):
@@ -256,19 +219,20 @@ def _failure_report(processes: list[WorkerProcess], out: Path) -> str:
         first = min(reports, key=lambda report: report["time"])
         return (f"worker {first['rank']} of {len(processes)} failed: {first['error']} "
                 "(every worker has been stopped)")
-    rank, code = next((rank, p.poll()) for rank, p in enumerate(processes) if p.poll() not in (None, 0))
+    rank, code = next((rank, p.exitcode) for rank, p in enumerate(processes) if p.exitcode not in (None, 0))
     log = out / f"output-{rank}.txt"
     tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
     how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
     return f"worker {rank} of {len(processes)} {how}: {' / '.join(tail) or 'no output'} (every worker has been stopped)"
 
 
-def _stop(processes: list[WorkerProcess]) -> None:
+def _stop(processes: list[multiprocessing.process.BaseProcess]) -> None:
     """Terminate every process still running, kill those that do not stop within 5 s, reap them all."""
     for process in processes:
-        if process.poll() is None:
+        if process.exitcode is None:
             process.terminate()
     for process in processes:
-        if not process.wait(5):
+        process.join(5)
+        if process.exitcode is None:
             process.kill()
-            process.wait(5)
+            process.join(5)

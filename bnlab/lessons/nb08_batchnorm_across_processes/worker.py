@@ -101,7 +101,7 @@ def running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # it exists, under another user
-        return True
+        pass
     return True
 
 
@@ -434,9 +434,10 @@ def run_and_exit(argv: list[str] | None = None) -> None:
     exit_at_once(0)
 
 
-def run_forked(argv: list[str], env: dict[str, str], log: str) -> None:
-    """A worker forked by the launcher's fork server: take on the worker's environment (the variables
-    torchrun would set), send its output to ``log``, then run like ``python -m`` this module."""
+def run_started(argv: list[str], env: dict[str, str], log: str) -> None:
+    """A worker the launcher started (forked by its fork server, or a fresh interpreter): take on the
+    worker's environment (the variables torchrun would set), send its output to ``log``, then run as
+    ``python -m`` this module with ``argv`` does."""
     os.environ.clear()
     os.environ.update(env)
     os.chdir(Path(log).parent)
